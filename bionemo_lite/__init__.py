@@ -1,0 +1,33 @@
+"""bionemo-lite: biomolecular models behind four verbs (embed, fold, generate, score).
+
+    >>> import bionemo_lite as bl
+    >>> [s.name for s in bl.list_models(verb="embed")][:2]
+    >>> model = bl.load("esm2_t6_8M_UR50D", weights="esm2_t6_8M_UR50D.pt")
+    >>> model.embed(["MKTAYIAKQR"], pooling="mean").embeddings.shape
+"""
+
+from .errors import (
+    BackendUnavailableError,
+    BionemoLiteError,
+    CheckpointError,
+    DownloadError,
+    InvalidInputError,
+    UnknownModelError,
+    UnsupportedVerbError,
+    WeightsNotFoundError,
+)
+from .model import BioModel, Embedder, Folder, Generator, Scorer
+from .records import Record
+from .registry import get_spec, list_models, load, register
+from .results import Embeddings, Generated, GeneratedRecord, RecordError, Scores, Structure
+from .spec import ModelSpec, WeightFile, WeightSource
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError", "BioModel", "BionemoLiteError", "CheckpointError", "DownloadError",
+    "Embedder", "Embeddings", "Folder", "Generated", "GeneratedRecord", "Generator", "InvalidInputError",
+    "ModelSpec", "Record", "RecordError", "Scorer", "Scores", "Structure", "UnknownModelError",
+    "UnsupportedVerbError", "WeightFile", "WeightSource", "WeightsNotFoundError", "get_spec",
+    "list_models", "load", "register",
+]

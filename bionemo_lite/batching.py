@@ -1,0 +1,124 @@
+"""Length-sorted token-budget batching with out-of-memory recovery.
+
+Used by every plugin so that all front doors batch the same way: records are
+sorted by length (padding stays small), packed while ``batch_size * longest``
+fits the token budget, and a batch that runs out of accelerator memory is
+split in half and retried; a single record that still does not fit fails alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from .errors import BionemoLiteError
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_TOKENS_PER_BATCH = 4096  # fair-esm extract.py's default
+
+
+def token_budget_batches(
+    lengths: Sequence[int],
+    tokens_per_batch: int = DEFAULT_TOKENS_PER_BATCH,
+    extra_tokens: int = 0,
+    max_batch_size: int | None = None,
+) -> list[list[int]]:
+    """Group record indices into batches of at most `tokens_per_batch` padded tokens.
+
+    Args:
+        lengths: length of each record.
+        tokens_per_batch: budget of ``len(batch) * (longest + extra_tokens)``.
+            A record longer than the budget gets a batch of its own.
+        extra_tokens: tokens the model adds per record (BOS/EOS).
+        max_batch_size: optional cap on records per batch.
+
+    Returns:
+        Lists of indices into `lengths`; shortest records first.
+    """
+    if tokens_per_batch < 1:
+        raise ValueError("tokens_per_batch must be positive")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        padded = lengths[i] + extra_tokens
+        too_many = max_batch_size is not None and len(current) >= max_batch_size
+        if current and (too_many or (len(current) + 1) * padded > tokens_per_batch):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA/MPS out-of-memory errors (torch raises several kinds)."""
+    try:
+        import torch
+
+        if isinstance(exc, torch.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):
+        pass
+    return isinstance(exc, (RuntimeError, MemoryError)) and "out of memory" in str(exc).lower()
+
+
+def _release_cached_memory() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def run_batches(
+    batches: Sequence[Sequence[int]],
+    run: Callable[[list[int]], Mapping[int, T]],
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[dict[int, T], dict[int, str]]:
+    """Run `run` on each batch, splitting batches that run out of memory.
+
+    Args:
+        batches: lists of record indices.
+        run: computes one batch, returning ``{index: result}``.
+        on_progress: called with the number of records finished after each batch.
+
+    Returns:
+        Results by index, and failure reasons by index for records that could
+        not be computed even alone. Errors other than out-of-memory propagate:
+        a `BionemoLiteError` for one record is the caller's to report.
+    """
+    results: dict[int, T] = {}
+    failures: dict[int, str] = {}
+    pending: list[list[int]] = [list(b) for b in reversed(batches)]
+    while pending:
+        batch = pending.pop()
+        try:
+            results.update(run(batch))
+        except BionemoLiteError:
+            raise
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            _release_cached_memory()
+            if len(batch) == 1:
+                failures[batch[0]] = f"out of memory even alone ({exc.__class__.__name__})"
+                logger.warning("record %d does not fit in memory: %s", batch[0], exc)
+            else:
+                half = len(batch) // 2
+                logger.info("batch of %d ran out of memory; retrying as %d + %d", len(batch), half, len(batch) - half)
+                pending.extend([batch[half:], batch[:half]])
+            continue
+        if on_progress is not None:
+            on_progress(len(batch))
+    return results, failures
+
+
+def chunked(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,123 @@
+"""Input records and their validation, shared by every front door.
+
+Users pass sequences as a string, a list of strings (ids are then the 0-based
+indices), a ``{id: sequence}`` mapping, ``(id, sequence)`` pairs or `Record`s.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal, Union
+
+from .errors import InvalidInputError
+
+LengthPolicy = Literal["error", "truncate"]
+
+PROTEIN_ALPHABET = frozenset("ACDEFGHIKLMNPQRSTVWY" + "XBUZO")
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One input: an id, its text (residues or SMILES) and its place in the input."""
+
+    id: str
+    sequence: str
+    index: int = 0
+
+
+Inputs = Union[str, Record, Mapping[str, str], Sequence[Union[str, tuple[str, str], Record]]]
+
+
+def as_records(inputs: Inputs) -> list[Record]:
+    """Normalise any accepted input shape into a list of `Record`s (input order kept).
+
+    Raises:
+        InvalidInputError: empty input, an entry of an unknown type, or two
+            records with the same id.
+    """
+    if isinstance(inputs, (str, Record)):
+        inputs = [inputs]
+    if isinstance(inputs, Mapping):
+        items: Iterable = list(inputs.items())
+    else:
+        items = list(inputs)
+    records: list[Record] = []
+    for i, item in enumerate(items):
+        if isinstance(item, Record):
+            records.append(replace(item, index=i))
+        elif isinstance(item, str):
+            records.append(Record(str(i), item, i))
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            rid, seq = item
+            if not isinstance(seq, str):
+                raise InvalidInputError(f"sequence must be a string, got {type(seq).__name__}", record=str(rid))
+            records.append(Record(str(rid), seq, i))
+        else:
+            raise InvalidInputError(f"cannot read an input of type {type(item).__name__}", record=i)
+    if not records:
+        raise InvalidInputError("no input records were given")
+    seen: dict[str, int] = {}
+    for r in records:
+        if r.id in seen:
+            raise InvalidInputError(
+                f"duplicate record id (also used by record #{seen[r.id]})", record=r.id
+            )
+        seen[r.id] = r.index
+    return records
+
+
+def clean_protein(record: Record) -> Record:
+    """Strip whitespace and upper-case; reject anything outside the 25-letter alphabet.
+
+    Raises:
+        InvalidInputError: naming the record, the 1-based position and the character.
+    """
+    seq = _WHITESPACE.sub("", record.sequence).upper()
+    if not seq:
+        raise InvalidInputError("empty sequence", record=record.id)
+    for pos, ch in enumerate(seq, start=1):
+        if ch not in PROTEIN_ALPHABET:
+            raise InvalidInputError(
+                f"invalid residue {ch!r}; allowed are the 20 standard amino acids and X B U Z O"
+                + (" (gaps are not allowed: pass the ungapped sequence)" if ch in "-." else ""),
+                record=record.id,
+                position=pos,
+            )
+    return replace(record, sequence=seq)
+
+
+def apply_length_policy(
+    records: Sequence[Record], max_length: int, policy: LengthPolicy = "error"
+) -> tuple[list[Record], list[str]]:
+    """Enforce a model's length limit *before* any record reaches the model.
+
+    Returns:
+        The records (cut to `max_length` under ``"truncate"``) and the ids that were cut.
+    """
+    if policy not in ("error", "truncate"):
+        raise InvalidInputError(f"length policy must be 'error' or 'truncate', got {policy!r}")
+    out: list[Record] = []
+    truncated: list[str] = []
+    for r in records:
+        if len(r.sequence) > max_length:
+            if policy == "error":
+                raise InvalidInputError(
+                    f"sequence has {len(r.sequence)} residues, more than the model's maximum of "
+                    f"{max_length}; shorten it or ask for truncation (on_too_long='truncate', --truncate)",
+                    record=r.id,
+                )
+            r = replace(r, sequence=r.sequence[:max_length])
+            truncated.append(r.id)
+        out.append(r)
+    return out, truncated
+
+
+def prepare_proteins(
+    inputs: Inputs, max_length: int, on_too_long: LengthPolicy = "error"
+) -> tuple[list[Record], list[str]]:
+    """`as_records` + `clean_protein` + `apply_length_policy` in one call."""
+    records = [clean_protein(r) for r in as_records(inputs)]
+    return apply_length_policy(records, max_length, on_too_long)

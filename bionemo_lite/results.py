@@ -1,0 +1,188 @@
+"""Typed results of the four verbs. Arrays are numpy; everything has `to_dict()`
+for JSON (used by the HTTP service) so no caller has to guess the layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """One record that failed while the others went on."""
+
+    id: str
+    index: int
+    reason: str
+    position: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "index": self.index, "position": self.position, "reason": self.reason}
+
+
+def _tolist(x: Any) -> Any:
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, list):
+        return [_tolist(v) for v in x]
+    return x
+
+
+@dataclass
+class Embeddings:
+    """Result of ``embed``.
+
+    Attributes:
+        model: variant name.
+        ids: record ids, in input order (failed records left out, see `errors`).
+        lengths: residues (or tokens) embedded per record, after truncation.
+        layers: the layers returned, as absolute indices (0 = embedding layer).
+        pooling: ``"mean"``, ``"bos"`` or ``"per_residue"``.
+        by_layer: per layer, a float32 array ``[N, D]`` (pooled) or a list of
+            ``[L_i, D]`` arrays (``per_residue``).
+        truncated: ids of records cut to the model's maximum length.
+        errors: records that failed, with the reason.
+    """
+
+    model: str
+    ids: list[str]
+    lengths: list[int]
+    layers: tuple[int, ...]
+    pooling: str
+    by_layer: dict[int, Any]
+    truncated: list[str] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+
+    @property
+    def embeddings(self) -> np.ndarray | list[np.ndarray]:
+        """Embeddings of the first requested layer."""
+        return self.by_layer[self.layers[0]]
+
+    @property
+    def dim(self) -> int:
+        emb = self.embeddings
+        if isinstance(emb, np.ndarray):
+            return int(emb.shape[-1])
+        return int(emb[0].shape[-1]) if emb else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "ids": self.ids,
+            "embeddings": _tolist(self.embeddings),
+            "dim": self.dim,
+            "layer": self.layers[0],
+            "layers": list(self.layers),
+            "pooling": self.pooling,
+            "lengths": self.lengths,
+            "truncated": self.truncated,
+            "errors": [e.to_dict() for e in self.errors],
+        }
+
+
+@dataclass
+class Scores:
+    """Result of ``score``: one float per record (``pll``, SMILES log-likelihood)
+    or one per mutation (``masked_marginals``, ``wt_marginals``)."""
+
+    model: str
+    method: str
+    ids: list[str]
+    scores: np.ndarray
+    mutations: list[str] | None = None
+    truncated: list[str] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "method": self.method,
+            "ids": self.ids,
+            "scores": _tolist(self.scores),
+            "mutations": self.mutations,
+            "truncated": self.truncated,
+            "errors": [e.to_dict() for e in self.errors],
+        }
+
+
+@dataclass
+class GeneratedRecord:
+    """The samples generated from one seed record."""
+
+    id: str
+    seed: str
+    generated: list[str]
+    scores: list[float]
+    properties: dict[str, list[float]] = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "seed": self.seed,
+            "generated": self.generated,
+            "scores": self.scores,
+            "properties": self.properties,
+            "stats": self.stats,
+        }
+
+
+@dataclass
+class Generated:
+    """Result of ``generate``: per seed record, the new sequences or molecules."""
+
+    model: str
+    records: list[GeneratedRecord]
+    errors: list[RecordError] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "generated": [r.to_dict() for r in self.records],
+            "errors": [e.to_dict() for e in self.errors],
+        }
+
+
+@dataclass
+class Structure:
+    """Result of ``fold``: a predicted structure with its confidences.
+
+    Attributes:
+        plddt: per-residue pLDDT on a 0-100 scale.
+        pae: predicted aligned error matrix ``[L, L]`` in Angstrom, if the
+            model predicts it.
+    """
+
+    model: str
+    id: str
+    sequence: str
+    pdb: str | None
+    mmcif: str | None
+    plddt: np.ndarray
+    ptm: float | None = None
+    iptm: float | None = None
+    pae: np.ndarray | None = None
+    chains: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean_plddt(self) -> float:
+        return float(np.mean(self.plddt)) if len(self.plddt) else float("nan")
+
+    def to_dict(self, include_pdb: bool = True, include_mmcif: bool = True) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "id": self.id,
+            "sequence": self.sequence,
+            "chains": self.chains,
+            "pdb": self.pdb if include_pdb else None,
+            "mmcif": self.mmcif if include_mmcif else None,
+            "plddt": _tolist(self.plddt),
+            "mean_plddt": self.mean_plddt,
+            "ptm": self.ptm,
+            "iptm": self.iptm,
+            "pae": _tolist(self.pae) if self.pae is not None else None,
+            **{k: _tolist(v) for k, v in self.extra.items()},
+        }

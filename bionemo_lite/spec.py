@@ -1,0 +1,100 @@
+"""Model cards: one frozen `ModelSpec` per variant, declared by each plugin.
+
+Specs are plain data (no torch import), so listing models is instant; the
+`loader` is a ``"module:function"`` string imported only by `load()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+Verb = Literal["embed", "fold", "generate", "score"]
+InputKind = Literal["protein", "smiles"]
+CORE_VERBS: tuple[str, ...] = ("embed", "fold", "generate", "score")
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One file of a published checkpoint."""
+
+    filename: str
+    url: str
+    sha256: str | None = None
+    size_bytes: int | None = None
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where a variant's official weights come from.
+
+    Attributes:
+        format: checkpoint format the plugin's loader reads (``"fair-esm"``,
+            ``"huggingface"``, ``"nemo"``, ...).
+        files: the files to fetch; they land together in one cache folder.
+        entry: the file the loader is pointed at; None means the folder itself
+            (Hugging Face directories).
+        homepage: where a person can read about / fetch the weights by hand.
+    """
+
+    format: str
+    files: tuple[WeightFile, ...]
+    entry: str | None = None
+    homepage: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything known about one model variant before its weights are loaded.
+
+    Attributes:
+        name: the upstream variant name, e.g. ``"esm2_t33_650M_UR50D"``.
+        family: the plugin family (``"esm2"``, ``"prott5"``, ...).
+        verbs: what the model can do; core verbs and family extras (``"decode"``).
+        loader: ``"package.module:function"`` called as
+            ``function(spec, path, device=..., dtype=..., **options)``.
+        input_kind: ``"protein"`` or ``"smiles"``.
+        max_length: the longest input (residues or tokens) the model accepts.
+        config: the published architecture (layers, dims, ...).
+        license: license of code and weights.
+        weights: official sources, the first one is what `weights pull` fetches.
+        params: number of parameters, for listings.
+        description: one line for listings.
+    """
+
+    name: str
+    family: str
+    verbs: frozenset[str]
+    loader: str
+    input_kind: InputKind = "protein"
+    max_length: int = 1022
+    config: Mapping[str, Any] = field(default_factory=dict)
+    license: str = "unknown"
+    weights: tuple[WeightSource, ...] = ()
+    params: int | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "verbs", frozenset(self.verbs))
+        object.__setattr__(self, "config", MappingProxyType(dict(self.config)))
+        if not self.name or not self.family:
+            raise ValueError("ModelSpec needs a name and a family")
+        if ":" not in self.loader:
+            raise ValueError(f"{self.name}: loader must be 'module:function', got {self.loader!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (used by `/v1/models` and the CLI)."""
+        return {
+            "name": self.name,
+            "family": self.family,
+            "verbs": sorted(self.verbs),
+            "input_kind": self.input_kind,
+            "max_length": self.max_length,
+            "params": self.params,
+            "license": self.license,
+            "config": dict(self.config),
+            "description": self.description,
+        }

@@ -1,0 +1,180 @@
+"""Finding, downloading and safely reading checkpoints.
+
+Resolution order: an explicit path, then the cache folder
+``$BIONEMO_LITE_HOME/<model name>/`` (default ``~/.cache/bionemo-lite``).
+Nothing is downloaded implicitly: `pull` does that, with a progress bar, a
+sha256 check where one is published and an atomic rename, so a killed
+download never leaves a half file that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError, DownloadError, WeightsNotFoundError
+from .spec import ModelSpec, WeightFile, WeightSource
+
+
+def cache_home() -> Path:
+    """The weight cache root (``$BIONEMO_LITE_HOME`` or ``~/.cache/bionemo-lite``)."""
+    return Path(os.environ.get("BIONEMO_LITE_HOME") or Path.home() / ".cache" / "bionemo-lite")
+
+
+def model_cache_dir(spec: ModelSpec) -> Path:
+    return cache_home() / spec.name
+
+
+def _how_to_get(spec: ModelSpec) -> str:
+    if not spec.weights:
+        return "This model publishes no weights; pass a checkpoint path with weights=... / --weights."
+    src = spec.weights[0]
+    files = ", ".join(f.filename for f in src.files)
+    where = src.homepage or src.files[0].url
+    return (
+        f"Run `bionemo-lite weights pull {spec.name}` when online, or download {files} from {where} "
+        f"into {model_cache_dir(spec)}, or pass the path with weights=... / --weights."
+    )
+
+
+def cached_path(spec: ModelSpec, source: WeightSource) -> Path | None:
+    """Where `source` sits in the cache, if all its required files are there."""
+    folder = model_cache_dir(spec)
+    if all((folder / f.filename).is_file() for f in source.files if f.required):
+        return folder / source.entry if source.entry else folder
+    return None
+
+
+def resolve_weights(spec: ModelSpec, weights: str | os.PathLike | None = None) -> Path:
+    """The checkpoint path to load for `spec`.
+
+    Raises:
+        WeightsNotFoundError: naming the file, where it looked and how to get it.
+    """
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if path.exists():
+            return path
+        raise WeightsNotFoundError(spec.name, path.name, [str(path.parent)], _how_to_get(spec))
+    for source in spec.weights:
+        found = cached_path(spec, source)
+        if found is not None:
+            return found
+    wanted = spec.weights[0].entry or spec.weights[0].files[0].filename if spec.weights else spec.name
+    raise WeightsNotFoundError(spec.name, wanted, [str(model_cache_dir(spec))], _how_to_get(spec))
+
+
+def weights_available(spec: ModelSpec, weights: str | os.PathLike | None = None) -> bool:
+    try:
+        resolve_weights(spec, weights)
+        return True
+    except WeightsNotFoundError:
+        return False
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_file(file: WeightFile, dest: Path, progress: bool = True, timeout: float = 60.0) -> Path:
+    """Stream `file.url` to `dest` atomically, checking its sha256 when known."""
+    import httpx
+    from tqdm.auto import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, httpx.stream("GET", file.url, follow_redirects=True, timeout=timeout) as resp:
+            if resp.status_code != 200:
+                raise DownloadError(f"GET {file.url} answered HTTP {resp.status_code}")
+            total = int(resp.headers.get("content-length") or 0) or file.size_bytes
+            with tqdm(total=total, unit="B", unit_scale=True, desc=file.filename, disable=not progress) as bar:
+                for block in resp.iter_bytes(1 << 20):
+                    out.write(block)
+                    digest.update(block)
+                    bar.update(len(block))
+        if file.sha256 and digest.hexdigest() != file.sha256:
+            raise DownloadError(
+                f"{file.filename}: sha256 {digest.hexdigest()} does not match the published {file.sha256}"
+            )
+        os.replace(tmp, dest)
+    except httpx.HTTPError as exc:
+        raise DownloadError(f"could not download {file.url}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def pull(spec: ModelSpec, source_index: int = 0, progress: bool = True) -> Path:
+    """Download a variant's official weights into the cache; returns the loadable path."""
+    if not spec.weights:
+        raise DownloadError(f"{spec.name} publishes no downloadable weights")
+    source = spec.weights[source_index]
+    folder = model_cache_dir(spec)
+    for f in source.files:
+        target = folder / f.filename
+        if target.is_file() and (f.sha256 is None or sha256_of(target) == f.sha256):
+            continue
+        try:
+            download_file(f, target, progress=progress)
+        except DownloadError:
+            if f.required:
+                raise
+    found = cached_path(spec, source)
+    assert found is not None  # every required file was just written
+    return found
+
+
+def safe_torch_load(path: Path, allowed_globals: Iterable[Any] = ()) -> Any:
+    """`torch.load` that never unpickles arbitrary objects.
+
+    Only tensors, containers and the classes in `allowed_globals` (e.g.
+    ``argparse.Namespace`` for official ESM-2 files) are accepted.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        with torch.serialization.safe_globals(list(allowed_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused to unpickle (only tensors and allow-listed types are loaded): {exc}"
+        ) from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint: {exc}") from exc
+
+
+def resolve_dtype(dtype: str | None, device: str, default_gpu: str = "float16") -> "Any":
+    """Map a dtype name to a torch dtype; None means fp32 on CPU, `default_gpu` elsewhere."""
+    import torch
+
+    names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+             "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if dtype is None:
+        return torch.float32 if str(device).startswith("cpu") else names[default_gpu]
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return names[str(dtype).lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of float32, float16, bfloat16") from None
+
+
+def list_cached() -> dict[str, Path]:
+    """Model names with a folder in the cache."""
+    home = cache_home()
+    return {p.name: p for p in sorted(home.iterdir()) if p.is_dir()} if home.is_dir() else {}
+
+

@@ -1,0 +1,1 @@
+"""Model families shipped with bionemo-lite, each registered through an entry point."""

@@ -1,0 +1,1 @@
+"""The thin FastAPI service over the bionemo_lite core."""

@@ -1,0 +1,39 @@
+"""Shared fixtures: random-weight checkpoints in the official formats, written once per run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+# Every test gets an empty weight cache: nothing from the user's machine leaks in.
+os.environ.setdefault("BIONEMO_LITE_HOME", str(Path(os.environ.get("TMPDIR", "/tmp")) / f"bionemo-lite-test-{os.getpid()}"))
+
+from checkpoints import TinyEsm2, write_fair_esm_checkpoint, write_hf_esm_dir  # noqa: E402
+
+ESM2_TEST_NAME = "esm2_t6_8M_UR50D"  # tiny random weights stored under a real variant's name
+
+
+@pytest.fixture(scope="session")
+def tiny_esm2_arch() -> TinyEsm2:
+    return TinyEsm2()
+
+
+@pytest.fixture(scope="session")
+def esm2_fair_checkpoint(tmp_path_factory, tiny_esm2_arch) -> Path:
+    """``esm2_t6_8M_UR50D.pt`` + ``-contact-regression.pt`` with tiny random weights (fair-esm layout)."""
+    return write_fair_esm_checkpoint(tmp_path_factory.mktemp("fair"), ESM2_TEST_NAME, tiny_esm2_arch)
+
+
+@pytest.fixture(scope="session")
+def esm2_hf_dir(tmp_path_factory, tiny_esm2_arch) -> Path:
+    """The same weights as a Hugging Face ``EsmForMaskedLM`` directory."""
+    return write_hf_esm_dir(tmp_path_factory.mktemp("hf") / ESM2_TEST_NAME, tiny_esm2_arch)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIONEMO_LITE_HOME", str(tmp_path / "cache"))
