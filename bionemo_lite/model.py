@@ -5,8 +5,11 @@ verbs its spec declares; front doors check ``verb in model.verbs`` and call them
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from .records import Inputs, LengthPolicy
 from .results import Embeddings, Generated, Scores, Structure
@@ -48,8 +51,42 @@ class BioModel:
     def close(self) -> None:
         """Release accelerator memory; the model is unusable afterwards."""
 
+    def onnx_encoder(self) -> OnnxEncoder:
+        """The encoder as a traceable module, for ONNX export (encoders override this)."""
+        from .errors import UnsupportedVerbError
+
+        raise UnsupportedVerbError(self.name, "export to ONNX", sorted(self.verbs))
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, device={self.device!r}, dtype={self.dtype!r})"
+
+
+@dataclass
+class OnnxEncoder:
+    """What an encoder hands the ONNX exporter.
+
+    Attributes:
+        module: ``torch.nn.Module`` whose forward takes the named integer inputs
+            (``[batch, length]``) and returns the named float outputs.
+        example_inputs: tensors to trace with (any valid batch).
+        input_names / output_names: graph tensor names, in forward order.
+        dynamic_axes: ``{name: {axis: label}}`` for torch.onnx.export.
+        tokenize: sequences -> the named int64 arrays the module expects
+            (padded batch), so a server can feed the graph without the plugin.
+        residue_mask: from the tokenized arrays, ``[batch, length]`` bool of
+            residue positions (pooling excludes special tokens and padding).
+        bos_index: position of a BOS token, or None when the model has none.
+    """
+
+    module: Any
+    example_inputs: tuple
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_axes: dict[str, dict[int, str]]
+    tokenize: Callable[[list[str]], dict[str, np.ndarray]]
+    residue_mask: Callable[[dict[str, np.ndarray]], np.ndarray]
+    bos_index: int | None = 0
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -1,0 +1,137 @@
+"""The embed flow shared by sequence encoders (ESM-2, ProtT5, ...).
+
+A plugin supplies one function that runs a batch of clean records through its
+network and returns, per record and layer, the pooled vector or the
+per-residue matrix (pooling happens on the device, in `pool_hidden`, so only
+what the user asked for is copied back). This module does the rest the same
+way for every family: validation, length policy, token-budget batches,
+out-of-memory splitting, input order, and the `Embeddings` result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .batching import DEFAULT_TOKENS_PER_BATCH, run_batches, token_budget_batches
+from .errors import InvalidInputError
+from .model import POOLINGS
+from .records import Inputs, LengthPolicy, Record, prepare_proteins
+from .results import Embeddings, RecordError
+
+if TYPE_CHECKING:
+    import torch
+
+# records of one batch, absolute layers, pooling -> per record: {layer: array}
+BatchEncoder = Callable[[list[Record], tuple[int, ...], str], list[dict[int, np.ndarray]]]
+
+
+def resolve_layers(layer: int | Sequence[int], num_layers: int) -> tuple[int, ...]:
+    """Absolute layer indices in ``0..num_layers`` (0 = embeddings; -1 = last).
+
+    Raises:
+        InvalidInputError: a layer outside the model.
+    """
+    wanted = [layer] if isinstance(layer, (int, np.integer)) else list(layer)
+    if not wanted:
+        raise InvalidInputError("at least one layer must be requested")
+    out: list[int] = []
+    for raw in wanted:
+        idx = int(raw) + num_layers + 1 if int(raw) < 0 else int(raw)
+        if not 0 <= idx <= num_layers:
+            raise InvalidInputError(
+                f"layer {raw} does not exist: the model has layers 0..{num_layers} (or -{num_layers + 1}..-1)"
+            )
+        if idx not in out:
+            out.append(idx)
+    return tuple(out)
+
+
+def check_pooling(pooling: str, allowed: Sequence[str] = POOLINGS) -> str:
+    if pooling not in allowed:
+        raise InvalidInputError(f"pooling must be one of {', '.join(allowed)}; got {pooling!r}")
+    return pooling
+
+
+def pool_hidden(
+    hidden: torch.Tensor, residue_mask: torch.Tensor, pooling: str, bos_index: int | None = 0
+) -> list[np.ndarray]:
+    """Pool one layer's hidden states ``[B, T, D]`` into float32 numpy arrays.
+
+    Args:
+        residue_mask: ``[B, T]`` true on residue tokens only (no BOS/EOS/padding):
+            padding and special tokens never enter a mean.
+        pooling: ``"mean"`` -> ``[D]``, ``"bos"`` -> ``[D]`` (the token at
+            `bos_index`), ``"per_residue"`` -> ``[L_i, D]``.
+    """
+    import torch
+
+    hidden = hidden.float()
+    if pooling == "mean":
+        mask = residue_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return list(pooled.cpu().numpy())
+    if pooling == "bos":
+        if bos_index is None:
+            raise InvalidInputError("this model has no BOS token; use pooling 'mean' or 'per_residue'")
+        return list(hidden[:, bos_index].cpu().numpy())
+    if pooling == "per_residue":
+        out = []
+        for row, mask in zip(hidden, residue_mask):
+            out.append(row[mask].cpu().numpy())
+        return out
+    raise InvalidInputError(f"unknown pooling {pooling!r}")
+
+
+def embed_records(
+    model_name: str,
+    inputs: Inputs,
+    encode_batch: BatchEncoder,
+    *,
+    num_layers: int,
+    max_length: int,
+    layer: int | Sequence[int] = -1,
+    pooling: str = "mean",
+    on_too_long: LengthPolicy = "error",
+    tokens_per_batch: int | None = None,
+    extra_tokens: int = 2,
+    poolings: Sequence[str] = POOLINGS,
+) -> Embeddings:
+    """Validate, batch, encode and assemble an `Embeddings` result in input order.
+
+    Records that run out of memory even alone are reported in
+    ``Embeddings.errors``; every other record is still returned.
+    """
+    check_pooling(pooling, poolings)
+    layers = resolve_layers(layer, num_layers)
+    records, truncated = prepare_proteins(inputs, max_length, on_too_long)
+    batches = token_budget_batches(
+        [len(r.sequence) for r in records], tokens_per_batch or DEFAULT_TOKENS_PER_BATCH, extra_tokens
+    )
+
+    def run(batch: list[int]) -> dict[int, dict[int, np.ndarray]]:
+        outputs = encode_batch([records[i] for i in batch], layers, pooling)
+        return dict(zip(batch, outputs))
+
+    results, failures = run_batches(batches, run)
+    kept = [i for i in range(len(records)) if i in results]
+    by_layer: dict[int, object] = {}
+    for lay in layers:
+        arrays = [np.asarray(results[i][lay], dtype=np.float32) for i in kept]
+        if pooling == "per_residue":
+            by_layer[lay] = arrays
+        else:
+            dim = arrays[0].shape[-1] if arrays else 0
+            by_layer[lay] = np.stack(arrays) if arrays else np.zeros((0, dim), np.float32)
+    return Embeddings(
+        model=model_name,
+        ids=[records[i].id for i in kept],
+        lengths=[len(records[i].sequence) for i in kept],
+        layers=layers,
+        pooling=pooling,
+        by_layer=by_layer,
+        truncated=truncated,
+        errors=[RecordError(records[i].id, records[i].index, reason) for i, reason in sorted(failures.items())],
+    )
