@@ -135,11 +135,13 @@ def pull(spec: ModelSpec, source_index: int = 0, progress: bool = True) -> Path:
     return found
 
 
-def safe_torch_load(path: Path, allowed_globals: Iterable[Any] = ()) -> Any:
+def safe_torch_load(path: Path, allowed_globals: Iterable[Any] = (), mmap: bool = False) -> Any:
     """`torch.load` that never unpickles arbitrary objects.
 
     Only tensors, containers and the classes in `allowed_globals` (e.g.
-    ``argparse.Namespace`` for official ESM-2 files) are accepted.
+    ``argparse.Namespace`` for official ESM-2 files) are accepted. With
+    `mmap`, tensors stay on disk until used, so a plugin can drop parts of a
+    large checkpoint (a T5 decoder, say) without reading them into memory.
     """
     import pickle
 
@@ -147,7 +149,13 @@ def safe_torch_load(path: Path, allowed_globals: Iterable[Any] = ()) -> Any:
 
     try:
         with torch.serialization.safe_globals(list(allowed_globals)):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            except RuntimeError:
+                if not mmap:
+                    raise
+                # Legacy (pre-zip) checkpoints cannot be memory-mapped: read them whole.
+                return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"{path}: refused to unpickle (only tensors and allow-listed types are loaded): {exc}"

@@ -1,0 +1,84 @@
+"""The FastAPI application: `create_app(settings)` and `serve(settings)`.
+
+    uvicorn --factory server.app:create_app      # settings from BIONEMO_LITE_* variables
+    bionemo-lite serve --weights esm2_t6_8M_UR50D=esm2_t6_8M_UR50D.pt
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+import bionemo_lite
+from bionemo_lite.registry import get_spec
+
+from .backends import make_backend
+from .errors import UnhandledErrors, install_error_handlers
+from .limits import BodySizeLimit
+from .responses import SafeJSONResponse
+from .routes import ROUTERS
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """Biomolecular models behind four verbs: **embed**, **score**, **generate**, **fold**
+(plus **decode** for MegaMolBART). Errors are JSON: `{"error": code, "detail": sentence, ...}`."""
+
+
+def _check_names(settings: Settings) -> None:
+    """Fail at start-up, not at the first request, on a misspelt model name."""
+    for name in [*settings.weights, *settings.preload]:
+        get_spec(name)  # UnknownModelError names close matches
+    for name, path in settings.weights.items():
+        if not Path(path).expanduser().exists():
+            logger.warning("weights for %s: %s does not exist; requests for it will answer 503", name, path)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service; without `settings` they are read from ``BIONEMO_LITE_*`` variables.
+
+    Raises:
+        UnknownModelError: a model named in ``weights`` or ``preload`` is not registered.
+        BackendUnavailableError: the Triton backend was asked for but cannot be imported.
+    """
+    settings = settings if settings is not None else Settings()
+    _check_names(settings)
+    backend = make_backend(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await backend.start(settings.preload)
+            logger.info("bionemo-lite ready (%s backend)", backend.kind)
+            yield
+        finally:
+            await backend.close()
+
+    app = FastAPI(
+        title="bionemo-lite",
+        version=bionemo_lite.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
+    )
+    app.state.settings = settings
+    app.state.backend = backend
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(UnhandledErrors)  # added last = outermost
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Run the service with uvicorn until interrupted."""
+    import uvicorn
+
+    level = logging.DEBUG if settings.log_level == "trace" else getattr(logging, settings.log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)

@@ -1,0 +1,142 @@
+"""One JSON shape for every error, and the status code of each `bionemo_lite` error.
+
+    {"error": "invalid_input", "detail": "record 'p1', position 4: invalid residue 'J' ...",
+     "record": "p1", "position": 4, "reason": "invalid residue 'J' ..."}
+
+User mistakes are 4xx, missing or unreadable weights and an unreachable
+Triton are 503 (the request may succeed later); only bugs are 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bionemo_lite.errors import (
+    BackendUnavailableError,
+    BionemoLiteError,
+    CheckpointError,
+    DownloadError,
+    InvalidInputError,
+    UnknownModelError,
+    UnsupportedVerbError,
+    WeightsNotFoundError,
+)
+
+from .responses import SafeJSONResponse
+from .schemas import ErrorBody
+
+logger = logging.getLogger(__name__)
+
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
+              413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request"}
+
+
+def error_response(status: int, error: str, detail: str, **extra: Any) -> SafeJSONResponse:
+    return SafeJSONResponse({"error": error, "detail": detail, **extra}, status_code=status)
+
+
+def _status_and_body(exc: BionemoLiteError) -> tuple[int, str, dict[str, Any]]:
+    """Most specific class first: several errors derive from builtin ones too."""
+    if isinstance(exc, InvalidInputError):
+        return 422, "invalid_input", exc.to_dict()
+    if isinstance(exc, UnknownModelError):
+        return 404, "unknown_model", {"model": exc.name, "close_matches": exc.close_matches}
+    if isinstance(exc, UnsupportedVerbError):
+        return 404, "unsupported_verb", {"model": exc.model, "verb": exc.verb, "verbs": sorted(exc.verbs)}
+    if isinstance(exc, WeightsNotFoundError):
+        return 503, "weights_not_found", {"model": exc.model, "filename": exc.filename, "searched": exc.searched}
+    if isinstance(exc, CheckpointError):
+        return 503, "model_unavailable", {}
+    if isinstance(exc, BackendUnavailableError):
+        return 503, "backend_unavailable", {}
+    if isinstance(exc, DownloadError):
+        return 503, "download_failed", {}
+    return 400, "bad_request", {}
+
+
+async def bionemo_error(request: Request, exc: Exception) -> SafeJSONResponse:
+    assert isinstance(exc, BionemoLiteError)
+    status, code, extra = _status_and_body(exc)
+    if status >= 500:
+        logger.warning("%s %s -> %d %s: %s", request.method, request.url.path, status, code, exc)
+    return error_response(status, code, str(exc), **extra)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    # ("body", "sequences", 3) -> "sequences[3]"
+    parts = [p for p in loc if p != "body"]
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "body"
+
+
+async def validation_error(request: Request, exc: Exception) -> SafeJSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Inputs are left out on purpose: they can be the whole (large) request body.
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+              for e in exc.errors()]
+    detail = "; ".join(f"{_location(tuple(e['loc']))}: {e['msg']}" for e in errors) or "invalid request"
+    return error_response(422, "invalid_request", detail, errors=errors)
+
+
+async def http_error(request: Request, exc: Exception) -> SafeJSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    response = error_response(exc.status_code, code, str(exc.detail))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+class UnhandledErrors:
+    """Bugs answer a JSON 500, and the connection stays usable.
+
+    Starlette's own last-resort handler re-raises after answering, and uvicorn
+    then drops the connection, so a keep-alive client would see its *next*
+    request reset. This middleware answers and stops the error here.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:  # half a response is out: nothing sensible can follow it
+                raise
+            logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            await error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")(scope, receive, send)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers; add `UnhandledErrors` as the outermost middleware separately."""
+    app.add_exception_handler(BionemoLiteError, bionemo_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown model (with close names) or a verb the model lacks."},
+    413: {"model": ErrorBody, "description": "Request body over the server's limit."},
+    422: {"model": ErrorBody, "description": "Invalid input, naming the record, position and reason."},
+    503: {"model": ErrorBody, "description": "Weights missing or unreadable, or the Triton server unreachable."},
+}

@@ -1,0 +1,55 @@
+"""The request-body size limit, as plain ASGI middleware.
+
+A declared ``Content-Length`` over the limit is refused before a byte of the
+body is read; a body without one (chunked) is counted as it streams in and
+refused as soon as it passes the limit, so a large upload never sits in memory.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .responses import SafeJSONResponse
+
+
+def _too_large(limit: int) -> str:
+    return f"request body is larger than this server's limit of {limit} bytes (setting max_body_bytes)"
+
+
+class BodySizeLimit:
+    """Answer 413 with a JSON error body for request bodies over `max_bytes`."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = SafeJSONResponse(
+                {"error": "payload_too_large", "detail": _too_large(self.max_bytes), "limit": self.max_bytes},
+                status_code=413,
+                headers={"Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI re-raises HTTPExceptions met while reading the body, so the
+                    # app's handler turns this into the same JSON 413.
+                    raise HTTPException(413, detail=_too_large(self.max_bytes), headers={"Connection": "close"})
+            return message
+
+        await self.app(scope, counting_receive, send)

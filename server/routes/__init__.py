@@ -1,0 +1,5 @@
+"""One router per resource; `ROUTERS` is what the app mounts."""
+
+from . import decode, embed, fold, generate, health, models, score
+
+ROUTERS = [health.router, models.router, embed.router, score.router, generate.router, fold.router, decode.router]

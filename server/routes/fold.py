@@ -1,0 +1,69 @@
+"""``POST /v1/models/{name}/fold``: JSON with confidences, or the bare structure file by ``Accept``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import PlainTextResponse, Response
+
+from bionemo_lite.spec import ModelSpec
+
+from ..deps import BackendDep, model_with
+from ..errors import ERROR_RESPONSES, error_response
+from ..responses import json_response
+from ..schemas import FoldRequest, FoldResponse
+from ..validation import check_fold_sequence
+
+router = APIRouter(tags=["fold"])
+
+MEDIA_TYPES = {"pdb": "chemical/x-pdb", "mmcif": "chemical/x-mmcif"}
+
+
+def _wanted_file(accept: str) -> str | None:
+    """``"pdb"`` / ``"mmcif"`` when the client asked for the bare file, else None (JSON)."""
+    for fmt, media in MEDIA_TYPES.items():
+        if media in accept:
+            return fmt
+    return None
+
+
+def _json_body(result: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """Only the requested structure text; the other one if the model could not write it."""
+    other = "mmcif" if fmt == "pdb" else "pdb"
+    body = dict(result)
+    if body.get(fmt) is None and body.get(other) is not None:
+        body["warning"] = f"the structure could not be written as {fmt}; returned as {other}"
+        fmt, other = other, fmt
+    body[other] = None
+    body["format"] = fmt
+    return body
+
+
+@router.post(
+    "/v1/models/{name}/fold",
+    response_model=FoldResponse,
+    responses={
+        **ERROR_RESPONSES,
+        200: {"content": {media: {"schema": {"type": "string"}} for media in MEDIA_TYPES.values()},
+              "description": "JSON, or the bare PDB / mmCIF text with Accept: chemical/x-pdb or chemical/x-mmcif."},
+        406: {"description": "The structure cannot be written in the format the Accept header asks for."},
+    },
+)
+async def fold(
+    body: FoldRequest,
+    spec: Annotated[ModelSpec, Depends(model_with("fold"))],
+    backend: BackendDep,
+    request: Request,
+) -> Response:
+    """Predict a structure: PDB or mmCIF text with per-residue pLDDT, pTM and PAE."""
+    check_fold_sequence(spec, body.sequence, body.id or "sequence")  # before any model work
+    result = await backend.fold(spec.name, body)
+    wanted = _wanted_file(request.headers.get("accept", ""))
+    if wanted is None:
+        return await json_response(_json_body(result, body.format))
+    text = result.get(wanted)
+    if text is None:
+        return error_response(406, "not_acceptable",
+                              f"{spec.name} gave no {wanted} text for this structure; ask for JSON or the other format")
+    return PlainTextResponse(text, media_type=MEDIA_TYPES[wanted])

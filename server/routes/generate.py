@@ -1,0 +1,31 @@
+"""``POST /v1/models/{name}/generate``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+
+from bionemo_lite.spec import ModelSpec
+
+from ..deps import BackendDep, SettingsDep, model_with
+from ..errors import ERROR_RESPONSES
+from ..responses import json_response
+from ..schemas import GenerateRequest, GenerateResponse
+from ..validation import check_count
+
+router = APIRouter(tags=["generate"])
+
+
+@router.post("/v1/models/{name}/generate", response_model=GenerateResponse, responses=ERROR_RESPONSES)
+async def generate(
+    body: GenerateRequest,
+    spec: Annotated[ModelSpec, Depends(model_with("generate"))],
+    backend: BackendDep,
+    settings: SettingsDep,
+) -> Response:
+    """Generate new sequences or molecules from seeds (masked infilling, latent-space sampling)."""
+    check_count(len(body.sequences), settings.max_sequences)
+    body.records()  # duplicate ids -> 422 now; residues are the model's to check (seeds carry <mask>)
+    return await json_response(await backend.generate(spec.name, body))

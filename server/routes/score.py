@@ -1,0 +1,31 @@
+"""``POST /v1/models/{name}/score``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+
+from bionemo_lite.spec import ModelSpec
+
+from ..deps import BackendDep, SettingsDep, model_with
+from ..errors import ERROR_RESPONSES
+from ..responses import json_response
+from ..schemas import ScoreRequest, ScoreResponse
+from ..validation import check_count, check_proteins
+
+router = APIRouter(tags=["score"])
+
+
+@router.post("/v1/models/{name}/score", response_model=ScoreResponse, responses=ERROR_RESPONSES)
+async def score(
+    body: ScoreRequest,
+    spec: Annotated[ModelSpec, Depends(model_with("score"))],
+    backend: BackendDep,
+    settings: SettingsDep,
+) -> Response:
+    """Score records: pseudo-log-likelihood per sequence, or one variant-effect score per mutation."""
+    check_count(len(body.sequences), settings.max_sequences)
+    check_proteins(spec, body.records(), truncate=body.truncate)
+    return await json_response(await backend.score(spec.name, body))

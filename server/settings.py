@@ -1,0 +1,104 @@
+"""Configuration of the HTTP service, from arguments or ``BIONEMO_LITE_*`` environment variables.
+
+    BIONEMO_LITE_WEIGHTS='esm2_t6_8M_UR50D=/models/esm2_t6_8M_UR50D.pt'   # or a JSON object
+    BIONEMO_LITE_PRELOAD=esm2_t6_8M_UR50D                                  # or a JSON list
+    BIONEMO_LITE_BACKEND=triton BIONEMO_LITE_TRITON_URL=127.0.0.1:8001
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIB = 1 << 20
+
+
+def _parse_mapping(value: Any) -> Any:
+    """Accept a mapping, a JSON object, or ``NAME=PATH`` items separated by commas (or a list of them)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return {}
+        if text.startswith("{"):
+            return json.loads(text)
+        value = text.split(",")
+    if isinstance(value, (list, tuple)):
+        out: dict[str, str] = {}
+        for item in value:
+            name, sep, path = str(item).strip().partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ValueError(f"weights must be given as NAME=PATH, got {item!r}")
+            out[name.strip()] = path.strip()
+        return out
+    if isinstance(value, Mapping):
+        # The CLI passes paths as `Path` objects; keep them as text.
+        return {str(k): os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in value.items()}
+    return value
+
+
+def _parse_names(value: Any) -> Any:
+    """Accept a list, a JSON list, or names separated by commas."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [name.strip() for name in text.split(",") if name.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything the service needs to start.
+
+    Attributes:
+        host: address to bind.
+        port: port to bind.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` for the in-process backend.
+        dtype: ``"float32"``, ``"float16"``, ``"bfloat16"``; None lets each family choose.
+        weights: checkpoint path per model name; other models are looked up in the cache.
+        backend: ``"inprocess"`` runs models in this process; ``"triton"`` forwards to a Triton server.
+        triton_url: ``host:port`` of the Triton server (HTTP or gRPC port per `triton_protocol`).
+        triton_protocol: ``"http"`` or ``"grpc"``.
+        max_sequences: most records one request may carry (422 above it).
+        max_body_bytes: largest request body accepted (413 above it).
+        preload: models loaded at start-up instead of on their first request.
+        log_level: uvicorn / logging level.
+        torch_threads: intra-op threads for torch on CPU; None keeps torch's default.
+        workers: threads running model calls (one call at a time per model).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BIONEMO_LITE_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    device: str = "cpu"
+    dtype: str | None = None
+    weights: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    backend: Literal["inprocess", "triton"] = "inprocess"
+    triton_url: str | None = None
+    triton_protocol: Literal["http", "grpc"] = "http"
+    max_sequences: int = Field(32, ge=1)
+    max_body_bytes: int = Field(8 * MIB, ge=1024)
+    preload: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+    torch_threads: int | None = Field(None, ge=1)
+    workers: int = Field(4, ge=1)
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights(cls, value: Any) -> Any:
+        return _parse_mapping(value)
+
+    @field_validator("preload", mode="before")
+    @classmethod
+    def _preload(cls, value: Any) -> Any:
+        return _parse_names(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value

@@ -1,0 +1,91 @@
+"""Structure requests over HTTP: ESMFold (tiny random weights, Hugging Face layout) behind a real
+uvicorn process, compared with the Python API on the same files."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import httpx
+import numpy as np
+import pytest
+
+import bionemo_lite
+from bionemo_lite.structures import parse_structure
+from esmfold_fixtures import write_tiny_esmfold_dir
+from server_fixtures import running_server, uvicorn_factory
+
+pytestmark = pytest.mark.slow  # the server imports transformers (~10 s on a busy 2-core machine)
+
+NAME = "esmfold_v1"
+SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEV"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return write_tiny_esmfold_dir(tmp_path_factory.mktemp("esmfold") / "esmfold_tiny")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, weights):
+    tmp = tmp_path_factory.mktemp("foldserver")
+    env = {"BIONEMO_LITE_HOME": str(tmp / "empty-cache"), "BIONEMO_LITE_TORCH_THREADS": "1",
+           "BIONEMO_LITE_WEIGHTS": json.dumps({NAME: str(weights)})}
+    with running_server(uvicorn_factory("server.app:create_app"), env, tmp) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.base_url, timeout=300) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def expected(weights):
+    import torch
+
+    torch.set_num_threads(1)  # as the server: same reductions, same numbers
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bionemo_lite.load(NAME, weights=weights).fold(SEQ)
+
+
+def test_limits_and_residues_checked_before_loading(client):
+    r = client.post(f"/v1/models/{NAME}/fold", json={"sequence": "A" * 1000 + ":" + "G" * 30})
+    assert r.status_code == 422 and "1030 residues" in r.json()["detail"]
+    r = client.post(f"/v1/models/{NAME}/fold", json={"sequence": "MKTJAY"})
+    assert r.status_code == 422 and (r.json()["record"], r.json()["position"]) == ("sequence", 4)
+    assert client.get(f"/v1/models/{NAME}").json()["loaded"] is False
+
+
+def test_fold_json_equals_python(client, expected):
+    r = client.post(f"/v1/models/{NAME}/fold", json={"sequence": SEQ})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == NAME and body["format"] == "pdb" and body["mmcif"] is None
+    np.testing.assert_allclose(body["plddt"], expected.plddt, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(body["pae"], expected.pae, atol=1e-4, rtol=0)
+    assert body["ptm"] == pytest.approx(expected.ptm, abs=1e-5)
+    assert body["mean_plddt"] == pytest.approx(expected.mean_plddt, abs=1e-4)
+    got = {(a.get_parent().id[1], a.get_id()): a.coord for a in parse_structure(body["pdb"]).get_atoms()}
+    want = {(a.get_parent().id[1], a.get_id()): a.coord for a in parse_structure(expected.pdb).get_atoms()}
+    assert got.keys() == want.keys()
+    assert max(float(np.abs(got[k] - want[k]).max()) for k in got) <= 2e-3  # PDB keeps 3 decimals
+
+
+def test_bare_pdb_with_plddt_in_b_factors(client, expected):
+    r = client.post(f"/v1/models/{NAME}/fold", json={"sequence": SEQ, "num_recycles": 1},
+                    headers={"Accept": "chemical/x-pdb"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("chemical/x-pdb")
+    cas = [a for a in parse_structure(r.text).get_atoms() if a.get_id() == "CA"]
+    assert len(cas) == len(SEQ)
+    assert all(0.0 <= a.bfactor <= 100.0 for a in cas)
+
+
+def test_mmcif_and_bad_options(client):
+    r = client.post(f"/v1/models/{NAME}/fold", json={"sequence": SEQ, "format": "mmcif", "chunk_size": 4})
+    assert r.status_code == 200, r.text
+    assert r.json()["pdb"] is None and r.json()["mmcif"].startswith("data_")
+    r = client.post(f"/v1/models/{NAME}/fold", json={"sequence": SEQ, "ligands": ["CCO"]})
+    assert r.status_code == 422 and "ligands" in r.json()["detail"]
