@@ -157,6 +157,8 @@ def safe_torch_load(path: Path, allowed_globals: Iterable[Any] = (), mmap: bool 
                 # Legacy (pre-zip) checkpoints cannot be memory-mapped: read them whole.
                 return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "unsupported global" not in str(exc).lower():  # torch says this for any non-allow-listed class
+            raise CheckpointError(f"{path}: not a readable torch checkpoint: {exc}") from exc
         raise CheckpointError(
             f"{path}: refused to unpickle (only tensors and allow-listed types are loaded): {exc}"
         ) from exc

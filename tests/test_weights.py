@@ -123,3 +123,10 @@ def test_not_a_checkpoint(tmp_path):
     junk.write_bytes(pickle.dumps([1, 2]) + b"garbage")
     with pytest.raises(CheckpointError):
         safe_torch_load(junk)
+
+
+def test_random_bytes_are_not_called_a_refused_pickle(tmp_path):
+    junk = tmp_path / "noise.pt"
+    junk.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+        safe_torch_load(junk)

@@ -1,0 +1,117 @@
+"""Helpers for ESM-2 masked infilling: reading seeds written with ``<mask>`` and
+drawing one residue per step.
+
+Each sample owns a `torch.Generator` seeded from (seed, record index, sample
+number), so a seeded run gives the same sequences however the samples are
+batched (and after an out-of-memory split).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from bionemo_lite.errors import InvalidInputError
+from bionemo_lite.records import Inputs, Record, apply_length_policy, as_records, clean_protein
+
+ORDERS = ("random", "left_to_right")
+_MASK = re.compile(r"<mask>", re.IGNORECASE)
+_WHITESPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class MaskedSeed:
+    """A seed record: the residues (masked positions hold ``X`` until filled) and where the masks are.
+
+    Attributes:
+        record: the cleaned record; ``sequence`` has ``X`` at every masked position.
+        masks: 1-based positions of the ``<mask>`` tokens.
+        text: the sequence as the user wrote it.
+    """
+
+    record: Record
+    masks: tuple[int, ...]
+    text: str
+
+
+def parse_masked_inputs(inputs: Inputs, max_length: int) -> list[MaskedSeed]:
+    """Validate seeds where each position to generate is written ``<mask>``.
+
+    Every other character is checked as in any protein input (with its
+    1-based position, counting a ``<mask>`` as one residue).
+
+    Raises:
+        InvalidInputError: bad residue, empty or too long sequence, or no ``<mask>``.
+    """
+    seeds: list[MaskedSeed] = []
+    for rec in as_records(inputs):
+        text = _WHITESPACE.sub("", rec.sequence)
+        pieces = _MASK.split(text)
+        masks: list[int] = []
+        residues = pieces[0]
+        for piece in pieces[1:]:
+            residues += "X"  # placeholder: one residue, so positions stay 1-based residue numbers
+            masks.append(len(residues))
+            residues += piece
+        cleaned = clean_protein(replace(rec, sequence=residues))
+        if not masks:
+            raise InvalidInputError(
+                "nothing to generate: write each position to fill as <mask>, e.g. 'MKT<mask><mask>AYIAK'",
+                record=rec.id,
+            )
+        seeds.append(MaskedSeed(cleaned, tuple(masks), rec.sequence))
+    apply_length_policy([s.record for s in seeds], max_length, "error")
+    return seeds
+
+
+def is_integer(value: object) -> bool:
+    """True for Python and numpy integers, but not for booleans."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_sampling(num_samples: int, temperature: float, top_k: int | None, order: str, vocab: int) -> None:
+    """Reject sampling settings that make no sense, with a message saying why."""
+    if not is_integer(num_samples) or num_samples < 1:
+        raise InvalidInputError(f"num_samples must be a positive integer, got {num_samples!r}")
+    if not isinstance(temperature, (int, float)) or not temperature > 0 or not np.isfinite(temperature):
+        raise InvalidInputError(f"temperature must be a positive number, got {temperature!r}")
+    if top_k is not None and (not is_integer(top_k) or not 1 <= top_k <= vocab):
+        raise InvalidInputError(f"top_k must be an integer in 1..{vocab} or None, got {top_k!r}")
+    if order not in ORDERS:
+        raise InvalidInputError(f"order must be one of {', '.join(ORDERS)}; got {order!r}")
+
+
+def sample_generator(seed: int, record_index: int, sample: int) -> torch.Generator:
+    """An independent, reproducible random stream for one sample of one record."""
+    state = np.random.SeedSequence([seed, record_index, sample]).generate_state(2, dtype=np.uint32)
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int(state[0]) << 32 | int(state[1]))
+    return gen
+
+
+def fill_order(masks: tuple[int, ...], order: str, gen: torch.Generator) -> list[int]:
+    """The order in which one sample fills its masked positions."""
+    if order == "left_to_right":
+        return list(masks)
+    perm = torch.randperm(len(masks), generator=gen).tolist()
+    return [masks[i] for i in perm]
+
+
+def draw(
+    logits: torch.Tensor, allowed: torch.Tensor, temperature: float, top_k: int | None, gens: list[torch.Generator]
+) -> torch.Tensor:
+    """Draw one token per row from ``logits [B, vocab]`` restricted to the `allowed` token ids.
+
+    Returns:
+        ``[B]`` chosen token ids (on the CPU).
+    """
+    sub = logits.float().cpu()[:, allowed] / temperature
+    if top_k is not None and top_k < sub.shape[1]:
+        kth = torch.topk(sub, top_k, dim=-1).values[:, -1:]
+        sub = sub.masked_fill(sub < kth, float("-inf"))
+    probs = torch.softmax(sub, dim=-1)
+    picks = [int(torch.multinomial(probs[row], 1, generator=gens[row])) for row in range(probs.shape[0])]
+    return allowed[torch.tensor(picks, dtype=torch.long)]

@@ -1,0 +1,72 @@
+"""The ESM-2 loader named in every ESM-2 spec (``model_zoo.esm2.loading:load_esm2``)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from bionemo_lite.spec import ModelSpec
+from bionemo_lite.weights import resolve_dtype
+
+from .checkpoint import build_network, read_checkpoint
+from .model import ESM2Model
+from .network import Esm2Arch, Numerics
+
+SHAPE_KEYS = ("num_layers", "embed_dim", "attention_heads")
+
+
+class ArchitectureWarning(UserWarning):
+    """A checkpoint's shape differs from the published variant it is loaded under."""
+
+
+def check_against_spec(spec: ModelSpec, arch: Esm2Arch, path: Path) -> None:
+    """Warn when a checkpoint is not the published shape of `spec` (custom or fine-tuned models load anyway)."""
+    loaded = arch.to_config()
+    diffs = [f"{k} {loaded[k]} (published {spec.config[k]})" for k in SHAPE_KEYS if spec.config.get(k) != loaded[k]]
+    if diffs:
+        warnings.warn(
+            f"{path} is not the published {spec.name} ({', '.join(diffs)}); loading it with the shape "
+            "read from the checkpoint",
+            ArchitectureWarning,
+            stacklevel=4,  # point at the caller of bionemo_lite.load
+        )
+
+
+def load_esm2(
+    spec: ModelSpec,
+    path: Path,
+    *,
+    device: str = "cpu",
+    dtype: str | torch.dtype | None = None,
+    numerics: Numerics | None = None,
+) -> ESM2Model:
+    """Load an ESM-2 checkpoint (fair-esm ``.pt`` or Hugging Face folder) as an `ESM2Model`.
+
+    Args:
+        spec: the variant it is loaded as.
+        path: a ``.pt`` file, a Hugging Face folder, or a folder holding one ESM-2 ``.pt``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``...
+        dtype: float32 / float16 / bfloat16; None = float32 on CPU, float16 on GPU.
+        numerics: ``"reference"`` computes attention and GELU exactly as fair-esm
+            does; ``"fast"`` uses fused attention kernels (results move by a few
+            fp32 ulps). None = reference for float32 on CPU, fast elsewhere.
+
+    Raises:
+        CheckpointError: unreadable file, wrong format, or tensors that do not fit.
+    """
+    torch_dtype = resolve_dtype(dtype, device, default_gpu="float16")
+    if numerics is None:
+        numerics = "reference" if torch.device(device).type == "cpu" and torch_dtype == torch.float32 else "fast"
+    ckpt = read_checkpoint(path)
+    check_against_spec(spec, ckpt.arch, Path(path))
+    network = build_network(ckpt, device, torch_dtype, numerics)
+    return ESM2Model(
+        spec,
+        network,
+        device=device,
+        config=ckpt.arch.to_config(),
+        checkpoint_path=ckpt.path,
+        checkpoint_format=ckpt.format,
+    )
