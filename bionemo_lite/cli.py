@@ -1,0 +1,489 @@
+"""The ``bionemo-lite`` command line: list models, run batch jobs, manage weights, serve.
+
+    bionemo-lite models --verb embed
+    bionemo-lite embed esm2_t33_650M_UR50D proteins.fasta -o embeddings.parquet
+    bionemo-lite score esm2_t33_650M_UR50D wt.fasta -o effects.csv --method masked_marginals --mutations muts.txt
+    bionemo-lite weights pull esm2_t33_650M_UR50D
+    bionemo-lite serve --weights esm2_t6_8M_UR50D=esm2_t6_8M_UR50D.pt
+
+Batch jobs resume: re-running a killed command computes only the records
+missing from ``OUTPUT.job.sqlite``. Exit status: 0 on success (also when some
+records failed: see ``OUTPUT.errors.csv``), 1 when a `BionemoLiteError` stops
+the command or every record failed, 2 for usage errors. torch, pyarrow and the
+model code are imported only by the commands that need them, so listing and
+``--help`` start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import typer
+
+from .errors import BionemoLiteError, InvalidInputError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="bionemo-lite",
+    help="Biomolecular models (ESM-2, ProtT5, ESMFold, OpenFold-3, MegaMolBART) behind four verbs: "
+    "embed, score, generate, fold.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+weights_app = typer.Typer(help="List cached weights and download official ones.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+MUTATION_METHODS = ("masked_marginals", "wt_marginals")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handles_errors(fn: F) -> F:
+    """Turn the project's errors into a one-line message and exit status 1 (no traceback).
+
+    An output extension no writer knows is a usage error (status 2). Ctrl-C in
+    a batch job says how to resume.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .io.writers import UnsupportedFormatError
+
+        try:
+            return fn(*args, **kwargs)
+        except UnsupportedFormatError as exc:
+            raise _fail(str(exc), 2) from None
+        except BionemoLiteError as exc:
+            raise _fail(str(exc), 1) from None
+        except KeyboardInterrupt:
+            typer.echo("\nInterrupted; finished chunks are kept: run the same command again to resume.", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _human_count(n: int | None) -> str:
+    if not n:
+        return "-"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f}{unit}" if value >= 10 or value == int(value) else f"{value:.1f}{unit}"
+    return str(n)
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for line in [header, *rows]:
+        typer.echo("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths)).rstrip())
+
+
+@app.command("models")
+@handles_errors
+def models_command(
+    verb: Optional[str] = typer.Option(
+        None, "--verb", help="Only models with this verb (embed, score, generate, fold, ...)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the registered models and whether their weights are available locally."""
+    from .registry import list_models, plugin_errors
+    from .weights import weights_available
+
+    specs = list_models(verb=verb)
+    for name, error in plugin_errors.items():
+        typer.echo(f"Warning: model plugin {name!r} failed to load: {error}", err=True)
+    if as_json:
+        typer.echo(json.dumps([{**s.to_dict(), "weights_available": weights_available(s)} for s in specs], indent=2))
+        return
+    rows = [
+        [s.name, s.family, ",".join(sorted(s.verbs)), _human_count(s.params), str(s.max_length),
+         "yes" if weights_available(s) else "no"]
+        for s in specs
+    ]
+    _print_table(["name", "family", "verbs", "params", "max_length", "weights"], rows)
+
+
+def _weights_fingerprint(path: Path) -> dict[str, Any]:
+    """Identity of a checkpoint for the job manifest: changed weights mean recomputed results.
+
+    Size and modification time stand in for a content hash (hashing a 2.5 GB
+    checkpoint on every run would cost more than it saves).
+    """
+    path = path.resolve()
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    return {
+        "path": str(path),
+        "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files],
+    }
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, before any weights are read.
+
+    Raises:
+        typer.BadParameter: naming the device and what is available.
+    """
+    kind, _, index = device.partition(":")
+    if kind == "cpu" and not index:
+        return
+    import torch
+
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            why = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+            raise typer.BadParameter(f"{device!r}: {why}; use --device cpu", param_hint="--device")
+        if index and (not index.isdigit() or int(index) >= count):
+            raise typer.BadParameter(f"{device!r}: this machine has cuda:0..cuda:{count - 1}", param_hint="--device")
+        return
+    if kind == "mps" and not index:
+        if not torch.backends.mps.is_available():
+            raise typer.BadParameter("'mps' is not available on this machine; use --device cpu", param_hint="--device")
+        return
+    raise typer.BadParameter(f"{device!r}: expected cpu, cuda, cuda:N or mps", param_hint="--device")
+
+
+def _load_model(
+    name: str, verb: str, weights: Path | None, device: str, dtype: str | None
+) -> tuple[Any, dict[str, Any]]:
+    """Check the name and verb, find the weights, then load; returns the model and its manifest identity."""
+    from .registry import get_spec, load, require_verb
+    from .weights import resolve_weights
+
+    spec = get_spec(name)
+    require_verb(spec, verb)
+    path = resolve_weights(spec, weights)
+    check_device(device)
+    logging.getLogger("bionemo_lite.cli").info("loading %s from %s on %s", name, path, device)
+    try:
+        model = load(name, weights=path, device=device, dtype=dtype)
+    except ValueError as exc:
+        if isinstance(exc, BionemoLiteError):
+            raise
+        raise typer.BadParameter(str(exc)) from None  # e.g. an unknown --dtype
+    identity = {"model": name, "weights": _weights_fingerprint(path), "device": device, "dtype": dtype}
+    return model, identity
+
+
+def _input_file(path: Path, kind: str) -> Any:
+    from .io.readers import InputFile
+
+    return InputFile(path, kind=kind)
+
+
+def _finish(summary: Any) -> None:
+    """Report a job and exit non-zero when nothing succeeded."""
+    resumed = f" ({summary.n_skipped_resumed} resumed)" if summary.n_skipped_resumed else ""
+    failed = f"; {summary.n_failed} failed, see {summary.errors_path}" if summary.n_failed else ""
+    typer.echo(
+        f"wrote {summary.n_ok} records to {summary.output}{resumed}{failed} in {summary.seconds:.1f} s", err=True
+    )
+    if summary.n_ok == 0 and summary.n_failed == 0:
+        raise _fail("the input holds no records", 1)
+    if summary.all_failed:
+        raise _fail(f"every record failed; reasons in {summary.errors_path}", 1)
+
+
+# Options shared by the batch commands.
+WeightsOpt = typer.Option(None, "--weights", help="Checkpoint file or directory (default: the weight cache).")
+DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N.")
+DtypeOpt = typer.Option(
+    None, "--dtype", help="float32, float16 or bfloat16 (default: the family's choice for the device)."
+)
+ChunkOpt = typer.Option(512, "--chunk-size", min=1, help="Records per model call and per checkpoint of the job.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines.")
+KeepOpt = typer.Option(False, "--keep-manifest", help="Keep OUTPUT.job.sqlite after a fully successful run.")
+TokensOpt = typer.Option(None, "--tokens-per-batch", min=1, help="Padded tokens per batch (default: the model's).")
+TruncateOpt = typer.Option(
+    False, "--truncate", help="Cut sequences longer than the model's maximum instead of failing them."
+)
+
+
+def _input_argument(help_text: str) -> Any:
+    return typer.Argument(..., exists=True, dir_okay=False, readable=True, help=help_text)
+
+
+@app.command("embed")
+@handles_errors
+def embed_command(
+    model: str = typer.Argument(..., help="Model name (see `bionemo-lite models --verb embed`)."),
+    input: Path = _input_argument("FASTA, CSV/TSV (id,sequence or id,smiles) or .smi file."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output file: .parquet, .h5 or .npz."),
+    weights: Optional[Path] = WeightsOpt,
+    layer: Optional[list[int]] = typer.Option(
+        None, "--layer", help="Layer to return (0 = embeddings, -1 = last; repeat for several)."
+    ),
+    pooling: str = typer.Option("mean", "--pooling", help="mean, bos or per_residue."),
+    device: str = DeviceOpt,
+    dtype: Optional[str] = DtypeOpt,
+    tokens_per_batch: Optional[int] = TokensOpt,
+    truncate: bool = TruncateOpt,
+    chunk_size: int = ChunkOpt,
+    quiet: bool = QuietOpt,
+    keep_manifest: bool = KeepOpt,
+) -> None:
+    """Embed every record of INPUT into OUTPUT (resumable; bad records go to OUTPUT.errors.csv)."""
+    from .io.writers import EMBEDDING_FORMATS, output_suffix
+    from .jobs import EmbedTask, run_job
+
+    _setup_logging(quiet)
+    output_suffix(output, EMBEDDING_FORMATS)
+    loaded, identity = _load_model(model, "embed", weights, device, dtype)
+    task = EmbedTask(loaded, layers=tuple(layer or (-1,)), pooling=pooling, truncate=truncate,
+                     tokens_per_batch=tokens_per_batch)
+    source = _input_file(input, loaded.spec.input_kind)
+    summary = run_job(source, task, output, params=identity, chunk_size=chunk_size, progress=not quiet,
+                      keep_manifest=keep_manifest)
+    _finish(summary)
+
+
+def _wild_type(path: Path, kind: str) -> Any:
+    """The one record of a variant-effect INPUT."""
+    from .records import Record
+
+    records = []
+    for item in _input_file(path, kind).items():
+        if not isinstance(item, Record):
+            raise InvalidInputError(item.reason, record=item.id or item.index)
+        records.append(item)
+        if len(records) > 1:
+            break
+    if len(records) != 1:
+        raise InvalidInputError(
+            f"with --mutations, INPUT must hold exactly one (wild-type) sequence; {path} holds "
+            + ("none" if not records else "more than one")
+        )
+    return records[0]
+
+
+@app.command("score")
+@handles_errors
+def score_command(
+    model: str = typer.Argument(..., help="Model name (see `bionemo-lite models --verb score`)."),
+    input: Path = _input_argument("Sequences (or SMILES) to score; with --mutations, the one wild type."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output table: .csv, .tsv or .parquet."),
+    method: Optional[str] = typer.Option(
+        None, "--method", help="pll, masked_marginals or wt_marginals (default: the model's own, e.g. pll)."
+    ),
+    mutations: Optional[Path] = typer.Option(
+        None, "--mutations", exists=True, dir_okay=False,
+        help="One mutation per line (A42G; several joined by ':') or a CSV with a 'mutation' column.",
+    ),
+    weights: Optional[Path] = WeightsOpt,
+    device: str = DeviceOpt,
+    dtype: Optional[str] = DtypeOpt,
+    tokens_per_batch: Optional[int] = TokensOpt,
+    truncate: bool = TruncateOpt,
+    chunk_size: int = ChunkOpt,
+    quiet: bool = QuietOpt,
+    keep_manifest: bool = KeepOpt,
+) -> None:
+    """Score records (one row each) or the mutations of one wild type (one row per mutation)."""
+    from .io.readers import read_mutations
+    from .io.writers import TABLE_FORMATS, output_suffix
+    from .jobs import MutationScoreTask, MutationSource, ScoreTask, run_job
+
+    _setup_logging(quiet)
+    output_suffix(output, TABLE_FORMATS)
+    if mutations is not None and method is None:
+        method = "masked_marginals"
+    if mutations is not None and method not in MUTATION_METHODS:
+        raise typer.BadParameter(f"--mutations needs --method {' or '.join(MUTATION_METHODS)}", param_hint="--method")
+    if mutations is None and method in MUTATION_METHODS:
+        raise typer.BadParameter(f"--method {method} needs --mutations FILE", param_hint="--mutations")
+    loaded, identity = _load_model(model, "score", weights, device, dtype)
+    kind = loaded.spec.input_kind
+    if mutations is not None:
+        wild_type = _wild_type(input, kind)
+        task: Any = MutationScoreTask(loaded, wild_type, method, truncate=truncate, tokens_per_batch=tokens_per_batch)
+        source: Any = MutationSource(task.wild_type, read_mutations(mutations))
+    else:
+        task = ScoreTask(loaded, method, truncate=truncate, tokens_per_batch=tokens_per_batch)
+        source = _input_file(input, kind)
+    summary = run_job(source, task, output, params=identity, chunk_size=chunk_size, progress=not quiet,
+                      keep_manifest=keep_manifest)
+    _finish(summary)
+
+
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` items into a dict; values are read as JSON when they parse (numbers, true, lists)."""
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--option")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+@app.command("generate")
+@handles_errors
+def generate_command(
+    model: str = typer.Argument(..., help="Model name (see `bionemo-lite models --verb generate`)."),
+    input: Path = _input_argument("Seed sequences (with <mask> to fill) or seed SMILES."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output table: .csv, .tsv or .parquet."),
+    num_samples: Optional[int] = typer.Option(None, "--num-samples", min=1, help="Samples per seed."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0, help="Sampling temperature."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1, help="Sample among the k most likely tokens."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (reproducible samples)."),
+    option: Optional[list[str]] = typer.Option(None, "--option", help="Family option KEY=VALUE (repeatable)."),
+    weights: Optional[Path] = WeightsOpt,
+    device: str = DeviceOpt,
+    dtype: Optional[str] = DtypeOpt,
+    chunk_size: int = ChunkOpt,
+    quiet: bool = QuietOpt,
+    keep_manifest: bool = KeepOpt,
+) -> None:
+    """Generate new sequences or molecules from each seed record (one row per sample)."""
+    from .io.writers import TABLE_FORMATS, output_suffix
+    from .jobs import GenerateTask, run_job
+
+    _setup_logging(quiet)
+    output_suffix(output, TABLE_FORMATS)
+    options = parse_options(option)
+    for key, value in (("num_samples", num_samples), ("temperature", temperature), ("top_k", top_k), ("seed", seed)):
+        if value is not None:
+            options[key] = value
+    loaded, identity = _load_model(model, "generate", weights, device, dtype)
+    summary = run_job(_input_file(input, loaded.spec.input_kind), GenerateTask(loaded, options), output,
+                      params=identity, chunk_size=chunk_size, progress=not quiet, keep_manifest=keep_manifest)
+    _finish(summary)
+
+
+@app.command("fold")
+@handles_errors
+def fold_command(
+    model: str = typer.Argument(..., help="Model name (see `bionemo-lite models --verb fold`)."),
+    input: Path = _input_argument("FASTA or CSV of proteins (chains of a complex joined with ':')."),
+    output: Path = typer.Option(..., "--output", "-o", file_okay=False, help="Output folder."),
+    format: str = typer.Option("pdb", "--format", help="pdb or cif."),
+    num_recycles: Optional[int] = typer.Option(None, "--num-recycles", min=0, help="Recycling iterations."),
+    chunk_size: Optional[int] = typer.Option(
+        None, "--chunk-size", min=0, help="Attention chunk size: less memory, slower (0: no chunking)."
+    ),
+    msa: Optional[Path] = typer.Option(
+        None, "--msa", exists=True, file_okay=False, help="Folder of <id>.a3m alignments, used where present."
+    ),
+    weights: Optional[Path] = WeightsOpt,
+    device: str = DeviceOpt,
+    dtype: Optional[str] = DtypeOpt,
+    quiet: bool = QuietOpt,
+    keep_manifest: bool = KeepOpt,
+) -> None:
+    """Predict a structure per record: OUTDIR/<id>.pdb|.cif, OUTDIR/summary.csv and OUTDIR/errors.csv."""
+    from .jobs import FoldTask, run_job
+
+    if format not in ("pdb", "cif"):
+        raise typer.BadParameter("must be pdb or cif", param_hint="--format")
+    _setup_logging(quiet)
+    loaded, identity = _load_model(model, "fold", weights, device, dtype)
+    output.mkdir(parents=True, exist_ok=True)
+    task = FoldTask(loaded, output, format=format, num_recycles=num_recycles, chunk_size=chunk_size, msa_dir=msa)
+    # One record per chunk: each structure is committed as soon as it is predicted.
+    summary = run_job(_input_file(input, "protein"), task, output / "summary.csv", params=identity, chunk_size=1,
+                      progress=not quiet, manifest_path=output / "job.sqlite", errors_path=output / "errors.csv",
+                      keep_manifest=keep_manifest)
+    _finish(summary)
+
+
+@weights_app.command("list")
+@handles_errors
+def weights_list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Each model: are its official weights in the cache, and where."""
+    from .registry import list_models
+    from .weights import cached_path, cache_home, model_cache_dir
+
+    entries = []
+    for spec in list_models():
+        found = next((p for p in (cached_path(spec, src) for src in spec.weights) if p is not None), None)
+        entries.append({"name": spec.name, "cached": found is not None,
+                        "path": str(found if found is not None else model_cache_dir(spec))})
+    if as_json:
+        typer.echo(json.dumps(entries, indent=2))
+        return
+    typer.echo(f"cache: {cache_home()}", err=True)
+    _print_table(["name", "cached", "path"], [[e["name"], "yes" if e["cached"] else "no", e["path"]] for e in entries])
+
+
+@weights_app.command("pull")
+@handles_errors
+def weights_pull_command(
+    name: str = typer.Argument(..., help="Model name."),
+    quiet: bool = QuietOpt,
+) -> None:
+    """Download a model's official weights into the cache (sha256-checked, atomic)."""
+    from .registry import get_spec
+    from .weights import pull
+
+    path = pull(get_spec(name), progress=not quiet)
+    typer.echo(str(path))
+
+
+@app.command("serve")
+@handles_errors
+def serve_command(
+    host: Optional[str] = typer.Option(None, "--host", help="Address to bind [default: 127.0.0.1]."),
+    port: Optional[int] = typer.Option(None, "--port", min=0, max=65535, help="Port [default: 8000]."),
+    weights: Optional[list[str]] = typer.Option(
+        None, "--weights", help="NAME=PATH checkpoint of a model (repeatable)."
+    ),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N [default: cpu]."),
+    dtype: Optional[str] = DtypeOpt,
+    backend: Optional[str] = typer.Option(None, "--backend", help="inprocess or triton [default: inprocess]."),
+    triton_url: Optional[str] = typer.Option(None, "--triton-url", help="host:port of the Triton server."),
+    max_sequences: Optional[int] = typer.Option(
+        None, "--max-sequences", min=1, help="Records per request [default: 32]."
+    ),
+    preload: Optional[list[str]] = typer.Option(None, "--preload", help="Model to load at start-up (repeatable)."),
+) -> None:
+    """Start the HTTP service. Unset options come from BIONEMO_LITE_* variables, then the defaults."""
+    from pydantic import ValidationError
+
+    if device is not None:
+        check_device(device)
+    from server.app import serve
+    from server.settings import Settings
+
+    given: dict[str, Any] = {
+        "host": host, "port": port, "device": device, "dtype": dtype, "backend": backend,
+        "triton_url": triton_url, "max_sequences": max_sequences,
+        "weights": list(weights) if weights else None, "preload": list(preload) if preload else None,
+    }
+    try:
+        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise typer.BadParameter(problems) from None
+    serve(settings)
+
+
+def main() -> None:  # pragma: no cover - `python -m bionemo_lite.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

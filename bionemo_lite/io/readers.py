@@ -1,0 +1,272 @@
+"""Reading input files (FASTA, CSV/TSV, ``.smi``) into `Record`s, lazily.
+
+Files with millions of sequences are streamed: nothing is held in memory but
+the set of ids seen (to catch duplicates). Records that cannot be used (no id,
+empty sequence, an id already used in the file) are not dropped silently: they
+come out of `InputFile.items` as `RecordError`s in file order, so a batch job
+writes them to its errors file and goes on. The sequences themselves are not
+validated here (that depends on the model: protein or SMILES).
+
+    >>> src = InputFile("proteins.fasta")
+    >>> for item in src.items():
+    ...     print(item)  # Record(...) or RecordError(...)
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Literal, Union
+
+from ..errors import InvalidInputError
+from ..records import Record
+from ..results import RecordError
+
+InputFormat = Literal["fasta", "csv", "tsv", "smi"]
+ReadItem = Union[Record, RecordError]
+
+FASTA_SUFFIXES = frozenset({".fasta", ".fa", ".faa", ".fas", ".fna", ".ffn", ".mfa", ".seq"})
+SUFFIX_FORMATS: dict[str, InputFormat] = {
+    **{s: "fasta" for s in FASTA_SUFFIXES},
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".smi": "smi",
+    ".smiles": "smi",
+}
+# Accepted column names, most specific first; matched case-insensitively.
+ID_COLUMNS = ("id", "name", "record_id")
+SEQUENCE_COLUMNS = ("sequence", "seq")
+SMILES_COLUMNS = ("smiles", "smi")
+
+
+def detect_format(path: Path) -> InputFormat:
+    """The input format from the file name (``.gz`` allowed), else from its first character.
+
+    Raises:
+        InvalidInputError: the format cannot be told.
+    """
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    if suffixes and suffixes[-1] in SUFFIX_FORMATS:
+        return SUFFIX_FORMATS[suffixes[-1]]
+    with _open_text(path) as fh:
+        for line in fh:
+            if line.strip():
+                if line.lstrip().startswith(">"):
+                    return "fasta"
+                break
+    raise InvalidInputError(
+        f"{path}: cannot tell the input format; use a FASTA (.fasta/.fa), CSV (.csv with an "
+        "'id,sequence' or 'id,smiles' header), TSV or SMILES (.smi) file"
+    )
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.suffix.lower() == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+@dataclass
+class InputFile:
+    """A lazily read input file of sequences or SMILES.
+
+    Args:
+        path: the file; ``.gz`` compressed files are read too.
+        format: ``"fasta"``, ``"csv"``, ``"tsv"`` or ``"smi"``; None detects it.
+        kind: ``"protein"`` or ``"smiles"``: picks the text column of a CSV
+            that has both a ``sequence`` and a ``smiles`` column.
+        sequence_column: the CSV column holding the text, if not a standard name.
+        id_column: the CSV column holding the id, if not a standard name.
+
+    Attributes:
+        errors: the `RecordError`s of the last full iteration over `__iter__`.
+    """
+
+    path: Path
+    format: InputFormat | None = None
+    kind: str = "protein"
+    sequence_column: str | None = None
+    id_column: str | None = None
+    errors: list[RecordError] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        if not self.path.exists():
+            raise InvalidInputError(f"input file {str(self.path)!r} does not exist")
+        if not self.path.is_file():
+            # A pipe could be read only once; `items()` starts over on every call.
+            raise InvalidInputError(f"input {str(self.path)!r} must be a regular file (not a folder or a pipe)")
+        if self.format is None:
+            self.format = detect_format(self.path)
+        elif self.format not in ("fasta", "csv", "tsv", "smi"):
+            raise InvalidInputError(f"unknown input format {self.format!r}")
+
+    def items(self) -> Iterator[ReadItem]:
+        """Records and unusable records (`RecordError`), in file order; each call reads the file anew.
+
+        A record's `index` is its 0-based position among all records of the file.
+        An id seen before in the file makes that later record a `RecordError`.
+        """
+        parse: Callable[[IO[str]], Iterator[tuple[str | None, str, str]]] = {
+            "fasta": self._parse_fasta,
+            "csv": lambda fh: self._parse_table(fh, ","),
+            "tsv": lambda fh: self._parse_table(fh, "\t"),
+            "smi": self._parse_smi,
+        }[self.format]  # type: ignore[index]
+        seen: dict[str, int] = {}
+        with _open_text(self.path) as fh:
+            for index, (rid, sequence, where) in enumerate(parse(fh)):
+                if not rid:
+                    yield RecordError("", index, f"record #{index + 1} ({where}) has no id")
+                elif rid in seen:
+                    first = seen[rid] + 1
+                    yield RecordError(rid, index, f"duplicate id (first used by record #{first}); {where} skipped")
+                elif not sequence.strip():
+                    seen[rid] = index
+                    yield RecordError(rid, index, "empty sequence")
+                else:
+                    seen[rid] = index
+                    yield Record(rid, sequence, index)
+
+    def __iter__(self) -> Iterator[Record]:
+        """The usable records only; the others are collected in `errors`."""
+        self.errors = []
+        for item in self.items():
+            if isinstance(item, Record):
+                yield item
+            else:
+                self.errors.append(item)
+
+    def count(self) -> int:
+        """Number of records in the file (usable or not), by a fast line scan (for progress bars)."""
+        n = 0
+        with _open_text(self.path) as fh:
+            if self.format == "fasta":
+                n = sum(1 for line in fh if line.startswith(">"))
+            elif self.format == "smi":
+                n = sum(1 for line in fh if line.strip() and not line.lstrip().startswith("#"))
+            else:
+                n = max(0, sum(1 for line in fh if line.strip()) - 1)  # minus the header
+        return n
+
+    # -- parsers: yield (id or None, text, where-in-the-file) ------------------------------------
+
+    def _parse_fasta(self, fh: IO[str]) -> Iterator[tuple[str | None, str, str]]:
+        from Bio import SeqIO
+
+        try:
+            for n, rec in enumerate(SeqIO.parse(fh, "fasta"), start=1):
+                # Biopython joins the lines and drops spaces; case is kept (cleaned later).
+                yield rec.id, str(rec.seq), f"FASTA entry {n}"
+        except ValueError as exc:  # e.g. text before the first '>'
+            raise InvalidInputError(f"{self.path}: not a readable FASTA file: {str(exc).splitlines()[0]}") from exc
+
+    def _parse_table(self, fh: IO[str], delimiter: str) -> Iterator[tuple[str | None, str, str]]:
+        reader = csv.reader(fh, delimiter=delimiter)
+        header = next(reader, None)
+        if header is None:
+            return
+        columns = {name.strip().lower(): i for i, name in enumerate(header)}
+        text_col = self._pick_text_column(columns, header)
+        id_col = self._pick_column(columns, (self.id_column,) if self.id_column else ID_COLUMNS)
+        if self.id_column and id_col is None:
+            raise InvalidInputError(f"{self.path}: no column {self.id_column!r} in the header {header}")
+        row_number = 0
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue  # blank line
+            row_number += 1
+            text = row[text_col].strip() if text_col < len(row) else ""
+            if id_col is None:
+                rid: str | None = str(row_number)  # no id column: the 1-based data row is the id
+            else:
+                rid = row[id_col].strip() if id_col < len(row) else ""
+            yield rid, text, f"line {reader.line_num}"
+
+    def _pick_text_column(self, columns: dict[str, int], header: list[str]) -> int:
+        if self.sequence_column:
+            col = self._pick_column(columns, (self.sequence_column,))
+        elif self.kind == "smiles":
+            col = self._pick_column(columns, SMILES_COLUMNS + SEQUENCE_COLUMNS)
+        else:
+            col = self._pick_column(columns, SEQUENCE_COLUMNS + SMILES_COLUMNS)
+        if col is None:
+            wanted = self.sequence_column or "sequence' or 'smiles"
+            raise InvalidInputError(
+                f"{self.path}: the header {header} has no '{wanted}' column "
+                "(expected a header such as 'id,sequence' or 'id,smiles')"
+            )
+        return col
+
+    @staticmethod
+    def _pick_column(columns: dict[str, int], names: tuple[str, ...]) -> int | None:
+        for name in names:
+            if name.lower() in columns:
+                return columns[name.lower()]
+        return None
+
+    def _parse_smi(self, fh: IO[str]) -> Iterator[tuple[str | None, str, str]]:
+        for line_number, line in enumerate(fh, start=1):
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            parts = stripped.split(None, 1)
+            # "SMILES [whitespace name]"; without a name the line number is the id.
+            rid = parts[1].strip() if len(parts) > 1 else str(line_number)
+            yield rid, parts[0], f"line {line_number}"
+
+
+def read_records(path: str | Path, format: InputFormat | None = None, kind: str = "protein") -> list[Record]:
+    """All usable records of a file (convenience for small files; see `InputFile` for streaming).
+
+    Raises:
+        InvalidInputError: the first unusable record, naming it and the reason.
+    """
+    out: list[Record] = []
+    for item in InputFile(Path(path), format=format, kind=kind).items():
+        if isinstance(item, RecordError):
+            raise InvalidInputError(item.reason, record=item.id or item.index)
+        out.append(item)
+    return out
+
+
+MUTATION_COLUMNS = ("mutation", "mutant", "mutations")
+
+
+def read_mutations(path: str | Path) -> list[str]:
+    """Mutations to score against one wild type, in file order.
+
+    The file is either one mutation per line (``A42G``, several joined by
+    ``:``; blank lines and ``#`` comments skipped) or a CSV/TSV whose header
+    has a ``mutation`` (or ``mutant``) column.
+
+    Raises:
+        InvalidInputError: an empty file or a CSV without a mutation column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"mutations file {str(path)!r} does not exist")
+    with _open_text(path) as fh:
+        lines = [line.strip() for line in fh]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    if not lines:
+        raise InvalidInputError(f"{path}: no mutations in the file")
+    delimiter = "\t" if "\t" in lines[0] else ","
+    first = [c.strip().lower() for c in lines[0].split(delimiter)]
+    if path.suffix.lower() in (".csv", ".tsv") or len(first) > 1 or first[0] in MUTATION_COLUMNS:
+        col = next((first.index(name) for name in MUTATION_COLUMNS if name in first), None)
+        if col is None:
+            raise InvalidInputError(f"{path}: the header {lines[0]!r} has no 'mutation' column")
+        rows = csv.reader(lines[1:], delimiter=delimiter)
+        mutations = [row[col].strip() for row in rows if col < len(row) and row[col].strip()]
+    else:
+        mutations = lines
+    if not mutations:
+        raise InvalidInputError(f"{path}: no mutations in the file")
+    return mutations

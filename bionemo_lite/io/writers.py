@@ -1,0 +1,320 @@
+"""Writing results to disk; the format follows the output file's extension.
+
+Embeddings (one row per record):
+- ``.parquet``: columns ``id``, ``sequence``, ``length``, ``truncated`` and
+  ``embedding`` as ``list<float32>`` (pooled) or ``list<list<float32>>``
+  (``per_residue``). With several layers, one column ``embedding_<L>`` per
+  absolute layer index instead of ``embedding``. The schema metadata key
+  ``bionemo_lite`` holds ``{"model", "layers", "pooling"}`` as JSON.
+- ``.h5``: one dataset per id (``[D]`` or ``[L, D]``; with several layers a
+  leading layer axis). File attributes ``model``, ``layers``, ``pooling``;
+  dataset attributes ``id`` (the exact id: ``/`` and ``%`` are escaped in
+  dataset names), ``length``, ``truncated``.
+- ``.npz``: one array per id, same shapes as ``.h5`` (ragged per-residue
+  arrays need one key each).
+
+Tables (scores, generated samples, summaries): ``.parquet``, ``.csv``, ``.tsv``.
+
+Every writer streams its rows and writes atomically (a temporary file in the
+same directory, then `os.replace`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BionemoLiteError
+from .atomic import atomic_path
+
+EMBEDDING_FORMATS = (".parquet", ".h5", ".hdf5", ".npz")
+TABLE_FORMATS = (".parquet", ".csv", ".tsv")
+META_KEY = b"bionemo_lite"
+_ROWS_PER_GROUP = 512  # parquet row group / write batch
+
+
+class UnsupportedFormatError(BionemoLiteError, ValueError):
+    """The output file's extension names no format this kind of result can be written in."""
+
+
+def output_suffix(path: str | Path, allowed: Sequence[str]) -> str:
+    """The lower-case extension of `path` if it is one of `allowed`.
+
+    Raises:
+        UnsupportedFormatError: listing the allowed extensions.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in allowed:
+        raise UnsupportedFormatError(
+            f"cannot write {str(path)!r}: the output extension must be one of {', '.join(allowed)}"
+        )
+    return suffix
+
+
+@dataclass
+class EmbeddingRow:
+    """One record's embeddings, by absolute layer index."""
+
+    id: str
+    sequence: str
+    length: int
+    by_layer: dict[int, np.ndarray]
+    truncated: bool = False
+
+    def stacked(self, layers: Sequence[int]) -> np.ndarray:
+        """The array stored per id in ``.h5``/``.npz``: one layer as is, several stacked on axis 0."""
+        if len(layers) == 1:
+            return np.asarray(self.by_layer[layers[0]], dtype=np.float32)
+        return np.stack([np.asarray(self.by_layer[lay], dtype=np.float32) for lay in layers])
+
+
+@dataclass
+class EmbeddingFile:
+    """What `read_embeddings` returns: arrays by id, in file order, and the run's metadata."""
+
+    ids: list[str]
+    arrays: dict[str, np.ndarray]
+    model: str | None = None
+    layers: tuple[int, ...] | None = None
+    pooling: str | None = None
+    lengths: dict[str, int] = field(default_factory=dict)
+
+
+def embedding_column(layer: int, layers: Sequence[int]) -> str:
+    """The parquet column holding `layer`."""
+    return "embedding" if len(layers) == 1 else f"embedding_{layer}"
+
+
+def write_embeddings(
+    path: str | Path, rows: Iterable[EmbeddingRow], *, model: str, layers: Sequence[int], pooling: str
+) -> int:
+    """Stream `rows` into `path` (format by extension), atomically; returns the rows written."""
+    path = Path(path)
+    suffix = output_suffix(path, EMBEDDING_FORMATS)
+    layers = tuple(int(x) for x in layers)
+    meta = {"model": model, "layers": list(layers), "pooling": pooling}
+    with atomic_path(path) as tmp:
+        if suffix == ".parquet":
+            return _write_embeddings_parquet(tmp, rows, layers, pooling, meta)
+        if suffix in (".h5", ".hdf5"):
+            return _write_embeddings_h5(tmp, rows, layers, meta)
+        return _write_embeddings_npz(tmp, rows, layers)
+
+
+def _list_array(arrays: list[np.ndarray], per_residue: bool) -> Any:
+    """Build ``list<float32>`` / ``list<list<float32>>`` from numpy without Python-level loops over values."""
+    import pyarrow as pa
+
+    values = pa.array(
+        np.concatenate([a.reshape(-1) for a in arrays]) if arrays else np.zeros(0, np.float32), pa.float32()
+    )
+    if not per_residue:
+        offsets = np.concatenate([[0], np.cumsum([a.shape[0] for a in arrays])]).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), values)
+    dims = [a.shape[1] for a in arrays for _ in range(a.shape[0])]
+    inner_offsets = np.concatenate([[0], np.cumsum(dims)]).astype(np.int32)
+    inner = pa.ListArray.from_arrays(pa.array(inner_offsets), values)
+    outer_offsets = np.concatenate([[0], np.cumsum([a.shape[0] for a in arrays])]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(outer_offsets), inner)
+
+
+def _write_embeddings_parquet(
+    tmp: Path, rows: Iterable[EmbeddingRow], layers: tuple[int, ...], pooling: str, meta: dict
+) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    per_residue = pooling == "per_residue"
+    emb_type = pa.list_(pa.list_(pa.float32())) if per_residue else pa.list_(pa.float32())
+    fields = [
+        pa.field("id", pa.string()),
+        pa.field("sequence", pa.string()),
+        pa.field("length", pa.int32()),
+        pa.field("truncated", pa.bool_()),
+    ] + [pa.field(embedding_column(lay, layers), emb_type) for lay in layers]
+    schema = pa.schema(fields, metadata={META_KEY: json.dumps(meta).encode()})
+    n = 0
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for batch in _batched(rows, _ROWS_PER_GROUP):
+            columns = [
+                pa.array([r.id for r in batch], pa.string()),
+                pa.array([r.sequence for r in batch], pa.string()),
+                pa.array([r.length for r in batch], pa.int32()),
+                pa.array([r.truncated for r in batch], pa.bool_()),
+            ] + [
+                _list_array([np.asarray(r.by_layer[lay], np.float32) for r in batch], per_residue)
+                for lay in layers
+            ]
+            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+            n += len(batch)
+    return n
+
+
+def h5_key(record_id: str) -> str:
+    """An HDF5 dataset name for an id: ``%`` and ``/`` percent-escaped, no leading dot."""
+    key = record_id.replace("%", "%25").replace("/", "%2F")
+    return "%2E" + key[1:] if key.startswith(".") else key
+
+
+def _write_embeddings_h5(tmp: Path, rows: Iterable[EmbeddingRow], layers: tuple[int, ...], meta: dict) -> int:
+    import h5py
+
+    n = 0
+    with h5py.File(tmp, "w", track_order=True) as fh:  # datasets iterate in input order
+        fh.attrs["model"] = meta["model"]
+        fh.attrs["layers"] = np.asarray(layers, dtype=np.int64)
+        fh.attrs["layer"] = layers[0]
+        fh.attrs["pooling"] = meta["pooling"]
+        for row in rows:
+            ds = fh.create_dataset(h5_key(row.id), data=row.stacked(layers))
+            ds.attrs["id"] = row.id
+            ds.attrs["length"] = row.length
+            ds.attrs["truncated"] = row.truncated
+            n += 1
+    return n
+
+
+def _write_embeddings_npz(tmp: Path, rows: Iterable[EmbeddingRow], layers: tuple[int, ...]) -> int:
+    # np.savez needs every array in memory at once; writing the members one by
+    # one into the zip (the layout np.load reads) keeps memory flat.
+    n = 0
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for row in rows:
+            with zf.open(f"{row.id}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, row.stacked(layers), allow_pickle=False)
+            n += 1
+    return n
+
+
+def read_embeddings(path: str | Path) -> EmbeddingFile:
+    """Read a file written by `write_embeddings` back into numpy arrays (by id, file order).
+
+    Arrays have the shapes documented above (several layers: stacked on axis 0,
+    also for parquet). ``.npz`` files carry no metadata.
+    """
+    path = Path(path)
+    suffix = output_suffix(path, EMBEDDING_FORMATS)
+    if suffix == ".parquet":
+        return _read_embeddings_parquet(path)
+    if suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as fh:
+            out = EmbeddingFile([], {}, str(fh.attrs["model"]), tuple(int(x) for x in fh.attrs["layers"]),
+                                str(fh.attrs["pooling"]))
+            for key in fh:
+                rid = str(fh[key].attrs["id"])
+                out.ids.append(rid)
+                out.arrays[rid] = fh[key][()]
+                out.lengths[rid] = int(fh[key].attrs["length"])
+        return out
+    with np.load(path, allow_pickle=False) as npz:
+        ids = list(npz.files)
+        return EmbeddingFile(ids, {rid: npz[rid] for rid in ids})
+
+
+def _read_embeddings_parquet(path: Path) -> EmbeddingFile:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
+    layers = tuple(meta.get("layers", [])) or None
+    pooling = meta.get("pooling")
+    ids = table.column("id").to_pylist()
+    lengths = table.column("length").to_pylist()
+    names = [embedding_column(lay, layers) for lay in layers] if layers else ["embedding"]
+    per_layer = [_list_column_to_numpy(table.column(name).combine_chunks()) for name in names]
+    arrays = {
+        rid: (per_layer[0][i] if len(per_layer) == 1 else np.stack([col[i] for col in per_layer]))
+        for i, rid in enumerate(ids)
+    }
+    return EmbeddingFile(ids, arrays, meta.get("model"), layers, pooling, dict(zip(ids, lengths)))
+
+
+def _list_column_to_numpy(column: Any) -> list[np.ndarray]:
+    import pyarrow as pa
+
+    offsets = column.offsets.to_numpy()
+    if pa.types.is_list(column.type.value_type):  # per residue: list<list<float32>>
+        inner = column.values
+        inner_offsets = inner.offsets.to_numpy()
+        values = inner.values.to_numpy(zero_copy_only=False)
+        out = []
+        for i in range(len(column)):
+            start, stop = inner_offsets[offsets[i]], inner_offsets[offsets[i + 1]]
+            n_rows = offsets[i + 1] - offsets[i]
+            out.append(values[start:stop].reshape(n_rows, -1))
+        return out
+    values = column.values.to_numpy(zero_copy_only=False)
+    return [values[offsets[i]:offsets[i + 1]] for i in range(len(column))]
+
+
+def write_table(
+    path: str | Path, rows: Iterable[dict[str, Any]], columns: Sequence[str], types: dict[str, str] | None = None
+) -> int:
+    """Stream dict rows into a ``.csv``, ``.tsv`` or ``.parquet`` table, atomically.
+
+    Args:
+        columns: column order; keys of the rows outside it are ignored, missing
+            ones are empty (None).
+        types: parquet types per column (``"string"``, ``"int64"``,
+            ``"float64"``, ``"bool"``); a column not named is ``float64``.
+
+    Returns:
+        The number of rows written.
+    """
+    path = Path(path)
+    suffix = output_suffix(path, TABLE_FORMATS)
+    with atomic_path(path) as tmp:
+        if suffix == ".parquet":
+            return _write_table_parquet(tmp, rows, columns, types or {})
+        n = 0
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, delimiter="\t" if suffix == ".tsv" else ",")
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow(["" if row.get(c) is None else _csv_cell(row.get(c)) for c in columns])
+                n += 1
+        return n
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return repr(value)  # shortest text that reads back to the same float
+    return value
+
+
+def _write_table_parquet(
+    tmp: Path, rows: Iterable[dict[str, Any]], columns: Sequence[str], types: dict[str, str]
+) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrow = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
+    schema = pa.schema([pa.field(c, arrow[types.get(c, "float64")]) for c in columns])
+    n = 0
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for batch in _batched(rows, 4096):
+            data = {c: [r.get(c) for r in batch] for c in columns}
+            writer.write_table(pa.Table.from_pydict(data, schema=schema))
+            n += len(batch)
+    return n
+
+
+def write_errors(path: str | Path, errors: Iterable[tuple[str, str]]) -> int:
+    """Write the per-record failures as a CSV with columns ``id``, ``reason`` (atomically)."""
+    return write_table(path, ({"id": rid, "reason": reason} for rid, reason in errors), ["id", "reason"])
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch

@@ -1,0 +1,37 @@
+"""Resumable batch jobs over a model verb (see `run_job`).
+
+    >>> from bionemo_lite.io import InputFile
+    >>> from bionemo_lite.jobs import EmbedTask, run_job
+    >>> model = bionemo_lite.load("esm2_t6_8M_UR50D", weights="esm2_t6_8M_UR50D.pt")
+    >>> run_job(InputFile("proteins.fasta"), EmbedTask(model), "out.parquet")
+    JobSummary(output=PosixPath('out.parquet'), ..., n_ok=..., n_failed=...)
+"""
+
+from .manifest import Manifest, params_hash, sequence_hash
+from .runner import (
+    DEFAULT_CHUNK_SIZE,
+    ChunkOutcome,
+    ChunkReport,
+    JobSummary,
+    JobTask,
+    RecordSource,
+    default_paths,
+    failure_reason,
+    run_job,
+)
+from .tasks import (
+    EmbedTask,
+    FoldTask,
+    GenerateTask,
+    MutationScoreTask,
+    MutationSource,
+    ScoreTask,
+    check_mutation,
+    structure_filename,
+)
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE", "ChunkOutcome", "ChunkReport", "EmbedTask", "FoldTask", "GenerateTask", "JobSummary",
+    "JobTask", "Manifest", "MutationScoreTask", "MutationSource", "RecordSource", "ScoreTask", "check_mutation",
+    "default_paths", "failure_reason", "params_hash", "run_job", "sequence_hash", "structure_filename",
+]

@@ -1,0 +1,469 @@
+"""The verbs as batch-job tasks: embed, score (per record or per mutation), generate, fold.
+
+Each task works against a verb Protocol of `bionemo_lite.model` only, never a
+model family: validate a record (`prepare`), run a chunk through the verb
+(`run`), store a record's result in the manifest (`encode`/`decode`) and write
+the output file (`write`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..batching import is_out_of_memory
+from ..errors import InvalidInputError
+from ..model import BioModel
+from ..records import Record, apply_length_policy, clean_protein
+from ..results import RecordError
+from .binding import bind_options
+from .runner import ChunkOutcome, failure_reason
+
+
+def _input_kind(model: BioModel) -> str:
+    spec = getattr(model, "spec", None)
+    return getattr(spec, "input_kind", "protein")
+
+
+def _prepare(model: BioModel, record: Record, truncate: bool) -> Record:
+    """Clean and check one record the way the verb will, so a bad one never reaches the model.
+
+    Proteins are cleaned (`clean_protein`) and checked against the model's
+    length limit; the record is returned untruncated so that the verb itself
+    truncates and reports it. SMILES are only stripped: the model parses them.
+    """
+    if _input_kind(model) != "protein":
+        text = record.sequence.strip()
+        if not text:
+            raise InvalidInputError("empty input", record=record.id)
+        return replace(record, sequence=text)
+    cleaned = clean_protein(record)
+    apply_length_policy([cleaned], model.max_length, "truncate" if truncate else "error")
+    return cleaned
+
+
+def _errors_by_id(errors: Iterable[RecordError]) -> dict[str, str]:
+    return {e.id: (f"position {e.position}: {e.reason}" if e.position is not None else e.reason) for e in errors}
+
+
+def _encode_arrays(meta: dict[str, Any], arrays: dict[int, np.ndarray]) -> bytes:
+    """A manifest payload: 4-byte header length, a JSON header, then raw little-endian float32 arrays.
+
+    Plain bytes (no pickle, no zip): decoding is a `np.frombuffer` per array,
+    which keeps writing the final output from millions of rows fast.
+    """
+    header = {**meta, "arrays": [[int(key), list(np.shape(arr))] for key, arr in arrays.items()]}
+    head = json.dumps(header).encode("utf-8")
+    body = b"".join(np.ascontiguousarray(arr, dtype="<f4").tobytes() for arr in arrays.values())
+    return len(head).to_bytes(4, "little") + head + body
+
+
+def _decode_arrays(blob: bytes) -> tuple[dict[str, Any], dict[int, np.ndarray]]:
+    size = int.from_bytes(blob[:4], "little")
+    meta = json.loads(blob[4 : 4 + size])
+    offset = 4 + size
+    arrays: dict[int, np.ndarray] = {}
+    for key, shape in meta.pop("arrays"):
+        count = int(np.prod(shape))
+        arrays[key] = np.frombuffer(blob, dtype="<f4", count=count, offset=offset).reshape(shape)
+        offset += 4 * count
+    return meta, arrays
+
+
+def _json_bytes(payload: Any) -> bytes:
+    return json.dumps(payload).encode("utf-8")
+
+
+def _peek(items: Iterable[Any]) -> tuple[Any, Iterator[Any]]:
+    it = iter(items)
+    first = next(it, None)
+    return first, (it if first is None else chain([first], it))
+
+
+@dataclass
+class EmbedTask:
+    """``embed`` as a job: one row per record with its pooled or per-residue embeddings."""
+
+    model: Any  # an Embedder
+    layers: Sequence[int] = (-1,)
+    pooling: str = "mean"
+    truncate: bool = False
+    tokens_per_batch: int | None = None
+    verb: str = field(default="embed", init=False)
+
+    def params(self) -> dict[str, Any]:
+        return {"layers": [int(x) for x in self.layers], "pooling": self.pooling, "truncate": self.truncate}
+
+    def prepare(self, record: Record) -> Record:
+        return _prepare(self.model, record, self.truncate)
+
+    def run(self, records: list[Record]) -> ChunkOutcome:
+        layer: int | list[int] = int(self.layers[0]) if len(self.layers) == 1 else [int(x) for x in self.layers]
+        emb = self.model.embed(
+            records,
+            layer=layer,
+            pooling=self.pooling,
+            on_too_long="truncate" if self.truncate else "error",
+            tokens_per_batch=self.tokens_per_batch,
+        )
+        by_id = {r.id: r for r in records}
+        truncated = set(emb.truncated)
+        out = ChunkOutcome(errors=_errors_by_id(emb.errors))
+        for i, rid in enumerate(emb.ids):
+            out.results[rid] = {
+                "sequence": by_id[rid].sequence,
+                "length": int(emb.lengths[i]),
+                "truncated": rid in truncated,
+                "layers": {int(lay): np.asarray(emb.by_layer[lay][i], dtype=np.float32) for lay in emb.layers},
+            }
+        return out
+
+    def encode(self, payload: dict[str, Any]) -> bytes:
+        return _encode_arrays(
+            {k: payload[k] for k in ("sequence", "length", "truncated")}, payload["layers"]
+        )
+
+    def decode(self, blob: bytes) -> dict[str, Any]:
+        meta, layers = _decode_arrays(blob)
+        return {**meta, "layers": layers}
+
+    def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
+        from ..io.writers import EmbeddingRow, write_embeddings
+
+        first, rows = _peek(done)
+        # Absolute layer indices come from the results (the request may say -1).
+        layers = tuple(first[1]["layers"]) if first else tuple(int(x) for x in self.layers)
+        return write_embeddings(
+            output,
+            (EmbeddingRow(rec.id, p["sequence"], p["length"], p["layers"], p["truncated"]) for rec, p in rows),
+            model=self.model.name,
+            layers=layers,
+            pooling=self.pooling,
+        )
+
+
+def _score_options(method: str | None, truncate: bool, tokens_per_batch: int | None) -> dict[str, Any]:
+    # Only what the user set is passed: a family's scorer may not take every option
+    # (a SMILES scorer has its own default method and no length policy).
+    options: dict[str, Any] = {}
+    if method is not None:
+        options["method"] = method
+    if truncate:
+        options["on_too_long"] = "truncate"
+    if tokens_per_batch is not None:
+        options["tokens_per_batch"] = tokens_per_batch
+    return options
+
+
+SCORE_COLUMNS = ["id", "sequence", "score", "truncated"]
+MUTATION_COLUMNS = ["id", "mutation", "sequence", "score"]
+_TYPES = {"id": "string", "sequence": "string", "mutation": "string", "score": "float64", "truncated": "bool",
+          "seed": "string", "generated": "string", "sample": "int64", "length": "int64", "path": "string",
+          "mean_plddt": "float64", "ptm": "float64"}
+
+
+@dataclass
+class ScoreTask:
+    """``score`` per record (e.g. ESM-2 pseudo-log-likelihood, SMILES log-likelihood)."""
+
+    model: Any  # a Scorer
+    method: str | None = None
+    truncate: bool = False
+    tokens_per_batch: int | None = None
+    verb: str = field(default="score", init=False)
+
+    def params(self) -> dict[str, Any]:
+        return {"method": self.method, "truncate": self.truncate}
+
+    def prepare(self, record: Record) -> Record:
+        return _prepare(self.model, record, self.truncate)
+
+    def run(self, records: list[Record]) -> ChunkOutcome:
+        options = _score_options(self.method, self.truncate, self.tokens_per_batch)
+        scores = self.model.score(records, **bind_options(self.model.score, options, self.model.name))
+        by_id = {r.id: r for r in records}
+        truncated = set(scores.truncated)
+        out = ChunkOutcome(errors=_errors_by_id(scores.errors))
+        for rid, value in zip(scores.ids, np.asarray(scores.scores, dtype=np.float64).tolist()):
+            out.results[rid] = {"sequence": by_id[rid].sequence, "score": value, "truncated": rid in truncated}
+        return out
+
+    encode = staticmethod(_json_bytes)
+
+    def decode(self, blob: bytes) -> dict[str, Any]:
+        return json.loads(blob)
+
+    def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
+        from ..io.writers import write_table
+
+        rows = ({"id": rec.id, **p} for rec, p in done)
+        return write_table(output, rows, SCORE_COLUMNS, _TYPES)
+
+
+_MUTATION = re.compile(r"^([A-Z])(\d+)([A-Z])$")
+
+
+def check_mutation(wild_type: str, mutation: str) -> None:
+    """Check a mutation (``A42G``, 1-based; several joined by ``:``) against the wild type.
+
+    Raises:
+        InvalidInputError: bad notation, a position outside the sequence, or a
+            wild-type residue that does not match.
+    """
+    for part in mutation.split(":"):
+        match = _MUTATION.match(part.strip().upper())
+        if match is None:
+            raise InvalidInputError(
+                f"cannot read mutation {part!r}; write it as <wild-type><1-based position><mutant>, e.g. A42G",
+                record=mutation,
+            )
+        wt, pos, _ = match.group(1), int(match.group(2)), match.group(3)
+        if not 1 <= pos <= len(wild_type):
+            raise InvalidInputError(
+                f"mutation {part}: position {pos} is outside the wild type (1..{len(wild_type)})", record=mutation
+            )
+        if wild_type[pos - 1] != wt:
+            raise InvalidInputError(
+                f"mutation {part}: the wild type has {wild_type[pos - 1]!r} at position {pos}, not {wt!r}",
+                record=mutation,
+                position=pos,
+            )
+
+
+@dataclass
+class MutationSource:
+    """The work items of a variant-effect job: one per mutation of one wild type.
+
+    Each item is a `Record` whose id is the mutation and whose text is the wild
+    type (so the manifest key changes when either does). A mutation listed twice
+    is reported once as a duplicate.
+    """
+
+    wild_type: Record
+    mutations: Sequence[str]
+
+    def items(self) -> Iterator[Record | RecordError]:
+        seen: set[str] = set()
+        for i, mutation in enumerate(self.mutations):
+            if mutation in seen:
+                yield RecordError(mutation, i, "duplicate mutation (listed before); skipped")
+                continue
+            seen.add(mutation)
+            yield Record(mutation, self.wild_type.sequence, i)
+
+    def count(self) -> int:
+        return len(self.mutations)
+
+
+@dataclass
+class MutationScoreTask:
+    """``score`` with ``masked_marginals`` / ``wt_marginals``: one row per mutation of one wild type."""
+
+    model: Any  # a Scorer
+    wild_type: Record
+    method: str
+    truncate: bool = False
+    tokens_per_batch: int | None = None
+    verb: str = field(default="score", init=False)
+
+    def __post_init__(self) -> None:
+        if _input_kind(self.model) == "protein":
+            self.wild_type = clean_protein(self.wild_type)
+            apply_length_policy([self.wild_type], self.model.max_length, "truncate" if self.truncate else "error")
+
+    def params(self) -> dict[str, Any]:
+        return {"method": self.method, "truncate": self.truncate, "wild_type_id": self.wild_type.id}
+
+    def prepare(self, record: Record) -> Record:
+        check_mutation(self.wild_type.sequence, record.id)
+        return record
+
+    def run(self, records: list[Record]) -> ChunkOutcome:
+        mutations = [r.id for r in records]
+        options = {**_score_options(self.method, self.truncate, self.tokens_per_batch), "mutations": mutations}
+        scores = self.model.score([self.wild_type], **bind_options(self.model.score, options, self.model.name))
+        names = list(scores.mutations) if scores.mutations is not None else mutations
+        out = ChunkOutcome()
+        for mutation, value in zip(names, np.asarray(scores.scores, dtype=np.float64).tolist()):
+            out.results[mutation] = {"score": value}
+        for err in scores.errors:
+            reason = _errors_by_id([err])[err.id]
+            targets = [err.id] if err.id in mutations else [m for m in mutations if m not in out.results]
+            for m in targets:  # an error on the wild type itself fails every mutation of the chunk
+                out.errors[m] = reason
+        return out
+
+    encode = staticmethod(_json_bytes)
+
+    def decode(self, blob: bytes) -> dict[str, Any]:
+        return json.loads(blob)
+
+    def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
+        from ..io.writers import write_table
+
+        rows = (
+            {"id": self.wild_type.id, "mutation": rec.id, "sequence": self.wild_type.sequence, "score": p["score"]}
+            for rec, p in done
+        )
+        return write_table(output, rows, MUTATION_COLUMNS, _TYPES)
+
+
+@dataclass
+class GenerateTask:
+    """``generate`` as a job: one row per generated sample (id, seed, sample, generated, score, properties)."""
+
+    model: Any  # a Generator
+    options: dict[str, Any] = field(default_factory=dict)
+    verb: str = field(default="generate", init=False)
+
+    def params(self) -> dict[str, Any]:
+        return {"options": self.options}
+
+    def prepare(self, record: Record) -> Record:
+        if _input_kind(self.model) == "protein":
+            # '<mask>' marks the positions to fill; the model validates the rest.
+            text = re.sub(r"\s+", "", record.sequence)
+            if not text:
+                raise InvalidInputError("empty sequence", record=record.id)
+            return replace(record, sequence=text)
+        return _prepare(self.model, record, truncate=False)
+
+    def run(self, records: list[Record]) -> ChunkOutcome:
+        generated = self.model.generate(records, **bind_options(self.model.generate, self.options, self.model.name))
+        out = ChunkOutcome(errors=_errors_by_id(generated.errors))
+        for rec in generated.records:
+            out.results[rec.id] = {
+                "seed": rec.seed,
+                "generated": list(rec.generated),
+                "scores": [float(s) for s in rec.scores],
+                "properties": {k: [float(v) for v in vals] for k, vals in rec.properties.items()},
+            }
+        return out
+
+    encode = staticmethod(_json_bytes)
+
+    def decode(self, blob: bytes) -> dict[str, Any]:
+        return json.loads(blob)
+
+    def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
+        from ..io.writers import write_table
+
+        first, pairs = _peek(done)
+        properties = sorted(first[1]["properties"]) if first else []
+
+        def rows() -> Iterator[dict[str, Any]]:
+            for rec, p in pairs:
+                for k, text in enumerate(p["generated"]):
+                    row = {"id": rec.id, "seed": p["seed"], "sample": k, "generated": text,
+                           "score": p["scores"][k] if k < len(p["scores"]) else None}
+                    for name in properties:
+                        values = p["properties"].get(name, [])
+                        row[name] = values[k] if k < len(values) else None
+                    yield row
+
+        columns = ["id", "seed", "sample", "generated", "score", *properties]
+        return write_table(output, rows(), columns, _TYPES)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._|=+-]")
+
+
+def structure_filename(record_id: str, suffix: str) -> str:
+    """A file name for a record's structure; ids that are not safe file names get a hash to stay unique."""
+    safe = _UNSAFE.sub("_", record_id)
+    if safe != record_id or safe.startswith("."):
+        safe = f"{safe.lstrip('.')}_{hashlib.sha1(record_id.encode()).hexdigest()[:8]}"
+    return f"{safe}.{suffix}"
+
+
+SUMMARY_COLUMNS = ["id", "length", "mean_plddt", "ptm", "path"]
+
+
+@dataclass
+class FoldTask:
+    """``fold`` as a job: one structure file per record in `outdir`, then ``summary.csv``.
+
+    Each structure is written (atomically) as soon as it is predicted, and the
+    job commits after every record: folding is slow, nothing should be lost.
+    """
+
+    model: Any  # a Folder
+    outdir: Path
+    format: str = "pdb"
+    num_recycles: int | None = None
+    chunk_size: int | None = None
+    msa_dir: Path | None = None
+    verb: str = field(default="fold", init=False)
+
+    def params(self) -> dict[str, Any]:
+        return {"format": self.format, "num_recycles": self.num_recycles,
+                "msa_dir": str(self.msa_dir) if self.msa_dir else None}
+
+    def prepare(self, record: Record) -> Record:
+        # Chains are joined with ':'; each must be a valid protein (the model checks its own limits).
+        text = re.sub(r"\s+", "", record.sequence).upper()
+        chains = text.split(":")
+        for chain_text in chains:
+            if not chain_text:
+                raise InvalidInputError("empty chain (check the ':' separators)", record=record.id)
+            clean_protein(Record(record.id, chain_text, record.index))
+        return replace(record, sequence=text)
+
+    def _options(self, record: Record) -> dict[str, Any]:
+        options: dict[str, Any] = {"num_recycles": self.num_recycles, "chunk_size": self.chunk_size, "id": record.id}
+        if self.msa_dir is not None:
+            a3m = self.msa_dir / f"{record.id}.a3m"
+            if a3m.is_file():
+                options["msa"] = a3m.read_text(encoding="utf-8")
+        # The record id names the structure and its errors where the folder takes one.
+        return bind_options(self.model.fold, options, self.model.name, optional=frozenset({"id"}))
+
+    def run(self, records: list[Record]) -> ChunkOutcome:
+        from ..io.atomic import write_text_atomic
+
+        out = ChunkOutcome()
+        suffix = "cif" if self.format == "cif" else "pdb"
+        for record in records:
+            try:
+                structure = self.model.fold(record.sequence, **self._options(record))
+            except InvalidInputError as exc:
+                out.errors[record.id] = failure_reason(exc)
+                continue
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                out.errors[record.id] = f"out of memory: {exc}"
+                continue
+            text = structure.mmcif if suffix == "cif" else structure.pdb
+            if text is None:
+                other = "pdb" if suffix == "cif" else "cif"
+                why = structure.extra.get(f"{suffix}_error") or structure.extra.get("pdb_error") or "no text returned"
+                out.errors[record.id] = f"no {suffix.upper()} output ({why}); try --format {other}"
+                continue
+            path = self.outdir / structure_filename(record.id, suffix)
+            write_text_atomic(path, text)
+            out.results[record.id] = {
+                "length": len(record.sequence.replace(":", "")),
+                "mean_plddt": structure.mean_plddt,
+                "ptm": structure.ptm,
+                "path": str(path),
+            }
+        return out
+
+    encode = staticmethod(_json_bytes)
+
+    def decode(self, blob: bytes) -> dict[str, Any]:
+        return json.loads(blob)
+
+    def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
+        from ..io.writers import write_table
+
+        return write_table(output, ({"id": rec.id, **p} for rec, p in done), SUMMARY_COLUMNS, _TYPES)

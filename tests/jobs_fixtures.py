@@ -1,0 +1,120 @@
+"""A small real model for the batch-job tests that must not depend on any family.
+
+`CompositionModel` is a `BioModel` with an `embed` and a `score` verb written in
+numpy: each residue is a one-hot vector scaled by its layer, so every layer,
+pooling and length gives distinct, checkable numbers. It goes through the
+core's own validation and batching (`embed_records`), like a plugin does, and
+counts the records it is asked to compute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from bionemo_lite.encoding import embed_records
+from bionemo_lite.errors import InvalidInputError
+from bionemo_lite.model import BioModel
+from bionemo_lite.records import PROTEIN_ALPHABET, Inputs, Record, prepare_proteins
+from bionemo_lite.results import Embeddings, RecordError, Scores
+from bionemo_lite.spec import ModelSpec
+
+LETTERS = sorted(PROTEIN_ALPHABET)
+NUM_LAYERS = 2
+SPEC = ModelSpec(
+    name="composition_test",
+    family="test",
+    verbs=frozenset({"embed", "score"}),
+    loader="jobs_fixtures:load",
+    max_length=40,
+)
+
+
+def expected_vectors(sequence: str, layer: int) -> np.ndarray:
+    """The per-residue rows `CompositionModel` gives `sequence` at absolute `layer`."""
+    out = np.zeros((len(sequence), len(LETTERS)), np.float32)
+    for i, ch in enumerate(sequence):
+        out[i, LETTERS.index(ch)] = float(layer + 1) + i / 100.0
+    return out
+
+
+class CompositionModel(BioModel):
+    """A deterministic numpy model; `records_computed` counts records sent to the network.
+
+    Records whose sequence contains ``fail_on`` raise an out-of-memory error when
+    they are in a batch, to exercise the OOM path.
+    """
+
+    def __init__(self, spec: ModelSpec = SPEC, oom_residue: str | None = None):
+        super().__init__(spec, "cpu", "float32")
+        self.records_computed = 0
+        self.calls = 0
+        self.oom_residue = oom_residue
+
+    def _encode(self, records: list[Record], layers: tuple[int, ...], pooling: str) -> list[dict[int, np.ndarray]]:
+        if self.oom_residue and any(self.oom_residue in r.sequence for r in records):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        self.records_computed += len(records)
+        out = []
+        for r in records:
+            per = {}
+            for lay in layers:
+                rows = expected_vectors(r.sequence, lay)
+                per[lay] = rows if pooling == "per_residue" else (rows[0] if pooling == "bos" else rows.mean(0))
+            out.append(per)
+        return out
+
+    def embed(self, inputs: Inputs, layer: int | Sequence[int] = -1, pooling: str = "mean", *,
+              on_too_long: str = "error", tokens_per_batch: int | None = None) -> Embeddings:
+        self.calls += 1
+        return embed_records(self.name, inputs, self._encode, num_layers=NUM_LAYERS, max_length=self.max_length,
+                             layer=layer, pooling=pooling, on_too_long=on_too_long,
+                             tokens_per_batch=tokens_per_batch or 64)
+
+    def score(self, inputs: Inputs, method: str = "pll", mutations: Sequence[str] | None = None, *,
+              on_too_long: str = "error", tokens_per_batch: int | None = None) -> Scores:
+        self.calls += 1
+        records, truncated = prepare_proteins(inputs, self.max_length, on_too_long)
+        if method == "pll":
+            self.records_computed += len(records)
+            values = [-float(sum(LETTERS.index(c) for c in r.sequence)) for r in records]
+            return Scores(self.name, method, [r.id for r in records], np.asarray(values), truncated=truncated)
+        if method != "masked_marginals" or mutations is None or len(records) != 1:
+            raise InvalidInputError(f"unknown method {method!r}")
+        wt = records[0].sequence
+        values, errors = [], []
+        for m in mutations:
+            if ":" in m:  # names the wild type, not the mutation: the runner must narrow it down
+                raise InvalidInputError("multi-site mutations are not supported", record=records[0].id)
+            pos = int(m[1:-1])
+            if wt[pos - 1] != m[0]:
+                raise InvalidInputError(f"wild type has {wt[pos - 1]} at {pos}", record=records[0].id, position=pos)
+            values.append(float(LETTERS.index(m[-1]) - LETTERS.index(m[0])))
+        self.records_computed += len(mutations)
+        return Scores(self.name, method, [records[0].id] * len(mutations), np.asarray(values), list(mutations),
+                      errors=errors)
+
+
+class PickyModel(CompositionModel):
+    """Rejects records the core's validation accepts (like a SMILES parser would), naming them."""
+
+    def __init__(self, reject: str, by: str = "id"):
+        super().__init__()
+        self.reject = reject
+        self.by = by
+
+    def embed(self, inputs: Inputs, layer: int | Sequence[int] = -1, pooling: str = "mean", **kw) -> Embeddings:
+        records = list(inputs)
+        for i, r in enumerate(records):
+            if self.reject in r.sequence:
+                which = {"id": r.id, "index": i, "other": "not-a-record-id"}[self.by]
+                raise InvalidInputError(f"motif {self.reject} not allowed", record=which)
+        return super().embed(records, layer, pooling, **kw)
+
+
+def load(spec: ModelSpec, path, device: str = "cpu", dtype: str | None = None, **options) -> CompositionModel:
+    return CompositionModel(spec)
+
+
+__all__ = ["CompositionModel", "PickyModel", "RecordError", "SPEC", "expected_vectors", "load"]

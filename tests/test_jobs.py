@@ -1,0 +1,224 @@
+"""The resumable batch-job runner, with a small numpy model (see jobs_fixtures.py).
+
+End-to-end runs with the ESM-2 checkpoint are in test_cli.py; these tests pin
+the runner's own contract: resume, error isolation, manifest keys, atomic output.
+"""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bionemo_lite.errors import InvalidInputError
+from bionemo_lite.io import InputFile, read_embeddings
+from bionemo_lite.jobs import (
+    EmbedTask,
+    MutationScoreTask,
+    MutationSource,
+    ScoreTask,
+    check_mutation,
+    run_job,
+    structure_filename,
+)
+from bionemo_lite.records import Record
+from jobs_fixtures import CompositionModel, PickyModel, expected_vectors
+
+SEQS = {f"s{i}": "ACDEFGHIKLMNPQRSTVWY"[: 3 + (7 * i) % 17] for i in range(10)}
+
+
+def _fasta(path: Path, records: dict[str, str]) -> Path:
+    path.write_text("".join(f">{rid}\n{seq}\n" for rid, seq in records.items()))
+    return path
+
+
+def _errors(path: Path) -> list[tuple[str, str]]:
+    with open(path, newline="") as fh:
+        return [(row["id"], row["reason"]) for row in csv.DictReader(fh)]
+
+
+def test_embed_job_writes_every_record_in_input_order(tmp_path):
+    model = CompositionModel()
+    out = tmp_path / "emb.parquet"
+    summary = run_job(InputFile(_fasta(tmp_path / "in.fasta", SEQS)), EmbedTask(model), out,
+                      chunk_size=4, progress=False)
+    assert (summary.n_ok, summary.n_failed, summary.n_skipped_resumed, summary.n_computed) == (10, 0, 0, 10)
+    assert model.records_computed == 10 and model.calls == 3  # chunks of 4, 4, 2
+    back = read_embeddings(out)
+    assert back.ids == list(SEQS) and back.layers == (2,) and back.pooling == "mean"
+    for rid, seq in SEQS.items():
+        np.testing.assert_array_equal(back.arrays[rid], expected_vectors(seq, 2).mean(0))
+    assert summary.manifest is None and not Path(f"{out}.job.sqlite").exists()  # all done: removed
+    assert _errors(summary.errors_path) == []
+
+
+def test_bad_records_go_to_the_errors_file_and_the_job_goes_on(tmp_path):
+    records = {"ok1": "MKV", "bad": "MKJV", "long": "A" * 41, "ok2": "mk tl", "gap": "MK-V"}
+    path = _fasta(tmp_path / "in.fasta", records)
+    path.write_text(path.read_text() + ">ok1\nMKW\n>\nMKV\n")  # a duplicate id and a missing one
+    model = CompositionModel()
+    summary = run_job(InputFile(path), EmbedTask(model, pooling="per_residue"), tmp_path / "o.h5", progress=False)
+    assert (summary.n_ok, summary.n_failed) == (2, 5)
+    assert model.records_computed == 2  # bad records never reached the model
+    reasons = dict(_errors(summary.errors_path))
+    assert list(reasons) == ["bad", "long", "gap", "ok1", ""]
+    assert reasons["bad"].startswith("position 3: invalid residue 'J'")
+    assert "41 residues, more than the model's maximum of 40" in reasons["long"]
+    assert "gaps are not allowed" in reasons["gap"]
+    assert "duplicate id" in reasons["ok1"] and "no id" in reasons[""]
+    back = read_embeddings(tmp_path / "o.h5")
+    np.testing.assert_array_equal(back.arrays["ok2"], expected_vectors("MKTL", 2))
+    assert summary.manifest is not None  # kept: a re-run retries only what failed
+
+
+def test_truncate_policy(tmp_path):
+    model = CompositionModel()
+    src = InputFile(_fasta(tmp_path / "in.fasta", {"long": "A" * 45, "short": "MKV"}))
+    summary = run_job(src, EmbedTask(model, truncate=True, pooling="per_residue"), tmp_path / "o.parquet",
+                      progress=False)
+    assert summary.n_ok == 2
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "o.parquet").to_pylist()
+    assert [(r["id"], r["length"], r["truncated"], len(r["sequence"])) for r in table] == [
+        ("long", 40, True, 45), ("short", 3, False, 3)]
+
+
+def test_killed_job_resumes_without_recomputing(tmp_path):
+    src = InputFile(_fasta(tmp_path / "in.fasta", SEQS))
+    out = tmp_path / "emb.npz"
+    first = CompositionModel()
+
+    def stop_after_first_chunk(report):
+        assert report.index == 0 and report.n_ok == 3
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(src, EmbedTask(first, layers=(0, -1)), out, chunk_size=3, progress=False,
+                on_chunk_done=stop_after_first_chunk)
+    assert first.records_computed == 3
+    assert not out.exists()  # no output that looks complete
+    with sqlite3.connect(f"{out}.job.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 3
+
+    second = CompositionModel()
+    summary = run_job(src, EmbedTask(second, layers=(0, -1)), out, chunk_size=3, progress=False)
+    assert second.records_computed == 7  # only the records the first run did not finish
+    assert (summary.n_ok, summary.n_skipped_resumed, summary.n_computed) == (10, 3, 7)
+    with np.load(out) as npz:
+        assert npz.files == list(SEQS)  # every record exactly once, in input order
+        for rid, seq in SEQS.items():
+            rows = expected_vectors(seq, 0).mean(0), expected_vectors(seq, 2).mean(0)
+            np.testing.assert_array_equal(npz[rid], np.stack(rows))
+
+
+def test_manifest_key_follows_sequences_and_parameters(tmp_path):
+    fasta = tmp_path / "in.fasta"
+    out = tmp_path / "emb.parquet"
+    _fasta(fasta, SEQS)
+    model = CompositionModel()
+    run_job(InputFile(fasta), EmbedTask(model), out, progress=False, keep_manifest=True)
+    assert model.records_computed == 10
+    # Same job again: nothing to compute, output rewritten from the manifest.
+    again = run_job(InputFile(fasta), EmbedTask(model), out, progress=False, keep_manifest=True)
+    assert model.records_computed == 10 and again.n_skipped_resumed == 10 and again.n_ok == 10
+    # One sequence edited, one record added: only those two are computed.
+    _fasta(fasta, {**SEQS, "s3": "MKV", "new": "WWW"})
+    edited = run_job(InputFile(fasta), EmbedTask(model), out, progress=False, keep_manifest=True)
+    assert model.records_computed == 12 and edited.n_computed == 2 and edited.n_ok == 11
+    np.testing.assert_array_equal(read_embeddings(out).arrays["s3"], expected_vectors("MKV", 2).mean(0))
+    # Other parameters: everything again (and the old rows are dropped).
+    run_job(InputFile(fasta), EmbedTask(model, pooling="bos"), out, progress=False, keep_manifest=True)
+    assert model.records_computed == 23
+    run_job(InputFile(fasta), EmbedTask(model, pooling="bos"), out, params={"weights": "other.pt"},
+            progress=False)
+    assert model.records_computed == 34
+    assert not Path(f"{out}.job.sqlite").exists()
+
+
+@pytest.mark.parametrize("by", ["id", "index", "other"])
+def test_model_rejections_are_isolated_to_their_record(tmp_path, by):
+    """A rejection the core cannot foresee (named by id, by position, or by neither) fails that record only."""
+    records = {"a": "MKV", "b": "MKWWV", "c": "MKL", "d": "WWA", "e": "MKA"}
+    model = PickyModel("WW", by=by)
+    summary = run_job(InputFile(_fasta(tmp_path / "in.fasta", records)), EmbedTask(model), tmp_path / "o.npz",
+                      chunk_size=5, progress=False)
+    assert (summary.n_ok, summary.n_failed) == (3, 2)
+    assert _errors(summary.errors_path) == [("b", "motif WW not allowed"), ("d", "motif WW not allowed")]
+    assert read_embeddings(tmp_path / "o.npz").ids == ["a", "c", "e"]
+
+
+def test_a_problem_with_the_job_itself_stops_it_before_any_output(tmp_path):
+    out = tmp_path / "o.parquet"
+    with pytest.raises(InvalidInputError, match="layer 7 does not exist"):
+        run_job(InputFile(_fasta(tmp_path / "in.fasta", SEQS)), EmbedTask(CompositionModel(), layers=(7,)), out,
+                progress=False)
+    assert not out.exists()
+
+
+def test_out_of_memory_records_fail_alone_and_are_retried_on_rerun(tmp_path):
+    fasta = _fasta(tmp_path / "in.fasta", {"a": "MKV", "huge": "MKVYYY", "b": "MKL"})
+    out = tmp_path / "o.parquet"
+    summary = run_job(InputFile(fasta), EmbedTask(CompositionModel(oom_residue="Y")), out, progress=False)
+    assert (summary.n_ok, summary.n_failed) == (2, 1)
+    [(rid, reason)] = _errors(summary.errors_path)
+    assert rid == "huge" and "out of memory" in reason
+    bigger = CompositionModel()
+    again = run_job(InputFile(fasta), EmbedTask(bigger), out, progress=False)
+    assert bigger.records_computed == 1 and (again.n_ok, again.n_failed) == (3, 0)
+    assert _errors(again.errors_path) == []
+
+
+def test_every_record_failing(tmp_path):
+    summary = run_job(InputFile(_fasta(tmp_path / "in.fasta", {"a": "J", "b": "123"})), EmbedTask(CompositionModel()),
+                      tmp_path / "o.h5", progress=False)
+    assert summary.all_failed and summary.n_failed == 2 and read_embeddings(tmp_path / "o.h5").ids == []
+
+
+def test_score_job(tmp_path):
+    model = CompositionModel()
+    summary = run_job(InputFile(_fasta(tmp_path / "in.fasta", {"a": "MKV", "b": "mkj", "c": "AC"})),
+                      ScoreTask(model, "pll"), tmp_path / "s.csv", progress=False)
+    assert (summary.n_ok, summary.n_failed) == (2, 1)
+    with open(tmp_path / "s.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["id"], r["sequence"], float(r["score"])) for r in rows] == [
+        ("a", "MKV", float(model.score(["MKV"]).scores[0])), ("c", "AC", float(model.score(["AC"]).scores[0]))]
+
+
+def test_mutation_job(tmp_path):
+    wild_type = Record("wt", "mkvla")
+    mutations = ["K2R", "A5G", "K2R", "M1W:V3L", "X9Y", "Q2R", "2R"]
+    model = CompositionModel()
+    task = MutationScoreTask(model, wild_type, "masked_marginals")
+    summary = run_job(MutationSource(task.wild_type, mutations), task, tmp_path / "m.parquet", chunk_size=2,
+                      progress=False)
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(tmp_path / "m.parquet").to_pylist()
+    assert [(r["id"], r["mutation"], r["sequence"]) for r in rows] == [
+        ("wt", "K2R", "MKVLA"), ("wt", "A5G", "MKVLA")]
+    reasons = dict(_errors(summary.errors_path))
+    assert list(reasons) == ["K2R", "M1W:V3L", "X9Y", "Q2R", "2R"]
+    assert "duplicate" in reasons["K2R"]
+    assert reasons["M1W:V3L"] == "multi-site mutations are not supported"  # valid notation, the model refused
+    assert "position 9 is outside" in reasons["X9Y"]
+    assert reasons["Q2R"].startswith("position 2: mutation Q2R: the wild type has 'K'")
+    assert "cannot read mutation '2R'" in reasons["2R"]
+    assert model.records_computed == 2
+
+
+def test_check_mutation():
+    check_mutation("MKVLA", "M1A:A5W")
+    with pytest.raises(InvalidInputError, match="the wild type has 'K' at position 2, not 'A'"):
+        check_mutation("MKVLA", "A2G")
+
+
+def test_structure_file_names_are_safe_and_unique():
+    assert structure_filename("P12345|chainA", "pdb") == "P12345|chainA.pdb"
+    a, b = structure_filename("a/b", "cif"), structure_filename("a_b", "cif")
+    assert a != b and "/" not in a and a.endswith(".cif")
+    assert not structure_filename("..", "pdb").startswith(".")
