@@ -6,6 +6,7 @@
     >>> model.embed(["MKTAYIAKQR"], pooling="mean").embeddings.shape
 """
 
+from .devices import DeviceUnavailableError
 from .errors import (
     BackendUnavailableError,
     BionemoLiteError,
@@ -25,7 +26,7 @@ from .spec import ModelSpec, WeightFile, WeightSource
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendUnavailableError", "BioModel", "BionemoLiteError", "CheckpointError", "DownloadError",
+    "BackendUnavailableError", "BioModel", "DeviceUnavailableError", "BionemoLiteError", "CheckpointError", "DownloadError",
     "Embedder", "Embeddings", "Folder", "Generated", "GeneratedRecord", "Generator", "InvalidInputError",
     "ModelSpec", "Record", "RecordError", "Scorer", "Scores", "Structure", "UnknownModelError",
     "UnsupportedVerbError", "WeightFile", "WeightSource", "WeightsNotFoundError", "get_spec",

@@ -138,29 +138,13 @@ def _weights_fingerprint(path: Path) -> dict[str, Any]:
 
 
 def check_device(device: str) -> None:
-    """Refuse a device this machine does not have, before any weights are read.
+    """The core's device check, reported as a usage error of ``--device`` (exit 2)."""
+    from .devices import DeviceUnavailableError, check_device as core_check_device
 
-    Raises:
-        typer.BadParameter: naming the device and what is available.
-    """
-    kind, _, index = device.partition(":")
-    if kind == "cpu" and not index:
-        return
-    import torch
-
-    if kind == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            why = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
-            raise typer.BadParameter(f"{device!r}: {why}; use --device cpu", param_hint="--device")
-        if index and (not index.isdigit() or int(index) >= count):
-            raise typer.BadParameter(f"{device!r}: this machine has cuda:0..cuda:{count - 1}", param_hint="--device")
-        return
-    if kind == "mps" and not index:
-        if not torch.backends.mps.is_available():
-            raise typer.BadParameter("'mps' is not available on this machine; use --device cpu", param_hint="--device")
-        return
-    raise typer.BadParameter(f"{device!r}: expected cpu, cuda, cuda:N or mps", param_hint="--device")
+    try:
+        core_check_device(device)
+    except DeviceUnavailableError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--device") from None
 
 
 def _load_model(

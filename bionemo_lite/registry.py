@@ -132,11 +132,14 @@ def load(
     Raises:
         UnknownModelError: no such variant.
         WeightsNotFoundError: nothing at `weights` and nothing cached.
+        DeviceUnavailableError: the device does not exist on this machine.
         CheckpointError: the file is not a checkpoint this family can read.
     """
+    from .devices import check_device
     from .weights import resolve_weights
 
     spec = get_spec(name)
+    check_device(device)
     path = resolve_weights(spec, weights)
     loader = import_string(spec.loader)
     return loader(spec, Path(path), device=device, dtype=dtype, **options)

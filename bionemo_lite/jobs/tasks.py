@@ -24,7 +24,7 @@ from ..errors import InvalidInputError
 from ..model import BioModel
 from ..records import Record, apply_length_policy, clean_protein
 from ..results import RecordError
-from .binding import bind_options
+from ..binding import bind_options
 from .runner import ChunkOutcome, failure_reason
 
 

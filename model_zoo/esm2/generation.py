@@ -1,13 +1,15 @@
 """Helpers for ESM-2 masked infilling: reading seeds written with ``<mask>`` and
 drawing one residue per step.
 
-Each sample owns a `torch.Generator` seeded from (seed, record index, sample
+Each sample owns a `torch.Generator` seeded from (seed, record id, sample
 number), so a seeded run gives the same sequences however the samples are
-batched (and after an out-of-memory split).
+batched, after an out-of-memory split, and in whichever chunk of a batch job
+the record lands.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, replace
 
@@ -84,9 +86,10 @@ def check_sampling(num_samples: int, temperature: float, top_k: int | None, orde
         raise InvalidInputError(f"order must be one of {', '.join(ORDERS)}; got {order!r}")
 
 
-def sample_generator(seed: int, record_index: int, sample: int) -> torch.Generator:
+def sample_generator(seed: int, record_id: str, sample: int) -> torch.Generator:
     """An independent, reproducible random stream for one sample of one record."""
-    state = np.random.SeedSequence([seed, record_index, sample]).generate_state(2, dtype=np.uint32)
+    id_key = int.from_bytes(hashlib.sha256(record_id.encode()).digest()[:8], "little")
+    state = np.random.SeedSequence([seed, id_key, sample]).generate_state(2, dtype=np.uint32)
     gen = torch.Generator(device="cpu")
     gen.manual_seed(int(state[0]) << 32 | int(state[1]))
     return gen

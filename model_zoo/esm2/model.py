@@ -467,7 +467,7 @@ class ESM2Model(BioModel):
         order: str,
     ) -> dict[int, str]:
         """Fill every mask of `samples` copies of one seed; one network pass per masked position."""
-        gens = [sample_generator(seed, masked.record.index, k) for k in samples]
+        gens = [sample_generator(seed, masked.record.id, k) for k in samples]
         orders = [fill_order(masked.masks, order, g) for g in gens]
         tokens = base.repeat(len(samples), 1)
         rows = torch.arange(len(samples))

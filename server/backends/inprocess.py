@@ -25,7 +25,7 @@ from bionemo_lite.model import BioModel
 from bionemo_lite.spec import ModelSpec
 
 from .base import BackendBase
-from .binding import bind_options, verb_method
+from bionemo_lite.binding import bind_options, verb_method
 
 if TYPE_CHECKING:
     from ..schemas import DecodeRequest, EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest

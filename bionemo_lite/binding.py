@@ -1,8 +1,11 @@
-"""Matching request options to a plugin method's keyword arguments.
+"""Matching user options to a plugin verb's keyword arguments.
 
 Families name a few options differently (``num_samples`` / ``num_molecules``,
-``alignments`` / ``msa``); an option the method does not take is the user's
-mistake and becomes a 422 naming it, never a ``TypeError`` 500.
+``alignments`` / ``msa``) and not every verb takes every option (a SMILES
+scorer has no length policy). An option the verb does not take is the user's
+mistake: an `InvalidInputError` naming it and the accepted ones (HTTP 422, a
+clean CLI error), never a ``TypeError`` traceback. Shared by the HTTP service
+and the batch jobs so both front doors accept the same options.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bionemo_lite.errors import InvalidInputError, UnsupportedVerbError
+from .errors import InvalidInputError, UnsupportedVerbError
 
-# Request field -> keyword names tried in order.
+_MSA = ("msa", "alignments", "msas")
+# Option name -> keyword names tried in order.
 ALIASES: dict[str, tuple[str, ...]] = {
     "num_samples": ("num_samples", "num_molecules"),
-    "alignments": ("alignments", "msa", "msas"),
+    "msa": _MSA,
+    "alignments": _MSA,
     "id": ("record_id", "id"),
 }
 
@@ -30,12 +35,18 @@ def verb_method(model: Any, verb: str) -> Callable[..., Any]:
 
 
 def bind_options(
-    method: Callable[..., Any], options: Mapping[str, Any], model_name: str, positional: int = 1
+    method: Callable[..., Any],
+    options: Mapping[str, Any],
+    model_name: str,
+    positional: int = 1,
+    optional: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Keyword arguments for `method` from `options` (None values left out).
 
     Args:
         positional: how many leading parameters the caller fills itself (the inputs).
+        optional: options passed only if the method takes them (e.g. a record
+            id used for messages); the others must be accepted.
 
     Raises:
         InvalidInputError: an option the method does not accept, listing the ones it does.
@@ -52,6 +63,8 @@ def bind_options(
             continue
         target = next((n for n in ALIASES.get(key, (key,)) if n in named), None)
         if target is None:
+            if key in optional:
+                continue
             if not takes_any:
                 accepted = ", ".join(named) or "no options"
                 raise InvalidInputError(
