@@ -1,0 +1,610 @@
+"""`MegaMolBARTModel`: the verbs (embed, decode, generate, score) over the network.
+
+Field names follow BioNeMo v1 / MolMIM: ``hiddens`` + ``mask`` per molecule
+(`encode`, the ``smis_to_hidden`` of BioNeMo), the **masked** mean of the
+hiddens as the embedding (upstream averaged the padding in), ``decode``
+(``hidden_to_smis``) and ``generate`` (``sample`` with greedy-perturbate,
+topkp-perturbate and beam-search-perturbate).
+
+Every SMILES is validated and canonicalised with RDKit first; an unparsable
+one is an `InvalidInputError` naming the record (or, with
+``on_invalid="skip"``, an entry of the result's ``errors``).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from bionemo_lite import chem
+from bionemo_lite.batching import DEFAULT_TOKENS_PER_BATCH, run_batches, token_budget_batches
+from bionemo_lite.encoding import check_pooling, resolve_layers
+from bionemo_lite.errors import BionemoLiteError, InvalidInputError
+from bionemo_lite.model import BioModel
+from bionemo_lite.records import Inputs, LengthPolicy, Record, as_records
+from bionemo_lite.results import Embeddings, Generated, GeneratedRecord, RecordError, Scores
+from bionemo_lite.spec import ModelSpec
+from bionemo_lite.weights import resolve_dtype
+
+from . import decoding
+from .checkpoint import build_network, read_checkpoint, save_pretrained, write_nemo
+from .network import MegaMolBARTConfig, MegaMolBARTNetwork
+from .tokenizer import MegaMolBARTTokenizer
+
+logger = logging.getLogger(__name__)
+
+OnInvalid = Literal["error", "skip"]
+POOLINGS: tuple[str, ...] = ("mean", "per_token", "per_residue")  # per_residue: the core's name for per_token
+GENERATE_METHODS: tuple[str, ...] = ("greedy-perturbate", "topkp-perturbate", "beam-search-perturbate")
+DECODE_METHODS: tuple[str, ...] = ("greedy", "beam")
+SCORE_METHODS: tuple[str, ...] = ("loglik", "loglik_per_token")
+MAX_MOLECULES = 1000
+
+
+def pad_ids(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids ``[B, T]`` and the mask ``[B, T]`` (True on tokens)."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = True
+    return ids.to(device), mask.to(device)
+
+
+def _seed_for(seed: int | None, *keys: int) -> int:
+    """A seed derived from `seed` and `keys` (record index, sample index): each record and
+    sample draws its own random numbers, whatever the batching and the other inputs."""
+    if seed is None:
+        return secrets.randbits(63)
+    return int(np.random.SeedSequence([int(seed), *map(int, keys)]).generate_state(1, dtype=np.uint32)[0])
+
+
+class MegaMolBARTModel(BioModel):
+    """A loaded MegaMolBART: SMILES in; hiddens, embeddings, molecules and likelihoods out.
+
+    Attributes:
+        network: the `MegaMolBARTNetwork` (eval mode).
+        tokenizer: the checkpoint's `MegaMolBARTTokenizer`.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        network: MegaMolBARTNetwork,
+        tokenizer: MegaMolBARTTokenizer,
+        device: str = "cpu",
+        dtype: str | None = None,
+    ):
+        torch_dtype = resolve_dtype(dtype, device, default_gpu="float32")
+        super().__init__(spec, device=str(device), dtype=str(torch_dtype).removeprefix("torch."),
+                         config=network.config.to_dict())
+        if len(tokenizer) > network.config.vocab_size:
+            raise ValueError(f"tokenizer has {len(tokenizer)} tokens, the network only {network.config.vocab_size}")
+        self.network = network.to(device=device, dtype=torch_dtype).eval()
+        self.tokenizer = tokenizer
+        self._device = torch.device(device)
+
+    # ----- construction / export ------------------------------------------------------------
+    @classmethod
+    def from_config(
+        cls,
+        config: MegaMolBARTConfig | dict[str, Any],
+        tokenizer: MegaMolBARTTokenizer | None = None,
+        *,
+        seed: int = 0,
+        spec: ModelSpec | None = None,
+        device: str = "cpu",
+        dtype: str | None = None,
+    ) -> MegaMolBARTModel:
+        """A new model with Megatron-initialised random weights (to train or fine-tune).
+
+        `config` may leave out ``vocab_size``: the tokenizer's size is used.
+        """
+        tokenizer = tokenizer or MegaMolBARTTokenizer()
+        if isinstance(config, dict):
+            config = MegaMolBARTConfig.from_dict({"vocab_size": len(tokenizer), **config})
+        network = MegaMolBARTNetwork(config)
+        network.reset_parameters(seed=seed)
+        return cls(spec or default_spec(), network, tokenizer, device=device, dtype=dtype)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write this project's export (``model.safetensors``, ``config.json``, ``vocab.txt``)."""
+        return save_pretrained(self.network, self.tokenizer, Path(folder))
+
+    def save_nemo(self, path: str | Path) -> Path:
+        """Write a NeMo ``.nemo`` archive of these weights."""
+        return write_nemo(self.network, self.tokenizer, Path(path))
+
+    @property
+    def max_length(self) -> int:
+        """Most SMILES tokens the encoder takes (decoding needs one position more: ``max_length - 1``)."""
+        return self.network.config.max_position_embeddings
+
+    @property
+    def num_layers(self) -> int:
+        return self.network.config.num_layers
+
+    def close(self) -> None:
+        self.network.to("cpu")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ----- input preparation ----------------------------------------------------------------
+    def _tokens(
+        self,
+        inputs: Inputs,
+        *,
+        canonicalize: bool,
+        on_invalid: OnInvalid,
+        limit: int,
+        on_too_long: LengthPolicy = "error",
+    ) -> tuple[list[Record], list[list[int]], list[str], list[RecordError]]:
+        """Validated records (canonical SMILES), their token ids, truncated ids, and skipped records."""
+        if on_invalid not in ("error", "skip"):
+            raise InvalidInputError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
+        if on_too_long not in ("error", "truncate"):
+            raise InvalidInputError(f"on_too_long must be 'error' or 'truncate', got {on_too_long!r}")
+        records: list[Record] = []
+        token_ids: list[list[int]] = []
+        truncated: list[str] = []
+        errors: list[RecordError] = []
+        for rec in as_records(inputs):
+            try:
+                if canonicalize:
+                    text = chem.canonical_smiles(rec.sequence, record=rec.id)
+                else:
+                    chem.parse_smiles(rec.sequence, record=rec.id)  # validate all the same
+                    text = rec.sequence.strip()
+                ids = self.tokenizer.encode(text, record=rec.id)
+                if len(ids) > limit:
+                    if on_too_long == "error":
+                        raise InvalidInputError(
+                            f"SMILES has {len(ids)} tokens, more than the model's maximum of {limit}; "
+                            "shorten it or ask for truncation (on_too_long='truncate')",
+                            record=rec.id,
+                        )
+                    ids = ids[:limit]
+                    truncated.append(rec.id)
+            except InvalidInputError as exc:
+                if on_invalid == "error":
+                    raise
+                errors.append(RecordError(rec.id, rec.index, exc.reason, exc.position))
+                continue
+            records.append(Record(rec.id, text, rec.index))
+            token_ids.append(ids)
+        return records, token_ids, truncated, errors
+
+    def _batched(
+        self,
+        lengths: Sequence[int],
+        run: Callable[[list[int]], dict[int, Any]],
+        tokens_per_batch: int | None,
+        factor: int = 1,
+    ) -> dict[int, Any]:
+        """Length-sorted token-budget batches (OOM-split by the core); `factor` rows per record.
+
+        Raises:
+            BionemoLiteError: a row that runs out of memory even alone.
+        """
+        budget = max(1, (tokens_per_batch or DEFAULT_TOKENS_PER_BATCH) // max(1, factor))
+        results, failures = run_batches(token_budget_batches(lengths, budget, extra_tokens=1), run)
+        if failures:
+            index, reason = next(iter(sorted(failures.items())))
+            raise BionemoLiteError(
+                f"row {index} ({lengths[index]} tokens) could not be computed: {reason}; "
+                "try a smaller tokens_per_batch or another device"
+            )
+        return results
+
+    # ----- encode / embed -------------------------------------------------------------------
+    @torch.no_grad()
+    def _encode_records(
+        self, token_ids: list[list[int]], layers: tuple[int, ...], tokens_per_batch: int | None
+    ) -> dict[int, dict[int, torch.Tensor]]:
+        """Per record index: ``{layer: hiddens [L_i, D]}`` (on the device, padding removed)."""
+
+        def run(batch: list[int]) -> dict[int, dict[int, torch.Tensor]]:
+            ids, mask = pad_ids([token_ids[i] for i in batch], self.tokenizer.pad_id, self._device)
+            hidden = self.network.encode_layers(ids, mask, layers)
+            return {
+                i: {lay: h[row, : len(token_ids[i])] for lay, h in hidden.items()} for row, i in enumerate(batch)
+            }
+
+        return self._batched([len(t) for t in token_ids], run, tokens_per_batch)
+
+    def encode(
+        self,
+        inputs: Inputs,
+        *,
+        canonicalize: bool = True,
+        on_too_long: LengthPolicy = "error",
+        tokens_per_batch: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Encoder hiddens and padding mask, as BioNeMo's ``smis_to_hidden``.
+
+        Returns:
+            ``hiddens`` float32 ``[N, T, D]`` (T = most tokens among the inputs;
+            zeros on padding) and ``mask`` bool ``[N, T]`` (True on tokens), in
+            input order.
+
+        Raises:
+            InvalidInputError: an unparsable SMILES or an unknown token, naming the record.
+        """
+        _, token_ids, _, _ = self._tokens(
+            inputs, canonicalize=canonicalize, on_invalid="error", limit=self.max_length, on_too_long=on_too_long
+        )
+        last = self.num_layers
+        per = self._encode_records(token_ids, (last,), tokens_per_batch)
+        width = max(len(t) for t in token_ids)
+        hiddens = np.zeros((len(token_ids), width, self.network.config.hidden_size), dtype=np.float32)
+        mask = np.zeros((len(token_ids), width), dtype=bool)
+        for i, t in enumerate(token_ids):
+            hiddens[i, : len(t)] = per[i][last].float().cpu().numpy()
+            mask[i, : len(t)] = True
+        return hiddens, mask
+
+    def embed(
+        self,
+        inputs: Inputs,
+        layer: int | Sequence[int] = -1,
+        pooling: str = "mean",
+        *,
+        on_too_long: LengthPolicy = "error",
+        tokens_per_batch: int | None = None,
+        canonicalize: bool = True,
+        on_invalid: OnInvalid = "error",
+    ) -> Embeddings:
+        """Embed SMILES: the masked mean of the encoder hiddens, or the per-token hiddens.
+
+        Args:
+            layer: encoder layer(s): 0 = embeddings, -1 = the last (after the final LayerNorm).
+            pooling: ``"mean"`` (over the SMILES tokens only) or ``"per_token"``
+                (alias ``"per_residue"``: one ``[L_i, D]`` array per molecule).
+            canonicalize: embed RDKit's canonical SMILES (as the model was trained).
+            on_invalid: ``"error"`` raises for a bad SMILES; ``"skip"`` reports it in ``errors``.
+
+        Raises:
+            InvalidInputError: a bad SMILES (with ``on_invalid="error"``), pooling or layer.
+        """
+        check_pooling(pooling, POOLINGS)
+        layers = resolve_layers(layer, self.num_layers)
+        records, token_ids, truncated, errors = self._tokens(
+            inputs, canonicalize=canonicalize, on_invalid=on_invalid, limit=self.max_length, on_too_long=on_too_long
+        )
+        per = self._encode_records(token_ids, layers, tokens_per_batch) if token_ids else {}
+        by_layer: dict[int, Any] = {}
+        for lay in layers:
+            if pooling == "mean":
+                vectors = [per[i][lay].float().mean(0).cpu().numpy() for i in range(len(token_ids))]
+                dim = self.network.config.hidden_size
+                by_layer[lay] = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
+            else:
+                by_layer[lay] = [per[i][lay].float().cpu().numpy() for i in range(len(token_ids))]
+        return Embeddings(
+            model=self.name,
+            ids=[r.id for r in records],
+            lengths=[len(t) for t in token_ids],
+            layers=layers,
+            pooling=pooling,
+            by_layer=by_layer,
+            truncated=truncated,
+            errors=errors,
+        )
+
+    # ----- decode ---------------------------------------------------------------------------
+    def _as_hiddens(self, hiddens: Any, mask: Any) -> list[torch.Tensor]:
+        """Per row, the ``[L_i, D]`` hiddens selected by the mask (validated)."""
+        dim = self.network.config.hidden_size
+        if isinstance(hiddens, (list, tuple)) and mask is None:
+            rows = [torch.as_tensor(np.asarray(h, dtype=np.float32)) for h in hiddens]
+        else:
+            if torch.is_tensor(hiddens):
+                h = hiddens.detach().float().cpu()
+            else:
+                h = torch.as_tensor(np.asarray(hiddens, dtype=np.float32))
+            if h.ndim == 2:
+                h = h[None]
+            if h.ndim != 3:
+                raise InvalidInputError(f"hiddens must be [N, T, {dim}], got shape {tuple(h.shape)}")
+            if mask is None:
+                m = torch.ones(h.shape[:2], dtype=torch.bool)
+            else:
+                m = torch.as_tensor(np.asarray(mask.detach().cpu() if torch.is_tensor(mask) else mask)).bool()
+                if m.ndim == 1:
+                    m = m[None]
+            if tuple(m.shape) != tuple(h.shape[:2]):
+                raise InvalidInputError(f"mask shape {tuple(m.shape)} does not match hiddens {tuple(h.shape[:2])}")
+            rows = [h[i][m[i]] for i in range(h.shape[0])]
+        if not rows:
+            raise InvalidInputError("no hiddens were given")
+        for i, r in enumerate(rows):
+            if r.ndim != 2 or r.shape[-1] != dim:
+                raise InvalidInputError(f"hiddens must have width {dim}, got shape {tuple(r.shape)}", record=i)
+            if r.shape[0] == 0:
+                raise InvalidInputError("the mask selects no position", record=i)
+            if r.shape[0] > self.max_length:
+                raise InvalidInputError(f"{r.shape[0]} positions, more than the model's {self.max_length}", record=i)
+            if not torch.isfinite(r).all():
+                raise InvalidInputError("hiddens contain NaN or infinity", record=i)
+        return rows
+
+    def _decode_rows(
+        self,
+        rows: list[torch.Tensor],
+        *,
+        method: str,
+        beam_size: int,
+        max_length: int | None,
+        length_penalty: float,
+        tokens_per_batch: int | None,
+        generators: Sequence[torch.Generator] | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        temperature: float = 1.0,
+    ) -> list[tuple[list[int], float]]:
+        """Decode each ``[L_i, D]`` row: its best token ids and log-likelihood."""
+        tok = self.tokenizer
+        steps = min(max_length or self.max_length, self.max_length)
+        common = {"bos": tok.bos_id, "eos": tok.eos_id, "allowed": tok.allowed_output_ids(), "max_steps": steps}
+        dtype = next(self.network.parameters()).dtype
+
+        @torch.no_grad()
+        def run(batch: list[int]) -> dict[int, tuple[list[int], float]]:
+            width = max(rows[i].shape[0] for i in batch)
+            memory = torch.zeros(len(batch), width, rows[0].shape[-1], dtype=dtype)
+            mask = torch.zeros(len(batch), width, dtype=torch.bool)
+            for j, i in enumerate(batch):
+                memory[j, : rows[i].shape[0]] = rows[i].to(dtype)
+                mask[j, : rows[i].shape[0]] = True
+            memory, mask = memory.to(self._device), mask.to(self._device)
+            if method == "beam":
+                beams = decoding.beam_search(self.network, memory, mask, beam_size=beam_size,
+                                             length_penalty=length_penalty, **common)
+                return {i: (b.ids[0], b.scores[0]) for i, b in zip(batch, beams)}
+            if method == "sample":
+                out = decoding.sample(self.network, memory, mask, generators=[generators[i] for i in batch],
+                                      top_k=top_k, top_p=top_p, temperature=temperature, **common)
+            else:
+                out = decoding.greedy(self.network, memory, mask, **common)
+            return {i: (ids, score) for i, ids, score in zip(batch, out.ids, out.scores)}
+
+        factor = beam_size if method == "beam" else 1
+        results = self._batched([r.shape[0] for r in rows], run, tokens_per_batch, factor)
+        return [results[i] for i in range(len(rows))]
+
+    def decode(
+        self,
+        hiddens: Any,
+        mask: Any = None,
+        *,
+        method: str = "greedy",
+        beam_size: int = 5,
+        max_length: int | None = None,
+        length_penalty: float = 0.0,
+        tokens_per_batch: int | None = None,
+    ) -> list[str]:
+        """Decode hiddens back to SMILES, as BioNeMo's ``hidden_to_smis``.
+
+        Args:
+            hiddens: ``[N, T, D]`` array (with `mask` ``[N, T]``, True on
+                positions to attend to), or a list of ``[L_i, D]`` arrays.
+            method: ``"greedy"`` or ``"beam"`` (best of `beam_size` beams).
+            max_length: most tokens to emit (default: the model's positions).
+
+        Returns:
+            The decoded strings, in input order. They are not validated: a
+            decoded string may not be a valid molecule (see `generate`).
+        """
+        if method not in DECODE_METHODS:
+            raise InvalidInputError(f"decode method must be one of {', '.join(DECODE_METHODS)}; got {method!r}")
+        if method == "beam" and not 1 <= int(beam_size) <= 100:
+            raise InvalidInputError(f"beam_size must be 1-100, got {beam_size}")
+        rows = self._as_hiddens(hiddens, mask)
+        out = self._decode_rows(rows, method=method, beam_size=int(beam_size), max_length=max_length,
+                                length_penalty=length_penalty, tokens_per_batch=tokens_per_batch)
+        return [self.tokenizer.decode(ids) for ids, _ in out]
+
+    # ----- generate -------------------------------------------------------------------------
+    def generate(
+        self,
+        inputs: Inputs,
+        *,
+        num_molecules: int = 10,
+        scaled_radius: float = 1.0,
+        method: str = "greedy-perturbate",
+        top_k: int | None = None,
+        top_p: float | None = None,
+        temperature: float = 1.0,
+        beam_size: int = 5,
+        seed: int | None = None,
+        max_length: int | None = None,
+        tokens_per_batch: int | None = None,
+        canonicalize: bool = True,
+        on_invalid: OnInvalid = "error",
+    ) -> Generated:
+        """New molecules around each seed SMILES by perturbing its hiddens (MolMIM-style sampling).
+
+        Each seed's hiddens are repeated `num_molecules` times, perturbed by
+        ``scaled_radius * N(0, 1)`` noise and decoded (greedy, top-k/top-p
+        sampling or beam search). Decoded strings that RDKit cannot read and
+        repeats are dropped and counted.
+
+        Args:
+            num_molecules: samples drawn per seed (1-1000); at most this many come back.
+            scaled_radius: standard deviation of the noise added to the hiddens.
+            method: ``"greedy-perturbate"``, ``"topkp-perturbate"`` or ``"beam-search-perturbate"``.
+            top_k / top_p / temperature: sampling filters of ``topkp-perturbate``.
+            beam_size: beams of ``beam-search-perturbate`` (the best beam of each sample is kept).
+            seed: makes the result reproducible (per record: independent of batching).
+
+        Returns:
+            Per seed, the unique valid canonical SMILES (most likely first),
+            their decoder log-likelihoods as ``scores``, ``properties`` (``qed``,
+            ``logp``, ``tanimoto`` to the seed on Morgan fingerprints) and
+            ``stats`` (``samples``, ``valid``, ``invalid``, ``duplicates``,
+            ``unique``, ``same_as_seed``).
+        """
+        if method not in GENERATE_METHODS:
+            raise InvalidInputError(f"method must be one of {', '.join(GENERATE_METHODS)}; got {method!r}")
+        if not 1 <= int(num_molecules) <= MAX_MOLECULES:
+            raise InvalidInputError(f"num_molecules must be 1-{MAX_MOLECULES}, got {num_molecules}")
+        if not float(scaled_radius) >= 0.0:
+            raise InvalidInputError(f"scaled_radius must be >= 0, got {scaled_radius}")
+        if top_k is not None and int(top_k) < 1:
+            raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
+        if top_p is not None and not 0.0 < float(top_p) <= 1.0:
+            raise InvalidInputError(f"top_p must be in (0, 1], got {top_p}")
+        if not float(temperature) > 0.0:
+            raise InvalidInputError(f"temperature must be > 0, got {temperature}")
+        if method == "beam-search-perturbate" and not 1 <= int(beam_size) <= 100:
+            raise InvalidInputError(f"beam_size must be 1-100, got {beam_size}")
+        records, token_ids, _, errors = self._tokens(
+            inputs, canonicalize=canonicalize, on_invalid=on_invalid, limit=self.max_length - 1
+        )
+        last = self.num_layers
+        per = self._encode_records(token_ids, (last,), tokens_per_batch) if token_ids else {}
+        out: list[GeneratedRecord] = []
+        for i, rec in enumerate(records):
+            record_seed = _seed_for(seed, rec.index)
+            hidden = per[i][last].float().cpu()
+            noise = torch.randn((int(num_molecules), *hidden.shape),
+                                generator=torch.Generator().manual_seed(record_seed))
+            rows = list(hidden[None] + float(scaled_radius) * noise)
+            decoded = self._decode_rows(
+                rows,
+                method={"greedy-perturbate": "greedy", "topkp-perturbate": "sample",
+                        "beam-search-perturbate": "beam"}[method],
+                beam_size=int(beam_size),
+                max_length=max_length,
+                length_penalty=0.0,
+                tokens_per_batch=tokens_per_batch,
+                generators=[torch.Generator().manual_seed(_seed_for(record_seed, j)) for j in range(len(rows))],
+                top_k=top_k,
+                top_p=top_p,
+                temperature=float(temperature),
+            )
+            out.append(self._collect(rec, [(self.tokenizer.decode(ids), s) for ids, s in decoded]))
+        return Generated(model=self.name, records=out, errors=errors)
+
+    def _collect(self, rec: Record, samples: list[tuple[str, float]]) -> GeneratedRecord:
+        """Keep the valid, unique molecules of one seed's samples, with their properties."""
+        best: dict[str, float] = {}
+        invalid = same = 0
+        for text, score in samples:
+            canon = chem.try_canonical(text) if text else None
+            if canon is None:
+                invalid += 1
+                continue
+            same += canon == rec.sequence
+            best[canon] = max(score, best.get(canon, float("-inf")))
+        valid = len(samples) - invalid
+        ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
+        mols = [chem.parse_smiles(s) for s, _ in ranked]
+        props = chem.properties(mols, reference=chem.parse_smiles(rec.sequence))
+        return GeneratedRecord(
+            id=rec.id,
+            seed=rec.sequence,
+            generated=[s for s, _ in ranked],
+            scores=[float(v) for _, v in ranked],
+            properties=props,
+            stats={
+                "samples": len(samples),
+                "valid": valid,
+                "invalid": invalid,
+                "duplicates": valid - len(best),
+                "unique": len(best),
+                "same_as_seed": same,
+            },
+        )
+
+    # ----- score ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def token_log_probs(self, token_ids: list[list[int]], tokens_per_batch: int | None = None) -> list[np.ndarray]:
+        """Teacher-forced log-probabilities of ``tokens + [end]`` given each SMILES' own encoding.
+
+        The distribution is the one decoding samples from (restricted to the
+        tokens a SMILES can contain, plus the end token).
+        """
+        tok = self.tokenizer
+        ok = decoding.allowed_mask(self.network.config.vocab_size, tok.allowed_output_ids(), self._device)
+
+        def run(batch: list[int]) -> dict[int, np.ndarray]:
+            rows = [token_ids[i] for i in batch]
+            enc, enc_mask = pad_ids(rows, tok.pad_id, self._device)
+            dec, _ = pad_ids([[tok.bos_id, *r] for r in rows], tok.pad_id, self._device)
+            labels, label_mask = pad_ids([[*r, tok.eos_id] for r in rows], tok.pad_id, self._device)
+            logits = self.network(enc, enc_mask, dec)
+            logp = torch.log_softmax(logits.float().masked_fill(~ok, float("-inf")), dim=-1)
+            picked = logp.gather(-1, labels[..., None])[..., 0]
+            return {i: picked[j, label_mask[j]].cpu().numpy() for j, i in enumerate(batch)}
+
+        results = self._batched([len(t) for t in token_ids], run, tokens_per_batch)
+        return [results[i] for i in range(len(token_ids))]
+
+    def score(
+        self,
+        inputs: Inputs,
+        method: str = "loglik",
+        *,
+        canonicalize: bool = True,
+        tokens_per_batch: int | None = None,
+        on_invalid: OnInvalid = "error",
+    ) -> Scores:
+        """Log-likelihood of each SMILES under the model, teacher-forced on its own encoding.
+
+        Args:
+            method: ``"loglik"`` (sum over the tokens and the end token, in nats)
+                or ``"loglik_per_token"`` (its mean).
+        """
+        if method not in SCORE_METHODS:
+            raise InvalidInputError(f"score method must be one of {', '.join(SCORE_METHODS)}; got {method!r}")
+        records, token_ids, _, errors = self._tokens(
+            inputs, canonicalize=canonicalize, on_invalid=on_invalid, limit=self.max_length - 1
+        )
+        per_token = self.token_log_probs(token_ids, tokens_per_batch) if token_ids else []
+        reduce = np.sum if method == "loglik" else np.mean
+        values = np.asarray([float(reduce(lp)) for lp in per_token], dtype=np.float64)
+        return Scores(model=self.name, method=method, ids=[r.id for r in records], scores=values, errors=errors)
+
+
+def default_spec() -> ModelSpec:
+    """The registered ``megamolbart`` card (for models built in memory)."""
+    from . import specs
+
+    return specs()[0]
+
+
+def load_megamolbart(
+    spec: ModelSpec, path: Path, device: str = "cpu", dtype: str | None = None, **options: Any
+) -> MegaMolBARTModel:
+    """The plugin's loader (``bionemo_lite.load("megamolbart", weights=...)``).
+
+    Reads a ``.nemo`` archive (or an extracted one) or this project's
+    safetensors export; the architecture comes from the checkpoint.
+
+    Raises:
+        CheckpointError: unreadable file, unsupported architecture, or
+            missing/unknown tensors (all listed).
+    """
+    if options:
+        raise TypeError(f"megamolbart takes no loading options; got {', '.join(sorted(options))}")
+    ckpt = read_checkpoint(Path(path))
+    network = build_network(ckpt)
+    cfg = network.config
+    published = dict(spec.config)
+    shape = {"num_layers": cfg.num_layers, "hidden_size": cfg.hidden_size,
+             "num_attention_heads": cfg.num_attention_heads, "ffn_hidden_size": cfg.ffn_hidden_size}
+    differs = {k: v for k, v in shape.items() if k in published and published[k] != v}
+    if differs:
+        logger.warning(
+            "%s: checkpoint %s has a different shape from the published %s (%s); loading it as found",
+            spec.name, ckpt.source, spec.name, ", ".join(f"{k}={v}" for k, v in differs.items()),
+        )
+    return MegaMolBARTModel(spec, network, ckpt.tokenizer, device=device, dtype=dtype)
