@@ -27,6 +27,7 @@ from typing import Any, Optional, TypeVar
 import typer
 
 from .errors import BionemoLiteError, InvalidInputError
+from .triton.cli import export_command, triton_app
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +41,8 @@ app = typer.Typer(
 )
 weights_app = typer.Typer(help="List cached weights and download official ones.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
+app.add_typer(triton_app, name="triton")
+app.command("export")(export_command)
 
 MUTATION_METHODS = ("masked_marginals", "wt_marginals")
 
@@ -438,7 +441,10 @@ def serve_command(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N [default: cpu]."),
     dtype: Optional[str] = DtypeOpt,
     backend: Optional[str] = typer.Option(None, "--backend", help="inprocess or triton [default: inprocess]."),
-    triton_url: Optional[str] = typer.Option(None, "--triton-url", help="host:port of the Triton server."),
+    triton_url: Optional[str] = typer.Option(
+        None, "--triton-url", help="host:port of the Triton server (comma-separated for replicas)."
+    ),
+    triton_protocol: Optional[str] = typer.Option(None, "--triton-protocol", help="http or grpc [default: http]."),
     max_sequences: Optional[int] = typer.Option(
         None, "--max-sequences", min=1, help="Records per request [default: 32]."
     ),
@@ -454,7 +460,7 @@ def serve_command(
 
     given: dict[str, Any] = {
         "host": host, "port": port, "device": device, "dtype": dtype, "backend": backend,
-        "triton_url": triton_url, "max_sequences": max_sequences,
+        "triton_url": triton_url, "triton_protocol": triton_protocol, "max_sequences": max_sequences,
         "weights": list(weights) if weights else None, "preload": list(preload) if preload else None,
     }
     try:

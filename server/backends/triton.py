@@ -1,21 +1,25 @@
-"""The Triton backend: the same routes and JSON, answered by a Triton Inference Server.
+"""The Triton backend: the same routes and JSON, answered by Triton Inference Server(s).
 
-    bionemo-lite serve --backend triton --triton-url 127.0.0.1:8001 --triton-protocol grpc
-    BIONEMO_LITE_BACKEND=triton BIONEMO_LITE_TRITON_URL=127.0.0.1:8000 bionemo-lite serve
+    bionemo-lite serve --backend triton --triton-url 127.0.0.1:8000
+    BIONEMO_LITE_BACKEND=triton BIONEMO_LITE_TRITON_URL=gpu1:8001,gpu2:8001 BIONEMO_LITE_TRITON_PROTOCOL=grpc \\
+        bionemo-lite serve
 
 Models are exported with ``bionemo-lite export`` and served by ``bionemo-lite
 triton serve`` (or NVIDIA's container); this process holds no model. Routes
 validate requests before they get here, so Triton only sees clean records.
 
-When Triton cannot be reached, requests answer 503 (``backend_unavailable``)
-and the readiness probe says so; the client is then rebuilt for the next
-request, so the API answers again as soon as Triton is back (gRPC channels
-would otherwise sit in their reconnect back-off for up to two minutes).
+Several replicas (comma-separated URLs, e.g. one Triton per GPU or node) share
+the requests in turn; a replica that cannot be reached is skipped for that
+request. When none answers, requests get 503 (``backend_unavailable``) and the
+readiness probe says so. A failed connection is rebuilt for the next request,
+so the API answers again as soon as Triton is back, without a restart (gRPC
+channels would otherwise sit in their reconnect back-off for up to two minutes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,6 +41,77 @@ T = TypeVar("T")
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
 
 
+def parse_urls(value: str | None, protocol: str) -> list[str]:
+    """``"a:8001, b:8001"`` -> ``["a:8001", "b:8001"]``; None -> Triton's local default port."""
+    urls = [u.strip() for u in (value or "").split(",") if u.strip()]
+    return urls or [f"127.0.0.1:{DEFAULT_PORTS[protocol]}"]
+
+
+class _Replica:
+    """One Triton server: its URL and a client built lazily inside the running loop.
+
+    A client whose connection failed is retired: new calls get a fresh client at
+    once, and the old one is closed when its last in-flight call returns (closing
+    it earlier would cancel the calls of concurrent requests).
+    """
+
+    def __init__(self, url: str, protocol: str):
+        self.url = url
+        self.protocol = protocol
+        self.client: AsyncTritonClient | None = None
+        self._in_flight: dict[AsyncTritonClient, int] = {}
+
+    def get(self) -> AsyncTritonClient:
+        if self.client is None:
+            self.client = AsyncTritonClient(self.url, self.protocol)  # type: ignore[arg-type]
+            self._in_flight[self.client] = 0
+        return self.client
+
+    async def call(self, fn: Callable[[AsyncTritonClient], Awaitable[T]]) -> T:
+        client = self.get()
+        self._in_flight[client] += 1
+        try:
+            return await fn(client)
+        except BackendUnavailableError:
+            self.retire(client)
+            raise
+        finally:
+            self._in_flight[client] -= 1
+            if client is not self.client and self._in_flight[client] == 0:
+                await self._close(client)
+
+    def retire(self, client: AsyncTritonClient) -> None:
+        """Stop handing out `client`; the caller closes it once idle."""
+        if client is self.client:
+            self.client = None
+
+    async def probe(self) -> bool:
+        """Whether the server is ready; a client that finds it not ready is retired (and closed if idle)."""
+        client = self.get()
+        self._in_flight[client] += 1
+        try:
+            ok = await client.ready()
+        finally:
+            self._in_flight[client] -= 1
+        if not ok:
+            self.retire(client)
+            if self._in_flight[client] == 0:
+                await self._close(client)
+        return ok
+
+    async def _close(self, client: AsyncTritonClient) -> None:
+        self._in_flight.pop(client, None)
+        try:
+            await client.close()
+        except Exception:  # closing a broken connection may fail too; it is discarded anyway
+            logger.debug("closing the Triton client for %s failed", self.url, exc_info=True)
+
+    async def close(self) -> None:
+        for client in list(self._in_flight):
+            await self._close(client)
+        self.client = None
+
+
 class TritonBackend(BackendBase):
     """Forwards embed, score and generate to Triton models exported by `bionemo_lite.triton.export`."""
 
@@ -45,50 +120,42 @@ class TritonBackend(BackendBase):
     def __init__(self, settings: Settings):
         super().__init__(settings)
         self.protocol = settings.triton_protocol
-        self.url = settings.triton_url or f"127.0.0.1:{DEFAULT_PORTS[self.protocol]}"
-        self._client: AsyncTritonClient | None = None
+        self.replicas = [_Replica(url, self.protocol) for url in parse_urls(settings.triton_url, self.protocol)]
+        self._turn = itertools.count()
         self._served: dict[str, set[str]] = {}
 
-    def _get_client(self) -> AsyncTritonClient:
-        # Created lazily inside the running loop (the aio clients bind to it).
-        if self._client is None:
-            self._client = AsyncTritonClient(self.url, self.protocol)
-        return self._client
-
-    async def _reset(self, client: AsyncTritonClient) -> None:
-        """Drop a client whose connection failed; the next call builds a fresh one."""
-        if self._client is client:
-            self._client = None
-            try:
-                await client.close()
-            except Exception:  # closing a broken connection may fail too; it is discarded anyway
-                logger.debug("closing the Triton client failed", exc_info=True)
+    @property
+    def urls(self) -> list[str]:
+        return [r.url for r in self.replicas]
 
     async def _call(self, fn: Callable[[AsyncTritonClient], Awaitable[T]]) -> T:
-        client = self._get_client()
-        try:
-            return await fn(client)
-        except BackendUnavailableError:
-            await self._reset(client)
-            raise
+        """Run `fn` on the next replica in turn, moving on while replicas are unreachable."""
+        start = next(self._turn)
+        failures: list[str] = []
+        for k in range(len(self.replicas)):
+            replica = self.replicas[(start + k) % len(self.replicas)]
+            try:
+                return await replica.call(fn)
+            except BackendUnavailableError as exc:
+                failures.append(str(exc))
+        if len(failures) == 1:
+            raise BackendUnavailableError(failures[0])
+        raise BackendUnavailableError(f"no Triton replica could answer ({', '.join(self.urls)}): " + " | ".join(failures))
 
     async def start(self, preload: Sequence[str] = ()) -> None:
         """Check Triton once; start anyway when it is down (requests answer 503 until it is up)."""
         if not await self.ready():
             logger.warning("Triton at %s (%s) is not ready yet; requests will answer 503 until it is",
-                           self.url, self.protocol)
+                           ", ".join(self.urls), self.protocol)
             return
         served = await self._served_models()
         for name in preload:
-            if "embed" not in served.get(name, set()) and not served.get(name):
-                logger.warning("preload: Triton at %s does not serve %s", self.url, name)
+            if name not in served:
+                logger.warning("preload: Triton at %s does not serve %s", ", ".join(self.urls), name)
 
     async def ready(self) -> bool:
-        client = self._get_client()
-        ok = await client.ready()
-        if not ok:
-            await self._reset(client)
-        return ok
+        """True when at least one replica is ready."""
+        return any(await asyncio.gather(*(r.probe() for r in self.replicas)))
 
     async def _served_models(self) -> dict[str, set[str]]:
         """``{registered name: verbs}`` of the models Triton has ready."""
@@ -115,9 +182,8 @@ class TritonBackend(BackendBase):
 
     async def embed(self, name: str, request: EmbedRequest) -> dict[str, Any]:
         records = request.records()
-        result = await self._call(lambda c: c.embed(
-            name, records, request.layer, request.pooling, on_too_long="truncate" if request.truncate else "error"
-        ))
+        policy = "truncate" if request.truncate else "error"
+        result = await self._call(lambda c: c.embed(name, records, request.layer, request.pooling, on_too_long=policy))
         # Arrays to JSON lists is CPU work: keep it off the event loop.
         return await asyncio.to_thread(embeddings_to_json, result)
 
@@ -134,6 +200,5 @@ class TritonBackend(BackendBase):
         return result.to_dict()
 
     async def close(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
+        for replica in self.replicas:
+            await replica.close()

@@ -1,0 +1,330 @@
+"""Triton python-backend model serving one verb of a bionemo-lite model.
+
+`bionemo_lite.triton.export` copies this file to ``<repository>/<model>/1/model.py``;
+it runs inside Triton's python backend stub (it imports
+``triton_python_backend_utils``, so do not import it elsewhere). Everything it
+needs is in the model's ``config.pbtxt`` parameters:
+
+- ``bionemo_lite_model``: the registered model name; ``verb``: embed, score or generate;
+- ``runtime``: ``plugin`` (load the plugin through `bionemo_lite.load` with the
+  ``weights`` path, relative to this version folder), ``onnxruntime`` (run
+  ``onnx_path`` with onnxruntime in this process) or ``triton`` (send token ids
+  to the ONNX model ``onnx_model`` of the same server, e.g. on Triton's
+  onnxruntime or TensorRT backend);
+- ``dtype``, ``num_threads``, ``tokens_per_batch``: optional tuning.
+
+The wire contract (tensor and parameter names, error messages) is documented in
+`bionemo_lite.triton.protocol`. All requests of one ``execute`` call that ask
+for the same layers and pooling are embedded in one model call; a request with
+a bad record gets its own error response and the others are answered.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from bionemo_lite.errors import BionemoLiteError, InvalidInputError
+from bionemo_lite.records import Record, apply_length_policy, as_records, prepare_proteins
+from bionemo_lite.triton.protocol import decode_layer, encode_error
+
+
+@dataclass
+class _Job:
+    """One request's records, ready for the model."""
+
+    index: int
+    records: list[Record]
+    truncated: set[str]
+    layer: Any
+    pooling: str
+    per_record: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+    layers: tuple[int, ...] = ()
+
+
+def _parameters(config: dict[str, Any]) -> dict[str, str]:
+    return {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+
+
+def _request_parameters(request: Any) -> dict[str, Any]:
+    text = request.parameters()
+    return json.loads(text) if text else {}
+
+
+def _sequences(request: Any) -> list[str]:
+    tensor = pb_utils.get_input_tensor_by_name(request, "sequences")
+    if tensor is None:
+        raise InvalidInputError("the request has no 'sequences' input")
+    values = tensor.as_numpy().reshape(-1)
+    out = []
+    for i, value in enumerate(values):
+        try:
+            out.append(value.decode("utf-8") if isinstance(value, bytes) else str(value))
+        except UnicodeDecodeError:
+            raise InvalidInputError("sequence is not valid UTF-8 text", record=str(i)) from None
+    return out
+
+
+def _error_response(exc: BaseException) -> Any:
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(encode_error(exc)))
+
+
+class TritonPythonModel:
+    """Triton's python-backend entry points: `initialize`, `execute`, `finalize`."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        params = _parameters(config)
+        self.name = params["bionemo_lite_model"]
+        self.verb = params.get("verb", "embed")
+        self.runtime = params.get("runtime", "plugin")
+        self.version_dir = Path(args["model_repository"]) / args["model_version"]
+        self.max_length = int(params.get("max_length", "0")) or None
+        self.input_kind = params.get("input_kind", "protein")
+        tokens_per_batch = params.get("tokens_per_batch")
+        self.tokens_per_batch = int(tokens_per_batch) if tokens_per_batch else None
+        gpu = args.get("model_instance_kind") == "GPU"
+        self.device = f"cuda:{args.get('model_instance_device_id', '0')}" if gpu else "cpu"
+        threads = params.get("num_threads")
+        self.num_threads = int(threads) if threads else None
+        if self.runtime == "plugin":
+            self._load_plugin(params)
+        else:
+            self._load_onnx(params)
+        pb_utils.Logger.log_info(f"bionemo-lite {self.name} ({self.verb}, {self.runtime}) ready on {self.device}")
+
+    def _path(self, value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else (self.version_dir / path).resolve()
+
+    def _load_plugin(self, params: dict[str, str]) -> None:
+        import torch
+
+        import bionemo_lite
+
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        weights = params.get("weights")
+        self.model = bionemo_lite.load(
+            self.name,
+            weights=self._path(weights) if weights else None,
+            device=self.device,
+            dtype=params.get("dtype") or None,
+        )
+        self.max_length = self.model.max_length
+
+    def _load_onnx(self, params: dict[str, str]) -> None:
+        from bionemo_lite.triton.tokens import CharTokenizer
+
+        self.tokenizer = CharTokenizer.from_dict(json.loads((self.version_dir / "tokenizer.json").read_text()))
+        self.onnx_layers = tuple(json.loads(params["onnx_layers"]))
+        self.onnx_outputs = list(json.loads(params["onnx_outputs"]))
+        self.num_layers = int(params["num_layers"])
+        bos = params.get("bos_index", "")
+        self.bos_index = int(bos) if bos != "" else None
+        if self.runtime == "onnxruntime":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            if self.num_threads:
+                options.intra_op_num_threads = self.num_threads
+            providers = ["CPUExecutionProvider"]
+            if self.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+                providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(self.device.split(":")[1])}))
+            self.session = ort.InferenceSession(str(self._path(params["onnx_path"])), options, providers=providers)
+        elif self.runtime == "triton":
+            self.onnx_model = params["onnx_model"]
+        else:
+            raise BionemoLiteError(f"unknown runtime {self.runtime!r}")
+
+    # -- requests -----------------------------------------------------------------------
+    def execute(self, requests: list[Any]) -> list[Any]:
+        if self.verb == "embed":
+            return self._embed(requests)
+        return [self._json_verb(request) for request in requests]
+
+    def _prepare(self, sequences: list[str], policy: str) -> tuple[list[Record], list[str]]:
+        if not sequences:
+            raise InvalidInputError("no input records were given")
+        if self.input_kind == "protein":
+            return prepare_proteins(sequences, self.max_length or 10**9, policy)  # type: ignore[arg-type]
+        records = as_records(sequences)
+        return apply_length_policy(records, self.max_length, policy) if self.max_length else (records, [])  # type: ignore[arg-type]
+
+    def _embed(self, requests: list[Any]) -> list[Any]:
+        responses: list[Any] = [None] * len(requests)
+        groups: dict[tuple[str, str], list[_Job]] = defaultdict(list)
+        for i, request in enumerate(requests):
+            try:
+                params = _request_parameters(request)
+                layer = decode_layer(params.get("layer", -1))
+                pooling = str(params.get("pooling", "mean"))
+                policy = str(params.get("on_too_long", "error"))
+                records, truncated = self._prepare(_sequences(request), policy)
+                groups[(json.dumps(layer), pooling)].append(_Job(i, records, set(truncated), layer, pooling))
+            except BionemoLiteError as exc:
+                responses[i] = _error_response(exc)
+            except Exception as exc:  # a malformed request must not fail the others of the batch
+                pb_utils.Logger.log_error(f"reading request {i} failed: {exc!r}")
+                responses[i] = _error_response(exc)
+        for jobs in groups.values():
+            try:
+                self._encode_together(jobs)
+            except BionemoLiteError:
+                # One request's records broke the shared call: run each alone so only it fails.
+                for job in jobs:
+                    self._encode_alone(job, responses)
+            except Exception as exc:  # a bug or a crash: answer every request of the group, keep serving
+                pb_utils.Logger.log_error(f"embedding failed: {exc!r}")
+                for job in jobs:
+                    responses[job.index] = _error_response(exc)
+            for job in jobs:
+                if responses[job.index] is None:
+                    try:
+                        responses[job.index] = self._embed_response(job)
+                    except Exception as exc:
+                        pb_utils.Logger.log_error(f"building the response failed: {exc!r}")
+                        responses[job.index] = _error_response(exc)
+        return responses
+
+    def _encode_alone(self, job: _Job, responses: list[Any]) -> None:
+        try:
+            self._encode_together([job])
+        except BionemoLiteError as exc:
+            responses[job.index] = _error_response(exc)
+        except Exception as exc:
+            pb_utils.Logger.log_error(f"embedding failed: {exc!r}")
+            responses[job.index] = _error_response(exc)
+
+    def _encode_together(self, jobs: list[_Job]) -> None:
+        # Alone, a request keeps its record ids, so errors name them as the client sent them.
+        keys = [[r.id if len(jobs) == 1 else f"{j}:{r.id}" for r in job.records] for j, job in enumerate(jobs)]
+        merged = [Record(key, r.sequence) for job, ks in zip(jobs, keys) for key, r in zip(ks, job.records)]
+        layer, pooling = jobs[0].layer, jobs[0].pooling
+        if self.runtime == "plugin":
+            result = self.model.embed(
+                merged, layer=layer, pooling=pooling, on_too_long="error", tokens_per_batch=self.tokens_per_batch
+            )
+            layers, by_layer, ids = result.layers, result.by_layer, result.ids
+            failures = {e.id: e.reason for e in result.errors}
+        else:
+            layers, by_layer, ids, failures = self._onnx_embed(merged, layer, pooling)
+        position = {rid: n for n, rid in enumerate(ids)}
+        for j, job in enumerate(jobs):
+            job.layers = tuple(layers)
+            for k, key in enumerate(keys[j]):
+                if key in position:
+                    job.per_record[k] = {lay: np.asarray(by_layer[lay][position[key]]) for lay in layers}
+                else:
+                    job.failed[k] = failures.get(key, "record was not embedded")
+
+    def _embed_response(self, job: _Job) -> Any:
+        n = len(job.records)
+        dim = next((a.shape[-1] for rec in job.per_record.values() for a in rec.values()), 0)
+        per_residue = job.pooling == "per_residue"
+        width = max((len(r.sequence) for r in job.records), default=0) if per_residue else 1
+        out = np.zeros((n, len(job.layers), width, dim), dtype=np.float32)
+        for k, arrays in job.per_record.items():
+            for li, lay in enumerate(job.layers):
+                value = arrays[lay]
+                if per_residue:
+                    out[k, li, : value.shape[0]] = value
+                else:
+                    out[k, li, 0] = value
+        lengths = np.array([[len(r.sequence)] for r in job.records], dtype=np.int32)
+        truncated = np.array([[r.id in job.truncated] for r in job.records], dtype=bool)
+        errors = np.array([[job.failed.get(k, "").encode()] for k in range(n)], dtype=np.object_)
+        layers = np.tile(np.array(job.layers, dtype=np.int32), (n, 1))
+        return pb_utils.InferenceResponse(
+            output_tensors=[
+                pb_utils.Tensor("embeddings", out),
+                pb_utils.Tensor("lengths", lengths),
+                pb_utils.Tensor("layers", layers),
+                pb_utils.Tensor("truncated", truncated),
+                pb_utils.Tensor("errors", errors),
+            ]
+        )
+
+    # -- ONNX encoders ----------------------------------------------------------------------
+    def _onnx_embed(
+        self, records: list[Record], layer: Any, pooling: str
+    ) -> tuple[tuple[int, ...], dict[int, list[np.ndarray]], list[str], dict[str, str]]:
+        from bionemo_lite.batching import token_budget_batches
+        from bionemo_lite.encoding import check_pooling, resolve_layers
+        from bionemo_lite.triton.tokens import pool_numpy
+
+        check_pooling(pooling)
+        layers = resolve_layers(layer, self.num_layers)
+        missing = [lay for lay in layers if lay not in self.onnx_layers]
+        if missing:
+            raise InvalidInputError(
+                f"this ONNX export holds layer(s) {list(self.onnx_layers)} only, not {missing}; "
+                "export in the python format to serve every layer"
+            )
+        extra = len(self.tokenizer.prepend) + len(self.tokenizer.append)
+        batches = token_budget_batches([len(r.sequence) for r in records], self.tokens_per_batch or 4096, extra)
+        by_layer: dict[int, list[Any]] = {lay: [None] * len(records) for lay in layers}
+        for batch in batches:
+            seqs = [records[i].sequence for i in batch]
+            feeds = self.tokenizer(seqs)
+            outputs = self._run_graph(feeds, [self.onnx_outputs[self.onnx_layers.index(lay)] for lay in layers])
+            width = next(iter(feeds.values())).shape[1]
+            mask = self.tokenizer.residue_mask(seqs, width)
+            for lay, hidden in zip(layers, outputs):
+                for i, pooled in zip(batch, pool_numpy(hidden, mask, pooling, self.bos_index)):
+                    by_layer[lay][i] = pooled
+        return layers, by_layer, [r.id for r in records], {}
+
+    def _run_graph(self, feeds: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
+        if self.runtime == "onnxruntime":
+            return list(self.session.run(names, feeds))
+        request = pb_utils.InferenceRequest(
+            model_name=self.onnx_model,
+            requested_output_names=names,
+            inputs=[pb_utils.Tensor(k, v) for k, v in feeds.items()],
+        )
+        response = request.exec()
+        if response.has_error():
+            raise BionemoLiteError(f"ONNX model {self.onnx_model!r} failed: {response.error().message()}")
+        return [pb_utils.get_output_tensor_by_name(response, n).as_numpy() for n in names]
+
+    # -- score / generate -------------------------------------------------------------------
+    def _json_verb(self, request: Any) -> Any:
+        try:
+            options = json.loads(_request_parameters(request).get("options", "{}") or "{}")
+            if not isinstance(options, dict):
+                raise InvalidInputError("the 'options' parameter must be a JSON object")
+            sequences = _sequences(request)
+            if not sequences:
+                raise InvalidInputError("no input records were given")
+            records = [Record(str(i), s, i) for i, s in enumerate(sequences)]
+            method = getattr(self.model, self.verb)
+            try:
+                inspect.signature(method).bind(records, **options)
+            except TypeError as exc:  # an option the verb does not take: the caller's mistake
+                raise InvalidInputError(f"{self.name} {self.verb} does not accept these options: {exc}") from None
+            result = method(records, **options)
+            body = result.to_dict()
+            tensors = [pb_utils.Tensor("result", np.array([json.dumps(body).encode()], dtype=np.object_))]
+            if self.verb == "score":
+                scores = np.asarray(getattr(result, "scores", []), dtype=np.float32).reshape(-1)
+                tensors.append(pb_utils.Tensor("scores", scores))
+            return pb_utils.InferenceResponse(output_tensors=tensors)
+        except BionemoLiteError as exc:
+            return _error_response(exc)
+        except Exception as exc:
+            pb_utils.Logger.log_error(f"{self.verb} failed: {exc!r}")
+            return _error_response(exc)
+
+    def finalize(self) -> None:
+        model = getattr(self, "model", None)
+        if model is not None:
+            model.close()
