@@ -84,10 +84,11 @@ def main(argv: list[str] | None = None) -> None:
 
             arch = TinyEsm2(spec.config["num_layers"], spec.config["embed_dim"], spec.config["attention_heads"])
             weights = write_fair_esm_checkpoint(Path(tmp), args.variant, arch)
-        model = bl.load(args.variant, weights=weights, device=args.device, dtype=args.dtype)
         records = {f"s{i}": s for i, s in enumerate(seqs)}
-        sec = time_it(lambda: model.embed(records, pooling="mean", tokens_per_batch=args.tokens_per_batch), args.repeat)
-        rows.append(("bionemo-lite", sec))
+        for numerics in ("reference", "fast"):  # explicit attention (bit-exact) vs fused SDPA
+            model = bl.load(args.variant, weights=weights, device=args.device, dtype=args.dtype, numerics=numerics)
+            sec = time_it(lambda: model.embed(records, pooling="mean", tokens_per_batch=args.tokens_per_batch), args.repeat)
+            rows.append((f"bionemo-lite ({numerics})", sec))
 
         if not args.skip_references:
             import argparse as ap
@@ -109,6 +110,23 @@ def main(argv: list[str] | None = None) -> None:
                         ref(toks, repr_layers=[last])["representations"][last].float().mean(1).cpu()
 
             rows.append(("fair-esm", time_it(run_fair, args.repeat)))
+
+            from checkpoints import write_hf_esm_dir
+            from transformers import EsmModel
+
+            if args.weights is None:
+                hf_dir = write_hf_esm_dir(Path(tmp) / "hf", arch)
+                hf = EsmModel.from_pretrained(hf_dir, add_pooling_layer=False).eval().to(args.device)
+                if model.dtype != "float32":
+                    hf = hf.to(getattr(torch, model.dtype))
+
+                def run_hf():
+                    with torch.inference_mode():
+                        for toks in prepared:
+                            mask = toks.ne(alphabet.padding_idx)
+                            hf(input_ids=toks, attention_mask=mask).last_hidden_state.float().mean(1).cpu()
+
+                rows.append(("transformers", time_it(run_hf, args.repeat)))
 
     print(f"# {args.variant} embed (mean pooling), {len(seqs)} sequences, {tokens} residues, "
           f"device={args.device}, dtype={model.dtype}, threads={torch.get_num_threads()}, "

@@ -6,9 +6,9 @@
     >>> model.embed(["MKTAYIAKQR"], pooling="mean").embeddings.shape
 """
 
-from .devices import DeviceUnavailableError
 from .errors import (
     BackendUnavailableError,
+    DeviceUnavailableError,
     BionemoLiteError,
     CheckpointError,
     DownloadError,

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import BionemoLiteError
-
-
-class DeviceUnavailableError(BionemoLiteError, ValueError):
-    """The requested device does not exist on this machine."""
+from .errors import DeviceUnavailableError
 
 
 def check_device(device: str) -> None:

@@ -34,7 +34,11 @@ def resolve_layers(layer: int | Sequence[int], num_layers: int) -> tuple[int, ..
     Raises:
         InvalidInputError: a layer outside the model.
     """
+    if isinstance(layer, (bool, str)) or not isinstance(layer, (int, np.integer, Sequence)):
+        raise InvalidInputError(f"layer must be an integer or a list of integers, got {layer!r}")
     wanted = [layer] if isinstance(layer, (int, np.integer)) else list(layer)
+    if any(isinstance(x, bool) or not isinstance(x, (int, np.integer)) for x in wanted):
+        raise InvalidInputError(f"layers must be integers, got {wanted!r}")
     if not wanted:
         raise InvalidInputError("at least one layer must be requested")
     out: list[int] = []

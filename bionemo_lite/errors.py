@@ -85,5 +85,9 @@ class DownloadError(BionemoLiteError):
     """A weight download failed or its checksum did not match."""
 
 
+class DeviceUnavailableError(BionemoLiteError, ValueError):
+    """The requested device (``cuda``, ``cuda:3``, ``mps``) does not exist on this machine."""
+
+
 class BackendUnavailableError(BionemoLiteError):
     """A serving backend (e.g. Triton) cannot be reached."""

@@ -42,8 +42,13 @@ def as_records(inputs: Inputs) -> list[Record]:
         inputs = [inputs]
     if isinstance(inputs, Mapping):
         items: Iterable = list(inputs.items())
-    else:
+    elif isinstance(inputs, Iterable):
         items = list(inputs)
+    else:
+        raise InvalidInputError(
+            f"cannot read an input of type {type(inputs).__name__}: pass a sequence, a list, a {{id: sequence}} dict "
+            "or (id, sequence) pairs"
+        )
     records: list[Record] = []
     for i, item in enumerate(items):
         if isinstance(item, Record):
@@ -106,7 +111,8 @@ def apply_length_policy(
             if policy == "error":
                 raise InvalidInputError(
                     f"sequence has {len(r.sequence)} residues, more than the model's maximum of "
-                    f"{max_length}; shorten it or ask for truncation (on_too_long='truncate', --truncate)",
+                    f"{max_length}; shorten it or ask for truncation (Python: on_too_long='truncate'; CLI: --truncate; "
+                    'HTTP: "truncate": true)',
                     record=r.id,
                 )
             r = replace(r, sequence=r.sequence[:max_length])

@@ -10,14 +10,17 @@ download never leaves a half file that looks complete.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError, DownloadError, WeightsNotFoundError
+from .errors import CheckpointError, DownloadError, InvalidInputError, WeightsNotFoundError
 from .spec import ModelSpec, WeightFile, WeightSource
+
+logger = logging.getLogger(__name__)
 
 
 def cache_home() -> Path:
@@ -37,7 +40,8 @@ def _how_to_get(spec: ModelSpec) -> str:
     where = src.homepage or src.files[0].url
     return (
         f"Run `bionemo-lite weights pull {spec.name}` when online, or download {files} from {where} "
-        f"into {model_cache_dir(spec)}, or pass the path with weights=... / --weights."
+        f"into {model_cache_dir(spec)}, or pass the path (Python: weights=...; CLI: --weights PATH; "
+        f"service: bionemo-lite serve --weights {spec.name}=PATH)."
     )
 
 
@@ -115,23 +119,47 @@ def download_file(file: WeightFile, dest: Path, progress: bool = True, timeout: 
     return dest
 
 
-def pull(spec: ModelSpec, source_index: int = 0, progress: bool = True) -> Path:
-    """Download a variant's official weights into the cache; returns the loadable path."""
+def pull(spec: ModelSpec, source_index: int | None = None, progress: bool = True) -> Path:
+    """Download a variant's official weights into the cache; returns the loadable path.
+
+    Args:
+        source_index: which of ``spec.weights`` to fetch; None tries each in
+            order (e.g. fair-esm's server, then the Hugging Face mirror).
+
+    Raises:
+        DownloadError: no source could be fetched (the message says how to get the files by hand).
+    """
     if not spec.weights:
         raise DownloadError(f"{spec.name} publishes no downloadable weights")
-    source = spec.weights[source_index]
+    indices = range(len(spec.weights)) if source_index is None else [source_index]
     folder = model_cache_dir(spec)
+    existed = folder.exists()
+    problems: list[str] = []
+    for index in indices:
+        source = spec.weights[index]
+        try:
+            return _pull_source(spec, source, folder, progress)
+        except DownloadError as exc:
+            problems.append(f"{source.format}: {exc}")
+    if not existed and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()  # leave no empty folder that looks like a cache entry
+    raise DownloadError(f"could not fetch weights for {spec.name!r} ({'; '.join(problems)}). {_how_to_get(spec)}")
+
+
+def _pull_source(spec: ModelSpec, source: WeightSource, folder: Path, progress: bool) -> Path:
     for f in source.files:
         target = folder / f.filename
         if target.is_file() and (f.sha256 is None or sha256_of(target) == f.sha256):
             continue
         try:
             download_file(f, target, progress=progress)
-        except DownloadError:
+        except DownloadError as exc:
             if f.required:
                 raise
+            logger.warning("optional file %s of %s not downloaded: %s", f.filename, spec.name, exc)
     found = cached_path(spec, source)
-    assert found is not None  # every required file was just written
+    if found is None:  # pragma: no cover - every required file was just written
+        raise DownloadError(f"{spec.name}: files missing after download")
     return found
 
 
@@ -179,7 +207,7 @@ def resolve_dtype(dtype: str | None, device: str, default_gpu: str = "float16") 
     try:
         return names[str(dtype).lower()]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of float32, float16, bfloat16") from None
+        raise InvalidInputError(f"unknown dtype {dtype!r}; use one of float32, float16, bfloat16") from None
 
 
 def list_cached() -> dict[str, Path]:

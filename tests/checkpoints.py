@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from model_zoo.esm2.checkpoint import hf_key_for
+
 
 @dataclass(frozen=True)
 class TinyEsm2:
@@ -22,24 +24,6 @@ class TinyEsm2:
     embed_dim: int = 48
     attention_heads: int = 4
     seed: int = 0
-
-
-FAIR_TO_HF = [
-    ("embed_tokens.", "esm.embeddings.word_embeddings."),
-    ("emb_layer_norm_after.", "esm.encoder.emb_layer_norm_after."),
-    ("contact_head.", "esm.contact_head."),
-    ("lm_head.weight", "lm_head.decoder.weight"),
-]
-LAYER_PARTS = [
-    ("self_attn.q_proj.", "attention.self.query."),
-    ("self_attn.k_proj.", "attention.self.key."),
-    ("self_attn.v_proj.", "attention.self.value."),
-    ("self_attn.out_proj.", "attention.output.dense."),
-    ("self_attn_layer_norm.", "attention.LayerNorm."),
-    ("fc1.", "intermediate.dense."),
-    ("fc2.", "output.dense."),
-    ("final_layer_norm.", "LayerNorm."),
-]
 
 
 def random_fair_esm2(arch: TinyEsm2):
@@ -62,21 +46,6 @@ def random_fair_esm2(arch: TinyEsm2):
             else:
                 p.copy_(0.2 * torch.randn_like(p) if p.dim() > 1 else 0.05 * torch.randn_like(p))
     return model.eval(), alphabet
-
-
-def fair_to_hf_key(key: str) -> str | None:
-    if key.startswith("layers."):
-        _, idx, rest = key.split(".", 2)
-        for old, new in LAYER_PARTS:
-            if rest.startswith(old):
-                return f"esm.encoder.layer.{idx}.{new}{rest[len(old):]}"
-        return None
-    for old, new in FAIR_TO_HF:
-        if key.startswith(old):
-            return new + key[len(old):]
-    if key.startswith("lm_head."):
-        return key
-    return None  # rot_emb.inv_freq is a buffer both sides compute
 
 
 def write_fair_esm_checkpoint(folder: Path, name: str, arch: TinyEsm2 = TinyEsm2(), with_regression: bool = True) -> Path:
@@ -133,7 +102,7 @@ def write_hf_esm_dir(folder: Path, arch: TinyEsm2 = TinyEsm2()) -> Path:
     hf = EsmForMaskedLM(config).eval()
     mapped = {}
     for k, v in model.state_dict().items():
-        new = fair_to_hf_key(k)
+        new = hf_key_for(k)
         if new is not None:
             mapped[new] = v.clone()
     missing, unexpected = hf.load_state_dict(mapped, strict=False)

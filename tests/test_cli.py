@@ -164,7 +164,8 @@ def test_weights_pull_offline_is_a_clean_error():
     finally:
         unregister("offline_test")
     assert proc_result.exit_code == 1
-    assert proc_result.stderr.startswith("Error: could not download http://127.0.0.1:9/w.bin")
+    assert proc_result.stderr.startswith("Error: could not fetch weights for 'offline_test'")
+    assert "could not download http://127.0.0.1:9/w.bin" in proc_result.stderr
     assert "Traceback" not in proc_result.output and proc_result.exception is not None  # SystemExit(1) only
     assert isinstance(proc_result.exception, SystemExit)
 

@@ -66,3 +66,15 @@ def test_length_policy_error_and_truncate():
 def test_prepare_proteins_runs_all_checks_in_order():
     kept, truncated = prepare_proteins(["mkv", "A" * 30], max_length=20, on_too_long="truncate")
     assert kept[0].sequence == "MKV" and len(kept[1].sequence) == 20 and truncated == ["1"]
+
+
+def test_non_iterable_input_is_an_invalid_input_error():
+    with pytest.raises(InvalidInputError, match="cannot read an input of type int"):
+        as_records(5)
+
+
+def test_too_long_message_names_every_front_door():
+    with pytest.raises(InvalidInputError) as err:
+        apply_length_policy(as_records(["A" * 11]), 10, "error")
+    assert "on_too_long='truncate'" in err.value.reason and "--truncate" in err.value.reason
+    assert '"truncate": true' in err.value.reason

@@ -130,3 +130,20 @@ def test_random_bytes_are_not_called_a_refused_pickle(tmp_path):
     junk.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
         safe_torch_load(junk)
+
+
+def test_pull_falls_back_to_the_next_source(file_server):
+    root, base = file_server
+    (root / "mirror.pt").write_bytes(b"from the mirror")
+    first = WeightSource("primary", (WeightFile("tiny.pt", "http://127.0.0.1:9/tiny.pt"),), entry="tiny.pt")
+    mirror = WeightSource("mirror", (WeightFile("tiny.pt", f"{base}/mirror.pt"),), entry="tiny.pt")
+    spec = ModelSpec(name="tiny_mirrored", family="test", verbs={"embed"}, loader="builtins:print", weights=(first, mirror))
+    assert pull(spec, progress=False).read_bytes() == b"from the mirror"
+
+
+def test_failed_pull_says_how_to_get_weights_and_leaves_no_folder():
+    spec = make_spec("http://127.0.0.1:9")
+    with pytest.raises(DownloadError) as err:
+        pull(spec, progress=False)
+    assert "https://example.org/tiny" in str(err.value) and "--weights" in str(err.value)
+    assert not model_cache_dir(spec).exists()

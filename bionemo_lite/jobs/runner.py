@@ -72,7 +72,10 @@ class JobTask(Protocol):
         ...
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        """Write the output atomically from ``(record, payload)`` pairs in input order; return rows written."""
+        """Write the output atomically from ``(record, payload)`` pairs in input order; return rows written.
+
+        Every pair must be consumed: the job counts them as the records in the output.
+        """
         ...
 
 
@@ -219,7 +222,10 @@ def run_job(
             flush()
         bar.close()
 
-        n_ok = task.write(output, _finished(source, manifest, task))
+        # Records, not rows: a generate job writes several rows per record.
+        finished = _Counting(_finished(source, manifest, task))
+        task.write(output, finished)
+        n_ok = finished.count
     finally:
         bar.close()
         manifest.close()
@@ -253,6 +259,22 @@ def _finished(source: RecordSource, manifest: Manifest, task: JobTask) -> Iterat
             blob = manifest.get(item.id, sequence_hash(item.sequence))
             if blob is not None:
                 yield item, task.decode(blob)
+
+
+class _Counting:
+    """An iterator that counts what it hands out."""
+
+    def __init__(self, items: Iterator[tuple[Record, Any]]):
+        self._items = items
+        self.count = 0
+
+    def __iter__(self) -> Iterator[tuple[Record, Any]]:
+        return self
+
+    def __next__(self) -> tuple[Record, Any]:
+        item = next(self._items)
+        self.count += 1
+        return item
 
 
 def _run_isolating(task: JobTask, records: list[Record]) -> ChunkOutcome:

@@ -361,6 +361,11 @@ class GenerateTask:
 
         def rows() -> Iterator[dict[str, Any]]:
             for rec, p in pairs:
+                if not p["generated"]:
+                    # Nothing kept (e.g. every sampled SMILES was invalid): one empty row, so the
+                    # seed is in the output instead of silently missing.
+                    yield {"id": rec.id, "seed": p["seed"]}
+                    continue
                 for k, text in enumerate(p["generated"]):
                     row = {"id": rec.id, "seed": p["seed"], "sample": k, "generated": text,
                            "score": p["scores"][k] if k < len(p["scores"]) else None}

@@ -5,7 +5,8 @@ it runs inside Triton's python backend stub (it imports
 ``triton_python_backend_utils``, so do not import it elsewhere). Everything it
 needs is in the model's ``config.pbtxt`` parameters:
 
-- ``bionemo_lite_model``: the registered model name; ``verb``: embed, score or generate;
+- ``bionemo_lite_model``: the registered model name; ``verb``: embed, score,
+  generate, decode or fold;
 - ``runtime``: ``plugin`` (load the plugin through `bionemo_lite.load` with the
   ``weights`` path, relative to this version folder), ``onnxruntime`` (run
   ``onnx_path`` with onnxruntime in this process) or ``triton`` (send token ids
@@ -16,12 +17,13 @@ needs is in the model's ``config.pbtxt`` parameters:
 The wire contract (tensor and parameter names, error messages) is documented in
 `bionemo_lite.triton.protocol`. All requests of one ``execute`` call that ask
 for the same layers and pooling are embedded in one model call; a request with
-a bad record gets its own error response and the others are answered.
+a bad record gets its own error response and the others are answered. The
+other verbs answer each request with one call of the plugin's verb, its options
+bound as the in-process HTTP backend binds them.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -31,9 +33,10 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from bionemo_lite.binding import bind_options, verb_method
 from bionemo_lite.errors import BionemoLiteError, InvalidInputError
-from bionemo_lite.records import Record, apply_length_policy, as_records, prepare_proteins
-from bionemo_lite.triton.protocol import decode_layer, encode_error
+from bionemo_lite.records import Record, as_records, prepare_proteins
+from bionemo_lite.triton.protocol import PER_POSITION_POOLINGS, decode_layer, encode_error
 
 
 @dataclass
@@ -45,7 +48,9 @@ class _Job:
     truncated: set[str]
     layer: Any
     pooling: str
+    policy: str = "error"
     per_record: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
+    lengths: dict[int, int] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
     layers: tuple[int, ...] = ()
 
@@ -59,11 +64,26 @@ def _request_parameters(request: Any) -> dict[str, Any]:
     return json.loads(text) if text else {}
 
 
-def _sequences(request: Any) -> list[str]:
-    tensor = pb_utils.get_input_tensor_by_name(request, "sequences")
+def _options(request: Any) -> dict[str, Any]:
+    """The ``options`` request parameter: a JSON object of the verb's keyword arguments."""
+    try:
+        options = json.loads(_request_parameters(request).get("options", "{}") or "{}")
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"the 'options' parameter is not valid JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise InvalidInputError("the 'options' parameter must be a JSON object")
+    return options
+
+
+def _input(request: Any, name: str) -> np.ndarray:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
     if tensor is None:
-        raise InvalidInputError("the request has no 'sequences' input")
-    values = tensor.as_numpy().reshape(-1)
+        raise InvalidInputError(f"the request has no {name!r} input")
+    return tensor.as_numpy()
+
+
+def _sequences(request: Any, name: str = "sequences") -> list[str]:
+    values = _input(request, name).reshape(-1)
     out = []
     for i, value in enumerate(values):
         try:
@@ -71,6 +91,19 @@ def _sequences(request: Any) -> list[str]:
         except UnicodeDecodeError:
             raise InvalidInputError("sequence is not valid UTF-8 text", record=str(i)) from None
     return out
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays that a plugin left in a result, as JSON values."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_tensor(name: str, body: Any) -> Any:
+    return pb_utils.Tensor(name, np.array([json.dumps(body, default=_plain).encode("utf-8")], dtype=np.object_))
 
 
 def _error_response(exc: BaseException) -> Any:
@@ -149,19 +182,30 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         if self.verb == "embed":
             return self._embed(requests)
-        return [self._json_verb(request) for request in requests]
+        answer = {"fold": self._fold, "decode": self._decode}.get(self.verb, self._json_verb)
+        return [self._answer(answer, request) for request in requests]
+
+    def _answer(self, fn: Any, request: Any) -> Any:
+        """``fn(request)``, or the error response of whatever it raised (the server keeps serving)."""
+        try:
+            return fn(request)
+        except BionemoLiteError as exc:
+            return _error_response(exc)
+        except Exception as exc:
+            pb_utils.Logger.log_error(f"{self.verb} failed: {exc!r}")
+            return _error_response(exc)
 
     def _prepare(self, sequences: list[str], policy: str) -> tuple[list[Record], list[str]]:
         if not sequences:
             raise InvalidInputError("no input records were given")
         if self.input_kind == "protein":
             return prepare_proteins(sequences, self.max_length or 10**9, policy)  # type: ignore[arg-type]
-        records = as_records(sequences)
-        return apply_length_policy(records, self.max_length, policy) if self.max_length else (records, [])  # type: ignore[arg-type]
+        # Other inputs (SMILES) are validated, and their length counted in tokens, by the model itself.
+        return as_records(sequences), []
 
     def _embed(self, requests: list[Any]) -> list[Any]:
         responses: list[Any] = [None] * len(requests)
-        groups: dict[tuple[str, str], list[_Job]] = defaultdict(list)
+        groups: dict[tuple[str, str, str], list[_Job]] = defaultdict(list)
         for i, request in enumerate(requests):
             try:
                 params = _request_parameters(request)
@@ -169,7 +213,11 @@ class TritonPythonModel:
                 pooling = str(params.get("pooling", "mean"))
                 policy = str(params.get("on_too_long", "error"))
                 records, truncated = self._prepare(_sequences(request), policy)
-                groups[(json.dumps(layer), pooling)].append(_Job(i, records, set(truncated), layer, pooling))
+                # Proteins arrive cut already; other inputs carry their policy to the model.
+                key_policy = "error" if self.input_kind == "protein" else policy
+                groups[(json.dumps(layer), pooling, key_policy)].append(
+                    _Job(i, records, set(truncated), layer, pooling, key_policy)
+                )
             except BionemoLiteError as exc:
                 responses[i] = _error_response(exc)
             except Exception as exc:  # a malformed request must not fail the others of the batch
@@ -208,29 +256,35 @@ class TritonPythonModel:
         # Alone, a request keeps its record ids, so errors name them as the client sent them.
         keys = [[r.id if len(jobs) == 1 else f"{j}:{r.id}" for r in job.records] for j, job in enumerate(jobs)]
         merged = [Record(key, r.sequence) for job, ks in zip(jobs, keys) for key, r in zip(ks, job.records)]
-        layer, pooling = jobs[0].layer, jobs[0].pooling
+        layer, pooling, policy = jobs[0].layer, jobs[0].pooling, jobs[0].policy
         if self.runtime == "plugin":
             result = self.model.embed(
-                merged, layer=layer, pooling=pooling, on_too_long="error", tokens_per_batch=self.tokens_per_batch
+                merged, layer=layer, pooling=pooling, on_too_long=policy, tokens_per_batch=self.tokens_per_batch
             )
-            layers, by_layer, ids = result.layers, result.by_layer, result.ids
+            layers, by_layer, ids, lengths = result.layers, result.by_layer, result.ids, result.lengths
             failures = {e.id: e.reason for e in result.errors}
+            cut = set(result.truncated)
         else:
             layers, by_layer, ids, failures = self._onnx_embed(merged, layer, pooling)
+            lengths = [len(r.sequence) for r in merged]
+            cut = set()
         position = {rid: n for n, rid in enumerate(ids)}
         for j, job in enumerate(jobs):
             job.layers = tuple(layers)
             for k, key in enumerate(keys[j]):
+                if key in cut:
+                    job.truncated.add(job.records[k].id)
                 if key in position:
                     job.per_record[k] = {lay: np.asarray(by_layer[lay][position[key]]) for lay in layers}
+                    job.lengths[k] = int(lengths[position[key]])
                 else:
                     job.failed[k] = failures.get(key, "record was not embedded")
 
     def _embed_response(self, job: _Job) -> Any:
         n = len(job.records)
         dim = next((a.shape[-1] for rec in job.per_record.values() for a in rec.values()), 0)
-        per_residue = job.pooling == "per_residue"
-        width = max((len(r.sequence) for r in job.records), default=0) if per_residue else 1
+        per_residue = job.pooling in PER_POSITION_POOLINGS
+        width = max(job.lengths.values(), default=0) if per_residue else 1
         out = np.zeros((n, len(job.layers), width, dim), dtype=np.float32)
         for k, arrays in job.per_record.items():
             for li, lay in enumerate(job.layers):
@@ -239,7 +293,8 @@ class TritonPythonModel:
                     out[k, li, : value.shape[0]] = value
                 else:
                     out[k, li, 0] = value
-        lengths = np.array([[len(r.sequence)] for r in job.records], dtype=np.int32)
+        # Residues (or tokens, for SMILES) the model embedded; a failed record reports its input length.
+        lengths = np.array([[job.lengths.get(k, len(r.sequence))] for k, r in enumerate(job.records)], dtype=np.int32)
         truncated = np.array([[r.id in job.truncated] for r in job.records], dtype=bool)
         errors = np.array([[job.failed.get(k, "").encode()] for k in range(n)], dtype=np.object_)
         layers = np.tile(np.array(job.layers, dtype=np.int32), (n, 1))
@@ -296,33 +351,52 @@ class TritonPythonModel:
             raise BionemoLiteError(f"ONNX model {self.onnx_model!r} failed: {response.error().message()}")
         return [pb_utils.get_output_tensor_by_name(response, n).as_numpy() for n in names]
 
-    # -- score / generate -------------------------------------------------------------------
+    # -- score / generate / fold / decode ----------------------------------------------------------
+    def _method(self) -> Any:
+        return verb_method(self.model, self.verb)
+
     def _json_verb(self, request: Any) -> Any:
-        try:
-            options = json.loads(_request_parameters(request).get("options", "{}") or "{}")
-            if not isinstance(options, dict):
-                raise InvalidInputError("the 'options' parameter must be a JSON object")
-            sequences = _sequences(request)
-            if not sequences:
-                raise InvalidInputError("no input records were given")
-            records = [Record(str(i), s, i) for i, s in enumerate(sequences)]
-            method = getattr(self.model, self.verb)
-            try:
-                inspect.signature(method).bind(records, **options)
-            except TypeError as exc:  # an option the verb does not take: the caller's mistake
-                raise InvalidInputError(f"{self.name} {self.verb} does not accept these options: {exc}") from None
-            result = method(records, **options)
-            body = result.to_dict()
-            tensors = [pb_utils.Tensor("result", np.array([json.dumps(body).encode()], dtype=np.object_))]
-            if self.verb == "score":
-                scores = np.asarray(getattr(result, "scores", []), dtype=np.float32).reshape(-1)
-                tensors.append(pb_utils.Tensor("scores", scores))
-            return pb_utils.InferenceResponse(output_tensors=tensors)
-        except BionemoLiteError as exc:
-            return _error_response(exc)
-        except Exception as exc:
-            pb_utils.Logger.log_error(f"{self.verb} failed: {exc!r}")
-            return _error_response(exc)
+        """score / generate: the request's sequences as records named by their index."""
+        options = _options(request)
+        sequences = _sequences(request)
+        if not sequences:
+            raise InvalidInputError("no input records were given")
+        records = [Record(str(i), s, i) for i, s in enumerate(sequences)]
+        method = self._method()
+        result = method(records, **bind_options(method, options, self.name))
+        tensors = [_json_tensor("result", result.to_dict())]
+        if self.verb == "score":
+            scores = np.asarray(getattr(result, "scores", []), dtype=np.float32).reshape(-1)
+            tensors.append(pb_utils.Tensor("scores", scores))
+        return pb_utils.InferenceResponse(output_tensors=tensors)
+
+    def _fold(self, request: Any) -> Any:
+        """One structure: the ``Structure.to_dict()`` JSON, and pLDDT / PAE as tensors."""
+        options = _options(request)
+        sequences = _sequences(request, "sequence")
+        if len(sequences) != 1:
+            raise InvalidInputError(f"a fold request holds exactly one sequence, got {len(sequences)}")
+        method = self._method()
+        result = method(sequences[0], **bind_options(method, options, self.name))
+        plddt = np.asarray(result.plddt, dtype=np.float32).reshape(-1)
+        pae = np.zeros((0, 0), np.float32) if result.pae is None else np.asarray(result.pae, dtype=np.float32)
+        return pb_utils.InferenceResponse(output_tensors=[
+            _json_tensor("result", result.to_dict()),
+            pb_utils.Tensor("plddt", plddt),
+            pb_utils.Tensor("pae", pae),
+        ])
+
+    def _decode(self, request: Any) -> Any:
+        """Hidden states ``[N, T, D]`` and their mask ``[N, T]`` back to one string per row."""
+        options = _options(request)
+        hiddens = np.asarray(_input(request, "hiddens"), dtype=np.float32)
+        mask = np.asarray(_input(request, "mask"), dtype=bool)
+        method = self._method()
+        result = method(hiddens, mask, **bind_options(method, options, self.name, positional=2))
+        if not isinstance(result, (list, tuple)) or not all(isinstance(t, str) for t in result):
+            raise BionemoLiteError(f"{self.name} decode returned {type(result).__name__}, not a list of strings")
+        generated = np.array([t.encode("utf-8") for t in result], dtype=np.object_)
+        return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("generated", generated)])
 
     def finalize(self) -> None:
         model = getattr(self, "model", None)

@@ -7,7 +7,8 @@
     (10, 320)
 
 It speaks the contract of `bionemo_lite.triton.protocol` and returns the same
-result types as the in-process models (`Embeddings`, `Scores`, `Generated`), so
+result types as the in-process models (`Embeddings`, `Scores`, `Generated`,
+`Structure`, decoded strings), so
 code written against ``bionemo_lite.load(...)`` works against Triton unchanged.
 Errors come back as the same exceptions: a bad record is `InvalidInputError`
 naming the caller's record id; an unreachable server or a model the server does
@@ -33,10 +34,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, BionemoLiteError
+from ..errors import BackendUnavailableError, BionemoLiteError, InvalidInputError
 from ..records import Inputs, Record, as_records
-from ..results import Embeddings, Generated, GeneratedRecord, RecordError, Scores
-from .protocol import EMBED_OUTPUTS, decode_error, encode_layer, index_to_id, triton_model_name
+from ..results import Embeddings, Generated, GeneratedRecord, RecordError, Scores, Structure
+from .protocol import EMBED_OUTPUTS, PER_POSITION_POOLINGS, decode_error, encode_layer, index_to_id, triton_model_name
 
 Protocol = Literal["http", "grpc"]
 MIB = 1 << 20
@@ -168,7 +169,7 @@ class _Codec:
         ok = [k for k in range(len(records)) if not errors[k]]
         by_layer: dict[int, Any] = {}
         for li, lay in enumerate(layers):
-            if pooling == "per_residue":
+            if pooling in PER_POSITION_POOLINGS:
                 by_layer[lay] = [np.ascontiguousarray(emb[k, li, : int(lengths[k])]) for k in ok]
             else:
                 dim = emb.shape[-1] if emb.ndim == 4 else 0
@@ -206,11 +207,13 @@ class _Codec:
     @staticmethod
     def scores(model: str, records: list[Record], body: dict[str, Any], scores: np.ndarray | None) -> Scores:
         ids = [r.id for r in records]
+        # The JSON carries the model's own float64 values; the FP32 tensor is for other Triton clients.
+        values = body["scores"] if "scores" in body else scores
         return Scores(
             model=model,
             method=body.get("method", ""),
             ids=[index_to_id(i, ids) for i in body.get("ids", [])],
-            scores=np.asarray(scores if scores is not None else body.get("scores", []), dtype=np.float32),
+            scores=np.asarray(values if values is not None else [], dtype=np.float64),
             mutations=body.get("mutations"),
             truncated=[index_to_id(i, ids) for i in body.get("truncated", [])],
             errors=_record_errors(body.get("errors", []), ids),
@@ -225,6 +228,43 @@ class _Codec:
             item["id"] = index_to_id(item.get("id"), ids)
             out.append(GeneratedRecord(**item))
         return Generated(model=model, records=out, errors=_record_errors(body.get("errors", []), ids))
+
+    @staticmethod
+    def structure(body: dict[str, Any]) -> Structure:
+        """The `Structure` whose ``to_dict()`` is `body` (arrays back to float32, as the models give them)."""
+        known = {"model", "id", "sequence", "chains", "pdb", "mmcif", "plddt", "mean_plddt", "ptm", "iptm", "pae"}
+        pae = body.get("pae")
+        return Structure(
+            model=body["model"],
+            id=body["id"],
+            sequence=body["sequence"],
+            pdb=body.get("pdb"),
+            mmcif=body.get("mmcif"),
+            plddt=np.asarray(body.get("plddt", []), dtype=np.float32),
+            ptm=body.get("ptm"),
+            iptm=body.get("iptm"),
+            pae=None if pae is None else np.asarray(pae, dtype=np.float32),
+            chains=list(body.get("chains", [])),
+            extra={k: v for k, v in body.items() if k not in known},
+        )
+
+    def fold_inputs(self, sequence: str) -> list[Any]:
+        data = np.array([sequence.encode("utf-8")], dtype=np.object_)
+        tensor = self.module.InferInput("sequence", [1], "BYTES")
+        tensor.set_data_from_numpy(data)
+        return [tensor]
+
+    def decode_inputs(self, hiddens: Any, mask: Any) -> list[Any]:
+        h, m = hiddens_and_mask(hiddens, mask)
+        tensors = [self.module.InferInput("hiddens", list(h.shape), "FP32"),
+                   self.module.InferInput("mask", list(m.shape), "BOOL")]
+        tensors[0].set_data_from_numpy(h)
+        tensors[1].set_data_from_numpy(m)
+        return tensors
+
+    @staticmethod
+    def generated_strings(result: Any) -> list[str]:
+        return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in result.as_numpy("generated").reshape(-1)]
 
     @staticmethod
     def statistics(raw: dict[str, Any]) -> list[dict[str, Any]]:
@@ -260,6 +300,34 @@ def transport_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     return tuple(errors)
+
+
+def hiddens_and_mask(hiddens: Any, mask: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """``[N, T, D]`` float32 hiddens and ``[N, T]`` bool mask, as `decode` takes them.
+
+    Accepts what the models' ``decode`` accepts: an ``[N, T, D]`` (or one
+    ``[T, D]``) array with an optional mask, or a list of ``[L_i, D]`` arrays
+    (zero-padded here, the mask marking each row's length). Shapes are checked
+    by the model.
+    """
+    if isinstance(hiddens, (list, tuple)) and mask is None and hiddens and np.ndim(hiddens[0]) == 2:
+        rows = [np.asarray(h, dtype=np.float32) for h in hiddens]
+        width, dim = max(r.shape[0] for r in rows), rows[0].shape[-1]
+        h = np.zeros((len(rows), width, dim), dtype=np.float32)
+        m = np.zeros((len(rows), width), dtype=bool)
+        for i, r in enumerate(rows):
+            if r.ndim != 2 or r.shape[-1] != dim:
+                raise InvalidInputError(f"hiddens must all be [L_i, {dim}], got shape {r.shape}", record=i)
+            h[i, : r.shape[0]] = r
+            m[i, : r.shape[0]] = True
+        return h, m
+    h = np.asarray(hiddens, dtype=np.float32)
+    if h.ndim == 2:
+        h = h[None]
+    m = np.ones(h.shape[:2], dtype=bool) if mask is None else np.asarray(mask).astype(bool)
+    if m.ndim == 1:
+        m = m[None]
+    return np.ascontiguousarray(h), np.ascontiguousarray(m)
 
 
 def _record_errors(items: list[dict[str, Any]], ids: list[str]) -> list[RecordError]:
@@ -370,7 +438,7 @@ class TritonClient(_Base):
 
     # -- verbs ---------------------------------------------------------------------------
     def _infer(self, triton_model: str, inputs: list[Any], outputs: list[str], parameters: dict[str, Any],
-               ids: list[str]) -> Any:
+               ids: list[str] | None) -> Any:
         try:
             return self._client.infer(triton_model, inputs, outputs=self._codec.outputs(outputs),
                                       parameters=parameters, **self._timeouts())
@@ -412,6 +480,23 @@ class TritonClient(_Base):
                              [self._codec.sequences_input([r.sequence for r in records], False)],
                              ["result"], {"options": json.dumps(options)}, [r.id for r in records])
         return self._codec.generated(model, records, self._codec.json_result(result))
+
+    def fold(self, model: str, sequence: str, **options: Any) -> Structure:
+        """Fold through ``<model>__fold``; same arguments and result as `Folder.fold`."""
+        result = self._infer(triton_model_name(model, "fold"), self._codec.fold_inputs(sequence), ["result"],
+                             {"options": json.dumps(options)}, None)
+        return self._codec.structure(self._codec.json_result(result))
+
+    def decode(self, model: str, hiddens: Any, mask: Any = None, **options: Any) -> list[str]:
+        """Decode hidden states through ``<model>__decode`` (e.g. MegaMolBART ``hidden_to_smis``).
+
+        Args:
+            hiddens: ``[N, T, D]`` with `mask` ``[N, T]`` (True on positions to use), or a list of ``[L_i, D]``.
+            options: the model's decode options (``method``, ``beam_size``...).
+        """
+        result = self._infer(triton_model_name(model, "decode"), self._codec.decode_inputs(hiddens, mask),
+                             ["generated"], {"options": json.dumps(options)}, None)
+        return self._codec.generated_strings(result)
 
     def close(self) -> None:
         self._client.close()
@@ -475,7 +560,7 @@ class AsyncTritonClient(_Base):
         return self._max_batch[triton_model]
 
     async def _infer(self, triton_model: str, inputs: list[Any], outputs: list[str], parameters: dict[str, Any],
-                     ids: list[str]) -> Any:
+                     ids: list[str] | None) -> Any:
         try:
             return await self._client.infer(triton_model, inputs, outputs=self._codec.outputs(outputs),
                                             parameters=parameters, **self._timeouts())
@@ -513,6 +598,16 @@ class AsyncTritonClient(_Base):
                                    [self._codec.sequences_input([r.sequence for r in records], False)],
                                    ["result"], {"options": json.dumps(options)}, [r.id for r in records])
         return self._codec.generated(model, records, self._codec.json_result(result))
+
+    async def fold(self, model: str, sequence: str, **options: Any) -> Structure:
+        result = await self._infer(triton_model_name(model, "fold"), self._codec.fold_inputs(sequence), ["result"],
+                                   {"options": json.dumps(options)}, None)
+        return self._codec.structure(self._codec.json_result(result))
+
+    async def decode(self, model: str, hiddens: Any, mask: Any = None, **options: Any) -> list[str]:
+        result = await self._infer(triton_model_name(model, "decode"), self._codec.decode_inputs(hiddens, mask),
+                                   ["generated"], {"options": json.dumps(options)}, None)
+        return self._codec.generated_strings(result)
 
     async def close(self) -> None:
         await self._client.close()

@@ -14,6 +14,12 @@ Layout (``python`` format; one Triton model per verb, see `protocol`)::
       esm2_t6_8M_UR50D__score/       score; reads ../esm2_t6_8M_UR50D/1/weights
       esm2_t6_8M_UR50D__generate/    generate; same weights
 
+Every verb the model's spec declares and Triton can serve is exported (embed,
+score, generate, decode, fold; choose with ``verbs``): e.g. ``megamolbart``
+gives ``megamolbart`` (SMILES embed), ``megamolbart__decode``,
+``megamolbart__generate`` and ``megamolbart__score``; ``esmfold_v1`` gives
+``esmfold_v1__fold``. The weights live in the first verb's folder.
+
 Weights are copied into the repository and referenced by relative paths, so
 the folder can be moved or mounted into a container as it is.
 
@@ -61,9 +67,19 @@ EMBED_OUTPUTS = (
     TensorSpec("errors", "TYPE_STRING", (1,)),
 )
 JSON_INPUTS = (TensorSpec("sequences", "TYPE_STRING", (-1,)),)
-JSON_OUTPUTS = {
+# Verbs answered one request per call (no batcher: their requests cannot be merged row by row).
+UNBATCHED_INPUTS = {
+    "score": JSON_INPUTS,
+    "generate": JSON_INPUTS,
+    "fold": (TensorSpec("sequence", "TYPE_STRING", (1,)),),
+    "decode": (TensorSpec("hiddens", "TYPE_FP32", (-1, -1, -1)), TensorSpec("mask", "TYPE_BOOL", (-1, -1))),
+}
+UNBATCHED_OUTPUTS = {
     "score": (TensorSpec("result", "TYPE_STRING", (1,)), TensorSpec("scores", "TYPE_FP32", (-1,))),
     "generate": (TensorSpec("result", "TYPE_STRING", (1,)),),
+    "fold": (TensorSpec("result", "TYPE_STRING", (1,)), TensorSpec("plddt", "TYPE_FP32", (-1,)),
+             TensorSpec("pae", "TYPE_FP32", (-1, -1))),
+    "decode": (TensorSpec("generated", "TYPE_STRING", (-1,)),),
 }
 
 
@@ -173,8 +189,8 @@ def export_model(
         max_queue_delay_us: how long a request may wait for others to batch with.
         preferred_batch_sizes: batch sizes the batcher aims for (default: a
             quarter, half and all of `max_batch_size`).
-        verbs: verbs to export (default: every servable verb of the model:
-            embed, score, generate).
+        verbs: verbs to export (default: every verb of the model's spec that
+            Triton serves: embed, score, generate, decode, fold).
         dtype: compute dtype in the server (None: the family's default for the device).
         num_threads: torch / onnxruntime CPU threads per instance.
         tokens_per_batch: token budget of the model's inner batches.
@@ -198,7 +214,7 @@ def export_model(
         if verb not in spec.verbs or verb not in SERVABLE_VERBS:
             raise UnsupportedVerbError(name, f"serve {verb!r} on Triton", [v for v in SERVABLE_VERBS if v in spec.verbs])
     if format == "onnx" and wanted != ("embed",):
-        if verbs:
+        if verbs or "embed" not in spec.verbs:
             raise UnsupportedVerbError(name, f"export {', '.join(wanted)} to ONNX", ["embed"])
         wanted = ("embed",)
     if not wanted:
@@ -258,9 +274,11 @@ def _export_python(
                                  max_batch_size=max_batch_size, dynamic_batching=batching,
                                  instance_kind=instance_kind, instance_count=instances, parameters=params)
         else:
-            # One request is one call of the verb (variant scoring needs its whole request): no batcher.
-            config = ModelConfig(model_name, JSON_INPUTS, JSON_OUTPUTS[verb], backend="python", max_batch_size=0,
-                                 instance_kind=instance_kind, instance_count=instances, parameters=params)
+            # One request is one call of the verb (variant scoring needs its whole request, a fold is one
+            # structure, decode inputs differ in shape from request to request): no batcher.
+            config = ModelConfig(model_name, UNBATCHED_INPUTS[verb], UNBATCHED_OUTPUTS[verb], backend="python",
+                                 max_batch_size=0, instance_kind=instance_kind, instance_count=instances,
+                                 parameters=params)
         (folder / "config.pbtxt").write_text(config.render())
         shutil.copy2(BACKEND_MODEL, version / "model.py")
         models[verb] = model_name
@@ -273,7 +291,7 @@ def _export_onnx(
     name: str, root: Path, source: Path, spec: ModelSpec, base_params: dict[str, Any], batching: DynamicBatching,
     max_batch_size: int, instance_kind: str, instances: int, runtime: str, tolerance: float,
 ) -> ExportReport:
-    from .onnx_export import check_parity, check_sequences, check_tokenizer, export_onnx
+    from .onnx_export import check_parity, check_sequences, check_tokenizer, encoder_width, export_onnx
     from .tokens import CharTokenizer
 
     model = load(name, weights=source, device="cpu", dtype="float32")
@@ -295,7 +313,7 @@ def _export_onnx(
                 shutil.rmtree(root / onnx_name)  # a stale graph model from an earlier export
             graph_path = export_onnx(encoder, front / "1" / "model.onnx")
         parity = check_parity(encoder, graph_path, tolerance)
-        dim = int(model.config.get("embed_dim", -1))
+        dim = encoder_width(encoder)
     finally:
         model.close()
     (front / "1" / "tokenizer.json").write_text(json.dumps(tokenizer.to_dict(), indent=1) + "\n")
@@ -310,6 +328,7 @@ def _export_onnx(
         "onnx_outputs": list(encoder.output_names),
         "num_layers": num_layers,
         "bos_index": encoder.bos_index,
+        "embed_dim": dim,
         "onnx_max_abs_diff": f"{parity.max_abs_diff:.3e}",
     })
     config = ModelConfig(name, EMBED_INPUTS, EMBED_OUTPUTS, backend="python", max_batch_size=max_batch_size,

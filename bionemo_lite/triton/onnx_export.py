@@ -74,6 +74,29 @@ def export_onnx(encoder: OnnxEncoder, path: Path) -> Path:
     return path
 
 
+def encoder_width(encoder: OnnxEncoder) -> int:
+    """Width ``D`` of the encoder's hidden states (the last axis of its first output).
+
+    Encoders may declare it (``extra["embed_dim"]``); families name it
+    differently in their configs (ESM-2 ``embed_dim``, T5 ``d_model``,
+    MegaMolBART ``hidden_size``), so without the declaration the width is read
+    from a real output: one forward pass on the encoder's example inputs.
+
+    Raises:
+        BionemoLiteError: the declared width disagrees with the output.
+    """
+    import torch
+
+    declared = encoder.extra.get("embed_dim")
+    with torch.no_grad():
+        out = encoder.module.eval()(*encoder.example_inputs)
+    first = out if isinstance(out, torch.Tensor) else out[0]
+    width = int(first.shape[-1])
+    if declared is not None and int(declared) != width:
+        raise BionemoLiteError(f"the encoder declares embed_dim {declared} but its output is {width} wide")
+    return width
+
+
 def check_sequences(seed: int = 0) -> list[list[str]]:
     """Random protein batches of the `CHECK_SHAPES` lengths."""
     rng = random.Random(seed)

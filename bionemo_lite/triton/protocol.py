@@ -1,15 +1,17 @@
 """The wire contract between an exported Triton model and its clients.
 
-One Triton model per verb:
+One Triton model per verb, named `triton_model_name` (``<model>`` for embed,
+``<model>__<verb>`` for the others):
 
 - ``<model>`` embeds. Input ``sequences`` (``TYPE_STRING``, dims ``[1]``: one
-  sequence per batch row, so Triton's dynamic batcher merges requests of any
-  sequence length; padding happens inside the model). Request parameters
+  sequence or SMILES per batch row, so Triton's dynamic batcher merges requests
+  of any length; padding happens inside the model). Request parameters
   ``layer`` (an int, or a JSON list of ints as a string), ``pooling``
-  (``mean`` | ``bos`` | ``per_residue``) and ``on_too_long`` (``error`` |
-  ``truncate``). Outputs, per sequence: ``embeddings`` ``TYPE_FP32``
-  ``[layers, positions, D]`` (``positions`` is 1 when pooled, else the longest
-  record of the request, zero-padded), ``lengths`` ``TYPE_INT32`` ``[1]``,
+  (``mean`` | ``bos`` | ``per_residue``, or the model's own, e.g. ``per_token``)
+  and ``on_too_long`` (``error`` | ``truncate``). Outputs, per record:
+  ``embeddings`` ``TYPE_FP32`` ``[layers, positions, D]`` (``positions`` is 1
+  when pooled, else the longest record of the request, zero-padded),
+  ``lengths`` ``TYPE_INT32`` ``[1]`` (residues or tokens embedded),
   ``layers`` ``TYPE_INT32`` ``[layers]`` (absolute indices), ``truncated``
   ``TYPE_BOOL`` ``[1]`` and ``errors`` ``TYPE_STRING`` ``[1]`` (empty, or why
   this record failed alone, e.g. out of memory).
@@ -19,11 +21,25 @@ One Triton model per verb:
   ``options`` (JSON object of the verb's keyword arguments). They answer
   ``result`` (``TYPE_STRING`` ``[1]``, the JSON of the result's ``to_dict()``);
   ``__score`` also answers ``scores`` (``TYPE_FP32`` ``[-1]``).
+- ``<model>__fold`` takes ``sequence`` (``TYPE_STRING`` ``[1]``: one protein,
+  chains joined by ``:``) and ``options`` (``num_recycles``, ``chunk_size``,
+  ``id``...). It answers ``result`` (the JSON of ``Structure.to_dict()``: PDB
+  and mmCIF text, per-residue pLDDT, pTM, PAE), and the confidences as tensors
+  for other Triton clients: ``plddt`` ``TYPE_FP32`` ``[-1]`` and ``pae``
+  ``TYPE_FP32`` ``[-1, -1]`` (``[0, 0]`` when the model predicts none).
+- ``<model>__decode`` takes ``hiddens`` (``TYPE_FP32`` ``[-1, -1, -1]``:
+  ``[N, T, D]``), ``mask`` (``TYPE_BOOL`` ``[-1, -1]``: ``[N, T]``, True on
+  positions to use) and ``options`` (``method``, ``beam_size``...). It
+  answers ``generated`` (``TYPE_STRING`` ``[-1]``: one decoded string per row).
+
+Options are bound to the verb's keyword arguments exactly as the in-process
+HTTP backend binds them (`bionemo_lite.binding.bind_options`: the same
+aliases, the same error for an option the verb does not take).
 
 Records are named by their 0-based index in the request; clients map the
-indices back to their own ids. A request that fails (bad residue, too long,
-bad option) gets an error response whose message is a JSON object
-(`encode_error`), so clients raise the same `bionemo_lite` exception the
+indices back to their own ids. A request that fails (bad residue, unparsable
+SMILES, too long, bad option) gets an error response whose message is a JSON
+object (`encode_error`), so clients raise the same `bionemo_lite` exception the
 in-process model would have raised; the other requests of the batch are
 answered normally.
 """
@@ -38,7 +54,9 @@ from ..errors import BionemoLiteError, InvalidInputError, UnsupportedVerbError
 VERB_SEPARATOR = "__"
 EMBED_OUTPUTS = ("embeddings", "lengths", "layers", "truncated", "errors")
 JSON_VERBS = ("score", "generate")
-SERVABLE_VERBS = ("embed", *JSON_VERBS)
+SERVABLE_VERBS = ("embed", *JSON_VERBS, "decode", "fold")
+# Poolings that return one vector per position (the others: one per record).
+PER_POSITION_POOLINGS = ("per_residue", "per_token")
 ERROR_PREFIX = "bionemo-lite error: "
 
 

@@ -186,6 +186,26 @@ def _hf_key(key: str) -> str | None:
     return key
 
 
+def hf_key_for(key: str) -> str | None:
+    """The ``EsmForMaskedLM`` name of one of our (fair-esm) keys: the inverse of the table above.
+
+    None for buffers both sides recompute (rotary frequencies) and unknown keys.
+    """
+    if key.endswith("inv_freq"):
+        return None
+    match = _LAYER_INDEX.match(key)
+    if match:
+        rest = key[match.end() :]
+        for hf, ours in _HF_LAYER:
+            if rest.startswith(ours):
+                return f"esm.encoder.layer.{match.group(1)}.{hf}{rest[len(ours):]}"
+        return None
+    for hf, ours in _HF_TOP:
+        if key.startswith(ours):
+            return hf + key[len(ours) :]
+    return None
+
+
 def _load_hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 

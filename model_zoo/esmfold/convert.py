@@ -42,6 +42,8 @@ from typing import Any
 from bionemo_lite.errors import BionemoLiteError, CheckpointError
 from bionemo_lite.weights import safe_torch_load
 
+from model_zoo.esm2.checkpoint import hf_key_for  # ESMFold's stem is an ESM-2: one key table for both
+
 from .config import ESM2_VOCAB, hf_config_dict
 
 logger = logging.getLogger(__name__)
@@ -54,17 +56,6 @@ FOLDING_PREFIXES = ("trunk.", "esm_s_mlp.", "esm_s_combine", "embedding.", "dist
 # Pickled globals replaced by inert stand-ins: configuration containers, never code.
 _STANDIN_PREFIXES = ("omegaconf.", "typing.", "esm.esmfold.", "collections.defaultdict", "builtins.dict",
                      "builtins.list", "builtins.int", "builtins.float", "builtins.str", "builtins.bool")
-_ESM2_LAYER_MAP = (
-    ("self_attn.q_proj.", "attention.self.query."),
-    ("self_attn.k_proj.", "attention.self.key."),
-    ("self_attn.v_proj.", "attention.self.value."),
-    ("self_attn.out_proj.", "attention.output.dense."),
-    ("self_attn_layer_norm.", "attention.LayerNorm."),
-    ("self_attn.rot_emb.inv_freq", "attention.self.rotary_embeddings.inv_freq"),
-    ("fc1.", "intermediate.dense."),
-    ("fc2.", "output.dense."),
-    ("final_layer_norm.", "LayerNorm."),
-)
 
 
 class _StandIn:
@@ -143,19 +134,12 @@ def _model_cfg(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def esm2_to_hf_key(key: str) -> str | None:
     """A fair-esm ESM2 state-dict key (prefixes stripped) as an ``EsmModel`` key; None if unused by ESMFold."""
-    if key.startswith("layers."):
-        _, index, rest = key.split(".", 2)
-        for old, new in _ESM2_LAYER_MAP:
-            if rest.startswith(old):
-                return f"encoder.layer.{index}.{new}{rest[len(old):]}"
-        return None
-    if key.startswith("embed_tokens."):
-        return "embeddings.word_embeddings." + key[len("embed_tokens."):]
-    if key.startswith("emb_layer_norm_after."):
-        return "encoder." + key
-    if key.startswith("contact_head."):
-        return key
-    return None  # lm_head.*: ESM-2's masked-LM head, which ESMFold does not use
+    if key.startswith("lm_head."):
+        return None  # ESM-2's masked-LM head, which ESMFold does not use
+    if key.endswith("self_attn.rot_emb.inv_freq"):  # ESMFold checkpoints keep the rotary buffer
+        return key.replace("layers.", "encoder.layer.", 1).replace("self_attn.rot_emb.", "attention.self.rotary_embeddings.")
+    name = hf_key_for(key)
+    return name[len("esm."):] if name is not None and name.startswith("esm.") else name
 
 
 def _strip_esm2_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
