@@ -150,6 +150,18 @@ def check_device(device: str) -> None:
         raise typer.BadParameter(str(exc), param_hint="--device") from None
 
 
+def check_dtype(dtype: str | None) -> None:
+    """An unknown ``--dtype`` is a usage error (exit 2), found before any weights are read."""
+    if dtype is None:
+        return
+    from .weights import resolve_dtype
+
+    try:
+        resolve_dtype(dtype, "cpu")
+    except InvalidInputError as exc:
+        raise typer.BadParameter(exc.reason, param_hint="--dtype") from None
+
+
 def _load_model(
     name: str, verb: str, weights: Path | None, device: str, dtype: str | None
 ) -> tuple[Any, dict[str, Any]]:
@@ -161,6 +173,7 @@ def _load_model(
     require_verb(spec, verb)
     path = resolve_weights(spec, weights)
     check_device(device)
+    check_dtype(dtype)
     logging.getLogger("bionemo_lite.cli").info("loading %s from %s on %s", name, path, device)
     try:
         model = load(name, weights=path, device=device, dtype=dtype)

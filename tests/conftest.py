@@ -37,3 +37,31 @@ def esm2_hf_dir(tmp_path_factory, tiny_esm2_arch) -> Path:
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("BIONEMO_LITE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def trained():
+    """A tiny MegaMolBART trained here as a SMILES autoencoder on a few dozen drugs (~30 s, once per session).
+
+    No trained weights can be downloaded, so decode/generate are tested on what this model learned.
+    Returns ``(model, TrainingReport)``.
+    """
+    import torch
+    from megamolbart_fixtures import DRUG_SMILES, TINY_TRAINING_CONFIG
+
+    from model_zoo.megamolbart.model import MegaMolBARTModel
+    from model_zoo.megamolbart.training import train_autoencoder
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model on a shared 2-core machine: one thread is fastest
+    try:
+        model = MegaMolBARTModel.from_config(TINY_TRAINING_CONFIG, seed=0)
+        report = train_autoencoder(
+            model, list(DRUG_SMILES.values()), steps=400, batch_size=40, lr=5e-3, warmup_steps=30,
+            target_accuracy=0.95, eval_every=25, seed=0,
+        )
+    finally:
+        torch.set_num_threads(old)
+    print(f"\ntrained {report.steps} steps in {report.seconds:.1f} s, final loss {report.losses[-1]:.4f}, "
+          f"greedy reconstruction {report.accuracy:.1%} ({report.stopped})")
+    return model, report

@@ -84,11 +84,66 @@ def test_generate_maps_num_samples_to_the_family_option(model, nemo, smi, tmp_pa
 
     rows = pq.read_table(out).to_pylist()
     expected = model.generate(GOOD, num_molecules=4, seed=3, scaled_radius=0.5)
-    want = [(r.id, r.seed, k, g, r.properties) for r in expected.records for k, g in enumerate(r.generated)]
-    assert len({r["id"] for r in rows}) >= 2 and set(rows[0]) >= {"qed", "logp"}
+    # A seed whose samples were all invalid keeps one empty row instead of vanishing.
+    want = [(r.id, r.seed, k, g, r.properties) for r in expected.records
+            for k, g in (enumerate(r.generated) if r.generated else [(None, None)])]
+    assert len({r["id"] for r in rows}) == 3 and set(rows[0]) >= {"qed", "logp"}
     assert [(r["id"], r["seed"], r["sample"], r["generated"]) for r in rows] == [w[:4] for w in want]
     for row, (_, _, k, _, props) in zip(rows, want):
-        assert {name: row[name] for name in props} == {name: values[k] for name, values in props.items()}
+        if k is not None:
+            assert {name: row[name] for name in props} == {name: values[k] for name, values in props.items()}
     unknown = runner.invoke(app, ["generate", MODEL, str(smi), "-o", str(out), "--weights", str(nemo), "-q",
                                   "--option", "colour=blue"])
     assert unknown.exit_code == 1 and "does not accept the option 'colour'" in unknown.stderr
+
+
+# BBBP's layout (num,name,p_np,smiles) with the kinds of rows that break naive pipelines there:
+# RDKit-unreadable valences, a salt with a token the model lacks, an unclosed ring, a repeated name.
+BBBP = [
+    ("1", "Propanolol", "1", "[Cl].CC(C)NCC(O)COc1cccc2ccccc12"),
+    ("2", "Terbutylchlorambucil", "1", "C(=O)(OC(C)(C)C)CCCc1ccc(cc1)N(CCCl)CCCl"),
+    ("3", "40730", "1", "c12c3c(N4CCN(C)CC4)c(F)cc1c(c(C(O)=O)cn2C(C)CO3)=O"),
+    ("4", "compound 11", "1", "O=N([O-])C1=C(CN=C1NCCSCc2ncccc2)Cc3ccccc3"),
+    ("5", "Propanolol", "1", "CC(C)NCC(O)COc1cccc2ccccc12"),
+    ("6", "cimetidine analogue", "1", "c1(nc(NC(N)=[NH2])sc1)CSCCNC(=[NH]C#N)N"),
+    ("7", "unclosed", "0", "C1CC"),
+    ("8", "aspirin", "1", "CC(=O)Oc1ccccc1C(=O)O"),
+]
+
+
+def test_bbbp_style_csv_reports_bad_rows_and_goes_on(model, nemo, tmp_path):
+    path = tmp_path / "BBBP.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["num", "name", "p_np", "smiles"])
+        writer.writerows(BBBP)
+    out = tmp_path / "bbbp.parquet"
+    result = runner.invoke(app, ["embed", MODEL, str(path), "-o", str(out), "--weights", str(nemo), "-q",
+                                 "--chunk-size", "4"])
+    assert result.exit_code == 0, result.output
+    good = {name: smiles for _, name, _, smiles in BBBP if name in ("Terbutylchlorambucil", "40730", "aspirin")}
+    back = read_embeddings(out)
+    assert back.ids == list(good)  # the "name" column is the id, file order is kept
+    expected = model.embed(good)
+    assert np.max(np.abs(np.stack([back.arrays[k] for k in good]) - expected.embeddings)) <= 1e-6
+    errors = _rows(Path(f"{out}.errors.csv"))
+    assert [e["id"] for e in errors] == ["Propanolol", "compound 11", "Propanolol", "cimetidine analogue", "unclosed"]
+    reasons = [e["reason"] for e in errors]
+    assert "not in the model's vocabulary" in reasons[0]
+    assert "Explicit valence" in reasons[1] and "Explicit valence" in reasons[3]
+    assert "duplicate id" in reasons[2] and "'C1CC' cannot be parsed" in reasons[4]
+
+
+def test_generate_with_no_valid_molecule_is_not_a_failure(nemo, tmp_path):
+    # The random-weight model decodes these two seeds (seed 0, 3 samples each) into invalid SMILES only.
+    path = tmp_path / "seeds.smi"
+    path.write_text("CCO ethanol\nc1ccccc1 benzene\n")
+    out = tmp_path / "gen.csv"
+    result = runner.invoke(app, ["generate", MODEL, str(path), "-o", str(out), "--weights", str(nemo), "-q",
+                                 "--num-samples", "3", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote 2 records to {out}" in result.stderr
+    rows = _rows(out)
+    assert [(r["id"], r["seed"], r["sample"], r["generated"]) for r in rows] == [
+        ("ethanol", "CCO", "", ""), ("benzene", "c1ccccc1", "", "")]
+    assert _rows(Path(f"{out}.errors.csv")) == []

@@ -16,8 +16,7 @@ import torch
 import bionemo_lite as bl
 from bionemo_lite import chem
 from megamolbart_fixtures import DRUG_SMILES, TINY_TRAINING_CONFIG, scrambled_smiles
-from model_zoo.megamolbart.model import MegaMolBARTModel
-from model_zoo.megamolbart.training import TrainingReport, reconstruction_accuracy, train_autoencoder
+from model_zoo.megamolbart.training import reconstruction_accuracy
 
 pytestmark = pytest.mark.slow
 TRAINING = list(DRUG_SMILES.values())
@@ -32,24 +31,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="session")
-def trained() -> tuple[MegaMolBARTModel, TrainingReport]:
-    """Trained once per session: fixed seed, deterministic stop (target accuracy or step cap)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = MegaMolBARTModel.from_config(TINY_TRAINING_CONFIG, seed=0)
-        report = train_autoencoder(
-            model, TRAINING, steps=400, batch_size=40, lr=5e-3, warmup_steps=30, target_accuracy=0.95,
-            eval_every=25, seed=0,
-        )
-    finally:
-        torch.set_num_threads(old)
-    print(f"\ntrained {report.steps} steps in {report.seconds:.1f} s, final loss {report.losses[-1]:.4f}, "
-          f"greedy reconstruction {report.accuracy:.1%} ({report.stopped})")
-    return model, report
 
 
 def test_training_reconstructs_the_training_set(trained):

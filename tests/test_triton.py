@@ -139,7 +139,7 @@ def test_score_through_triton(http_client, model):
     np.testing.assert_allclose(served.scores, local.scores, rtol=1e-5, atol=1e-6)
     with pytest.raises(InvalidInputError, match="mutation|K99A|position"):
         http_client.score(NAME, {"wt": SEQUENCES["p1"]}, method="masked_marginals", mutations=["K99A"])
-    with pytest.raises(InvalidInputError, match="does not accept these options"):
+    with pytest.raises(InvalidInputError, match="does not accept the option"):
         http_client.score(NAME, ["MKT"], method="pll", temperature=2.0)
 
 

@@ -1,6 +1,7 @@
 """Command-line front of the Triton integration.
 
     bionemo-lite export esm2_t33_650M_UR50D --repository model_repository --weights esm2_t33_650M_UR50D.pt --kind gpu
+    bionemo-lite export megamolbart --repository model_repository --weights megamolbart_0_2_0.nemo --verb embed --verb decode
     bionemo-lite triton serve --repository model_repository
     bionemo-lite triton status --url 127.0.0.1:8000
 
@@ -67,7 +68,9 @@ def export_command(
                                                     help="How long a request may wait to be batched.")] = 2000,
     preferred_batch_size: Annotated[Optional[list[int]], typer.Option(
         "--preferred-batch-size", help="Batch size the batcher aims for (repeatable) (default: 1/4, 1/2, 1 x max).")] = None,
-    verb: Annotated[Optional[list[str]], typer.Option("--verb", help="Verb to export (repeatable) (default: all servable).")] = None,
+    verb: Annotated[Optional[list[str]], typer.Option(
+        "--verb", help="Verb to export (repeatable): embed, score, generate, decode, fold "
+                       "(default: every one the model has).")] = None,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="float32, float16 or bfloat16 (default: the family's).")] = None,
     num_threads: Annotated[Optional[int], typer.Option("--num-threads", min=1, help="CPU threads per instance.")] = None,
     onnx_runtime: Annotated[str, typer.Option("--onnx-runtime",

@@ -215,7 +215,10 @@ def export_model(
             raise UnsupportedVerbError(name, f"serve {verb!r} on Triton", [v for v in SERVABLE_VERBS if v in spec.verbs])
     if format == "onnx" and wanted != ("embed",):
         if verbs or "embed" not in spec.verbs:
-            raise UnsupportedVerbError(name, f"export {', '.join(wanted)} to ONNX", ["embed"])
+            raise UnsupportedVerbError(
+                name, f"export {', '.join(wanted)} to ONNX (only an embedding encoder can be; use the python format)",
+                sorted(spec.verbs),
+            )
         wanted = ("embed",)
     if not wanted:
         raise UnsupportedVerbError(name, "be served on Triton", sorted(spec.verbs))

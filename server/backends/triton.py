@@ -6,7 +6,10 @@
 
 Models are exported with ``bionemo-lite export`` and served by ``bionemo-lite
 triton serve`` (or NVIDIA's container); this process holds no model. Routes
-validate requests before they get here, so Triton only sees clean records.
+validate protein records before they get here; what only the model can check
+(an unparsable SMILES, an option the verb does not take) comes back from
+Triton as the model's own `InvalidInputError`, so the answer is the same 422
+as in-process.
 
 Several replicas (comma-separated URLs, e.g. one Triton per GPU or node) share
 the requests in turn; a replica that cannot be reached is skipped for that
@@ -24,6 +27,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
+
 from bionemo_lite.errors import BackendUnavailableError
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.triton.client import AsyncTritonClient
@@ -33,7 +38,7 @@ from .base import BackendBase
 from .inprocess import embeddings_to_json
 
 if TYPE_CHECKING:
-    from ..schemas import EmbedRequest, GenerateRequest, ScoreRequest
+    from ..schemas import DecodeRequest, EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest
     from ..settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -113,7 +118,8 @@ class _Replica:
 
 
 class TritonBackend(BackendBase):
-    """Forwards embed, score and generate to Triton models exported by `bionemo_lite.triton.export`."""
+    """Forwards every verb (embed, score, generate, decode, fold) to the Triton models exported by
+    `bionemo_lite.triton.export`, and returns the JSON the in-process backend returns."""
 
     kind = "triton"
 
@@ -198,6 +204,16 @@ class TritonBackend(BackendBase):
         records = request.records()
         result = await self._call(lambda c: c.generate(name, records, **request.options()))
         return result.to_dict()
+
+    async def fold(self, name: str, request: FoldRequest) -> dict[str, Any]:
+        result = await self._call(lambda c: c.fold(name, request.sequence, **request.options()))
+        return await asyncio.to_thread(result.to_dict)
+
+    async def decode(self, name: str, request: DecodeRequest) -> dict[str, Any]:
+        hiddens = np.asarray(request.hiddens, dtype=np.float32)
+        mask = np.asarray(request.mask, dtype=bool)
+        generated = await self._call(lambda c: c.decode(name, hiddens, mask, **request.options()))
+        return {"model": name, "generated": generated}
 
     async def close(self) -> None:
         for replica in self.replicas:
