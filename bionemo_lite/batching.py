@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from numbers import Integral
 from typing import Any, TypeVar
 
-from .errors import BionemoLiteError
+from .errors import BionemoLiteError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -20,9 +21,22 @@ T = TypeVar("T")
 DEFAULT_TOKENS_PER_BATCH = 4096  # fair-esm extract.py's default
 
 
+def check_tokens_per_batch(tokens_per_batch: int | None) -> int:
+    """The padded-token budget to use: `DEFAULT_TOKENS_PER_BATCH` for None, else a positive integer.
+
+    Raises:
+        InvalidInputError: anything but None or a positive integer (booleans included).
+    """
+    if tokens_per_batch is None:
+        return DEFAULT_TOKENS_PER_BATCH
+    if isinstance(tokens_per_batch, bool) or not isinstance(tokens_per_batch, Integral) or tokens_per_batch < 1:
+        raise InvalidInputError(f"tokens_per_batch must be a positive number of tokens, got {tokens_per_batch!r}")
+    return int(tokens_per_batch)
+
+
 def token_budget_batches(
     lengths: Sequence[int],
-    tokens_per_batch: int = DEFAULT_TOKENS_PER_BATCH,
+    tokens_per_batch: int | None = DEFAULT_TOKENS_PER_BATCH,
     extra_tokens: int = 0,
     max_batch_size: int | None = None,
 ) -> list[list[int]]:
@@ -30,16 +44,18 @@ def token_budget_batches(
 
     Args:
         lengths: length of each record.
-        tokens_per_batch: budget of ``len(batch) * (longest + extra_tokens)``.
-            A record longer than the budget gets a batch of its own.
+        tokens_per_batch: budget of ``len(batch) * (longest + extra_tokens)``
+            (None: the default). A record longer than the budget gets a batch of its own.
         extra_tokens: tokens the model adds per record (BOS/EOS).
         max_batch_size: optional cap on records per batch.
 
     Returns:
         Lists of indices into `lengths`; shortest records first.
+
+    Raises:
+        InvalidInputError: a budget that is not a positive integer (`check_tokens_per_batch`).
     """
-    if tokens_per_batch < 1:
-        raise ValueError("tokens_per_batch must be positive")
+    tokens_per_batch = check_tokens_per_batch(tokens_per_batch)
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     batches: list[list[int]] = []
     current: list[int] = []

@@ -22,12 +22,15 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import typer
 
 from .errors import BionemoLiteError, InvalidInputError
 from .triton.cli import export_command, triton_app
+
+if TYPE_CHECKING:
+    from .spec import ModelSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -162,18 +165,51 @@ def check_dtype(dtype: str | None) -> None:
         raise typer.BadParameter(exc.reason, param_hint="--dtype") from None
 
 
-def _load_model(
-    name: str, verb: str, weights: Path | None, device: str, dtype: str | None
-) -> tuple[Any, dict[str, Any]]:
-    """Check the name and verb, find the weights, then load; returns the model and its manifest identity."""
-    from .registry import get_spec, load, require_verb
-    from .weights import resolve_weights
+def _model_spec(name: str, verb: str) -> ModelSpec:
+    """The registered `ModelSpec` of `name`, which must have `verb` (errors exit 1)."""
+    from .registry import get_spec, require_verb
 
     spec = get_spec(name)
     require_verb(spec, verb)
-    path = resolve_weights(spec, weights)
+    return spec
+
+
+def check_embed_options(spec: ModelSpec, layers: list[int] | None, pooling: str) -> None:
+    """``--layer`` and ``--pooling`` as usage errors (exit 2), checked from the spec before any weights are read.
+
+    Layers are checked against ``spec.config["num_layers"]`` when the spec has
+    it; poolings against ``spec.config["poolings"]`` when it has them, else
+    against every pooling a family knows (the model refines both once loaded).
+    """
+    from .encoding import check_pooling, resolve_layers
+    from .model import POOLINGS
+    from .triton.protocol import PER_POSITION_POOLINGS
+
+    # The core's poolings plus the per-position names families use (MegaMolBART's per_token).
+    known = tuple(dict.fromkeys((*POOLINGS, *PER_POSITION_POOLINGS)))
+    try:
+        check_pooling(pooling, tuple(spec.config.get("poolings", known)))
+    except InvalidInputError as exc:
+        raise typer.BadParameter(exc.reason, param_hint="--pooling") from None
+    if layers and "num_layers" in spec.config:
+        try:
+            resolve_layers(layers, int(spec.config["num_layers"]))
+        except InvalidInputError as exc:
+            raise typer.BadParameter(exc.reason, param_hint="--layer") from None
+
+
+def _load_model(spec: ModelSpec, weights: Path | None, device: str, dtype: str | None) -> tuple[Any, dict[str, Any]]:
+    """Check the device and dtype (usage errors), find the weights, then load; returns the model and its identity.
+
+    The identity (model, weights fingerprint, device, dtype) keys the job manifest.
+    """
+    from .registry import load
+    from .weights import resolve_weights
+
+    name = spec.name
     check_device(device)
     check_dtype(dtype)
+    path = resolve_weights(spec, weights)
     logging.getLogger("bionemo_lite.cli").info("loading %s from %s on %s", name, path, device)
     try:
         model = load(name, weights=path, device=device, dtype=dtype)
@@ -186,9 +222,20 @@ def _load_model(
 
 
 def _input_file(path: Path, kind: str) -> Any:
+    """INPUT as an `InputFile`, its format and header checked now (usage errors, exit 2), before any model loads.
+
+    Reading the first record is enough: the header (a CSV without a sequence
+    column) and the format (text before a FASTA's first '>') fail there. Bad
+    records further on are per-record failures of the job.
+    """
     from .io.readers import InputFile
 
-    return InputFile(path, kind=kind)
+    try:
+        source = InputFile(path, kind=kind)
+        next(iter(source.items()), None)
+    except InvalidInputError as exc:
+        raise typer.BadParameter(exc.reason, param_hint="INPUT") from None
+    return source
 
 
 def _finish(summary: Any) -> None:
@@ -248,10 +295,12 @@ def embed_command(
 
     _setup_logging(quiet)
     output_suffix(output, EMBEDDING_FORMATS)
-    loaded, identity = _load_model(model, "embed", weights, device, dtype)
+    spec = _model_spec(model, "embed")
+    check_embed_options(spec, layer, pooling)
+    source = _input_file(input, spec.input_kind)
+    loaded, identity = _load_model(spec, weights, device, dtype)
     task = EmbedTask(loaded, layers=tuple(layer or (-1,)), pooling=pooling, truncate=truncate,
                      tokens_per_batch=tokens_per_batch)
-    source = _input_file(input, loaded.spec.input_kind)
     summary = run_job(source, task, output, params=identity, chunk_size=chunk_size, progress=not quiet,
                       keep_manifest=keep_manifest)
     _finish(summary)
@@ -311,15 +360,21 @@ def score_command(
         raise typer.BadParameter(f"--mutations needs --method {' or '.join(MUTATION_METHODS)}", param_hint="--method")
     if mutations is None and method in MUTATION_METHODS:
         raise typer.BadParameter(f"--method {method} needs --mutations FILE", param_hint="--mutations")
-    loaded, identity = _load_model(model, "score", weights, device, dtype)
-    kind = loaded.spec.input_kind
+    spec = _model_spec(model, "score")
+    kind = spec.input_kind
     if mutations is not None:
         wild_type = _wild_type(input, kind)
+        try:
+            mutation_list = read_mutations(mutations)
+        except InvalidInputError as exc:
+            raise typer.BadParameter(exc.reason, param_hint="--mutations") from None
+        loaded, identity = _load_model(spec, weights, device, dtype)
         task: Any = MutationScoreTask(loaded, wild_type, method, truncate=truncate, tokens_per_batch=tokens_per_batch)
-        source: Any = MutationSource(task.wild_type, read_mutations(mutations))
+        source: Any = MutationSource(task.wild_type, mutation_list)
     else:
-        task = ScoreTask(loaded, method, truncate=truncate, tokens_per_batch=tokens_per_batch)
         source = _input_file(input, kind)
+        loaded, identity = _load_model(spec, weights, device, dtype)
+        task = ScoreTask(loaded, method, truncate=truncate, tokens_per_batch=tokens_per_batch)
     summary = run_job(source, task, output, params=identity, chunk_size=chunk_size, progress=not quiet,
                       keep_manifest=keep_manifest)
     _finish(summary)
@@ -368,8 +423,10 @@ def generate_command(
     for key, value in (("num_samples", num_samples), ("temperature", temperature), ("top_k", top_k), ("seed", seed)):
         if value is not None:
             options[key] = value
-    loaded, identity = _load_model(model, "generate", weights, device, dtype)
-    summary = run_job(_input_file(input, loaded.spec.input_kind), GenerateTask(loaded, options), output,
+    spec = _model_spec(model, "generate")
+    source = _input_file(input, spec.input_kind)
+    loaded, identity = _load_model(spec, weights, device, dtype)
+    summary = run_job(source, GenerateTask(loaded, options), output,
                       params=identity, chunk_size=chunk_size, progress=not quiet, keep_manifest=keep_manifest)
     _finish(summary)
 
@@ -400,11 +457,13 @@ def fold_command(
     if format not in ("pdb", "cif"):
         raise typer.BadParameter("must be pdb or cif", param_hint="--format")
     _setup_logging(quiet)
-    loaded, identity = _load_model(model, "fold", weights, device, dtype)
+    spec = _model_spec(model, "fold")
+    source = _input_file(input, "protein")
+    loaded, identity = _load_model(spec, weights, device, dtype)
     output.mkdir(parents=True, exist_ok=True)
     task = FoldTask(loaded, output, format=format, num_recycles=num_recycles, chunk_size=chunk_size, msa_dir=msa)
     # One record per chunk: each structure is committed as soon as it is predicted.
-    summary = run_job(_input_file(input, "protein"), task, output / "summary.csv", params=identity, chunk_size=1,
+    summary = run_job(source, task, output / "summary.csv", params=identity, chunk_size=1,
                       progress=not quiet, manifest_path=output / "job.sqlite", errors_path=output / "errors.csv",
                       keep_manifest=keep_manifest)
     _finish(summary)

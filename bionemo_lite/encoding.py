@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .batching import DEFAULT_TOKENS_PER_BATCH, run_batches, token_budget_batches
+from .batching import check_tokens_per_batch, run_batches, token_budget_batches
 from .errors import InvalidInputError
 from .model import POOLINGS
 from .records import Inputs, LengthPolicy, Record, prepare_proteins
@@ -108,13 +108,12 @@ def embed_records(
     Records that run out of memory even alone are reported in
     ``Embeddings.errors``; every other record is still returned.
     """
-    if tokens_per_batch is not None and tokens_per_batch < 1:
-        raise InvalidInputError(f"tokens_per_batch must be a positive number of tokens, got {tokens_per_batch}")
+    budget = check_tokens_per_batch(tokens_per_batch)  # before any work: a bad budget is the caller's error
     check_pooling(pooling, poolings)
     layers = resolve_layers(layer, num_layers)
     records, truncated = prepare_proteins(inputs, max_length, on_too_long)
     batches = token_budget_batches(
-        [len(r.sequence) for r in records], DEFAULT_TOKENS_PER_BATCH if tokens_per_batch is None else tokens_per_batch, extra_tokens
+        [len(r.sequence) for r in records], budget, extra_tokens
     )
 
     def run(batch: list[int]) -> dict[int, dict[int, np.ndarray]]:

@@ -16,7 +16,7 @@ from .errors import InvalidInputError
 LengthPolicy = Literal["error", "truncate"]
 
 PROTEIN_ALPHABET = frozenset("ACDEFGHIKLMNPQRSTVWY" + "XBUZO")
-_WHITESPACE = re.compile(r"\s+")
+WHITESPACE = re.compile(r"\s+")  # removed from sequences (FASTA line breaks, spaces) and mutations
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def clean_protein(record: Record) -> Record:
     Raises:
         InvalidInputError: naming the record, the 1-based position and the character.
     """
-    seq = _WHITESPACE.sub("", record.sequence).upper()
+    seq = WHITESPACE.sub("", record.sequence).upper()
     if not seq:
         raise InvalidInputError("empty sequence", record=record.id)
     for pos, ch in enumerate(seq, start=1):
@@ -121,9 +121,28 @@ def apply_length_policy(
     return out, truncated
 
 
+def check_protein(record: Record, max_length: int, policy: LengthPolicy = "error") -> tuple[Record, bool]:
+    """`clean_protein` + `apply_length_policy` for one record.
+
+    Returns:
+        The record as the model sees it (cleaned; cut to `max_length` under
+        ``"truncate"``) and whether it was cut.
+
+    Raises:
+        InvalidInputError: a bad residue, an empty sequence, or (under
+            ``"error"``) a sequence over `max_length`, naming the record.
+    """
+    (checked,), cut = apply_length_policy([clean_protein(record)], max_length, policy)
+    return checked, bool(cut)
+
+
 def prepare_proteins(
     inputs: Inputs, max_length: int, on_too_long: LengthPolicy = "error"
 ) -> tuple[list[Record], list[str]]:
-    """`as_records` + `clean_protein` + `apply_length_policy` in one call."""
-    records = [clean_protein(r) for r in as_records(inputs)]
-    return apply_length_policy(records, max_length, on_too_long)
+    """`as_records` + `check_protein` for every record.
+
+    Returns:
+        The records as the model sees them, and the ids of those that were cut.
+    """
+    checked = [check_protein(r, max_length, on_too_long) for r in as_records(inputs)]
+    return [r for r, _ in checked], [r.id for r, cut in checked if cut]

@@ -12,7 +12,7 @@ import string
 from collections.abc import Sequence
 
 from bionemo_lite.errors import InvalidInputError
-from bionemo_lite.records import Record, apply_length_policy, clean_protein
+from bionemo_lite.records import Record, clean_protein, prepare_proteins
 from bionemo_lite.spec import ModelSpec
 
 
@@ -26,11 +26,10 @@ def check_count(count: int, max_sequences: int) -> None:
 
 
 def check_proteins(spec: ModelSpec, records: Sequence[Record], truncate: bool) -> None:
-    """Residues and lengths of protein records, as the model itself would check them."""
+    """Residues and lengths of protein records: the core's `prepare_proteins`, as the model itself runs it."""
     if spec.input_kind != "protein":
         return  # SMILES need the model's own parser
-    cleaned = [clean_protein(r) for r in records]
-    apply_length_policy(cleaned, spec.max_length, "truncate" if truncate else "error")
+    prepare_proteins(list(records), spec.max_length, "truncate" if truncate else "error")
 
 
 def chain_names(count: int) -> list[str]:

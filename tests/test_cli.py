@@ -124,6 +124,40 @@ def test_usage_errors_exit_2(toy_model, fasta, args, message):
     assert message in _plain(result.stderr)
 
 
+ESM2 = "esm2_t6_8M_UR50D"  # registered by the esm2 plugin; no weights in the test cache
+
+
+@pytest.mark.parametrize(
+    "args, hint, message",
+    [
+        (["embed", ESM2, "IN", "-o", "o.parquet", "--pooling", "max"], "--pooling", "pooling must be one of mean"),
+        (["embed", ESM2, "IN", "-o", "o.parquet", "--layer", "7"], "--layer",
+         "layer 7 does not exist: the model has layers 0..6"),
+        (["embed", ESM2, "IN", "-o", "o.parquet", "--layer", "-8"], "--layer", "layer -8 does not exist"),
+        (["embed", ESM2, "HEADER", "-o", "o.parquet"], "INPUT", "has no 'sequence' or 'smiles' column"),
+        (["score", ESM2, "HEADER", "-o", "o.csv"], "INPUT", "has no 'sequence' or 'smiles' column"),
+        (["generate", ESM2, "HEADER", "-o", "o.csv"], "INPUT", "has no 'sequence' or 'smiles' column"),
+        (["score", ESM2, "WT", "-o", "o.csv", "--mutations", "HEADER"], "--mutations", "has no 'mutation' column"),
+        (["embed", ESM2, "IN", "-o", "o.parquet", "--dtype", "float17"], "--dtype", "unknown dtype 'float17'"),
+    ],
+)
+def test_options_and_input_are_checked_before_the_model_loads(fasta, tmp_path, args, hint, message):
+    # No weights are cached: reaching the model would fail with "weights ... not found" (exit 1).
+    header = tmp_path / "in.csv"
+    header.write_text("id,protein\na,MKV\n")
+    wild_type = tmp_path / "wt.fasta"
+    wild_type.write_text(">wt\nMKV\n")
+    args = [{"IN": str(fasta), "HEADER": str(header), "WT": str(wild_type)}.get(a, a) for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert hint in _plain(result.stderr) and message in _plain(result.stderr)
+
+
+def test_layers_are_only_checked_early_when_the_spec_knows_them(toy_model, fasta, tmp_path):
+    result = runner.invoke(app, ["embed", toy_model, str(fasta), "-o", str(tmp_path / "o.parquet"), "--layer", "9"])
+    assert result.exit_code == 1 and "weights for 'composition_test' not found" in result.stderr
+
+
 def test_parse_options():
     assert parse_options(["scaled_radius=0.5", "method=greedy-perturbate", "num-molecules=3", "flag=true"]) == {
         "scaled_radius": 0.5, "method": "greedy-perturbate", "num_molecules": 3, "flag": True}

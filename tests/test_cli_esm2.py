@@ -146,7 +146,7 @@ def test_score_mutations(model, esm2_fair_checkpoint, tmp_path, method):
     wild_type = GOOD["p1"]
     (tmp_path / "wt.fasta").write_text(f">wt\n{wild_type}\n")
     mutations = tmp_path / "muts.csv"
-    mutations.write_text("mutation,note\nK2A,x\nT3S:A4G,y\nQ2R,wrong wild type\nY5W,z\nK2A,again\n")
+    mutations.write_text("mutation,note\nK2A,x\nt3s:a4g,y\nQ2R,wrong wild type\nY5W,z\nk2a,again\n")
     out = tmp_path / "effects.parquet"
     result = _invoke("score", MODEL, tmp_path / "wt.fasta", "-o", out, "--weights", esm2_fair_checkpoint,
                      "--method", method, "--mutations", mutations, "-q")
@@ -154,11 +154,37 @@ def test_score_mutations(model, esm2_fair_checkpoint, tmp_path, method):
     good = ["K2A", "T3S:A4G", "Y5W"]
     expected = model.score({"wt": wild_type}, method=method, mutations=good)
     rows = pq.read_table(out).to_pylist()
-    assert [(r["id"], r["mutation"], r["sequence"]) for r in rows] == [("wt", m, wild_type) for m in good]
+    assert [(r["id"], r["mutation"], r["sequence"], r["truncated"]) for r in rows] == [
+        ("wt", m, wild_type, False) for m in good]
     np.testing.assert_allclose([r["score"] for r in rows], expected.scores, rtol=0, atol=1e-6)
     errors = _rows(Path(f"{out}.errors.csv"))
     assert [e["id"] for e in errors] == ["Q2R", "K2A"]
-    assert "the wild type has 'K' at position 2" in errors[0]["reason"] and "duplicate" in errors[1]["reason"]
+    with pytest.raises(bionemo_lite.InvalidInputError) as err:  # the Python API's message, word for word
+        model.score({"wt": wild_type}, method=method, mutations=["Q2R"])
+    assert errors[0]["reason"] == f"position 2: {err.value.reason}"
+    assert errors[1]["reason"] == "duplicate mutation (same as 'K2A', listed before); skipped"
+
+
+def test_score_mutations_with_truncate(model, esm2_fair_checkpoint, tmp_path):
+    wild_type = "MKTAYIAKQR" * 103  # 1030 residues > 1022
+    (tmp_path / "wt.fasta").write_text(f">wt\n{wild_type}\n")
+    mutations = tmp_path / "muts.txt"
+    mutations.write_text("K2A\nR1020A\nA1024G\n")  # A1024G lies past the cut
+    refused = _invoke("score", MODEL, tmp_path / "wt.fasta", "-o", tmp_path / "x.parquet", "--weights",
+                      esm2_fair_checkpoint, "--mutations", mutations, "-q")
+    assert refused.exit_code == 1 and "1030 residues" in refused.stderr
+    out = tmp_path / "cut.parquet"
+    result = _invoke("score", MODEL, tmp_path / "wt.fasta", "-o", out, "--weights", esm2_fair_checkpoint,
+                     "--mutations", mutations, "--truncate", "-q")
+    assert result.exit_code == 0, result.output
+    rows = pq.read_table(out).to_pylist()
+    expected = model.score({"wt": wild_type[:1022]}, method="masked_marginals", mutations=["K2A", "R1020A"])
+    assert [(r["mutation"], r["sequence"], r["truncated"]) for r in rows] == [
+        ("K2A", wild_type[:1022], True), ("R1020A", wild_type[:1022], True)]
+    np.testing.assert_allclose([r["score"] for r in rows], expected.scores, rtol=0, atol=1e-6)
+    errors = _rows(Path(f"{out}.errors.csv"))
+    assert [e["id"] for e in errors] == ["A1024G"]
+    assert "position 1024 is past the first 1022 residues, where the wild type was truncated" in errors[0]["reason"]
 
 
 def test_score_mutations_default_method_and_one_wild_type_only(model, esm2_fair_checkpoint, fasta, tmp_path):

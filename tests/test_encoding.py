@@ -23,3 +23,14 @@ def test_bad_pooling_and_dtype_are_invalid_input():
         check_pooling("max")
     with pytest.raises(InvalidInputError, match="unknown dtype 'int8'"):
         resolve_dtype("int8", "cpu")
+
+
+@pytest.mark.parametrize("budget", [0, -5, "4", 2.5, True])
+def test_bad_token_budget_is_invalid_input(budget):
+    from bionemo_lite.encoding import embed_records
+
+    def never_called(records, layers, pooling):
+        raise AssertionError("the model must not run")
+
+    with pytest.raises(InvalidInputError, match="tokens_per_batch"):
+        embed_records("m", ["MKV"], never_called, num_layers=2, max_length=10, tokens_per_batch=budget)

@@ -213,6 +213,58 @@ def test_duplicate_mutation_rejected(fair_model):
         fair_model.score("MKTAYIAKQR", method="wt_marginals", mutations=["K2A", "K2A"])
 
 
+@pytest.mark.parametrize("method", ["masked_marginals", "wt_marginals"])
+def test_mutation_case_is_normalised(fair_model, method):
+    upper = fair_model.score("MKTAYIAKQR", method=method, mutations=["K2A", "T3S:A4G"])
+    lower = fair_model.score("MKTAYIAKQR", method=method, mutations=["k2a", " t3s : a4g"])
+    assert lower.ids == lower.mutations == upper.mutations == ["K2A", "T3S:A4G"]
+    assert max_diff(lower.scores, upper.scores) == 0.0
+    with pytest.raises(InvalidInputError) as err:
+        fair_model.score("MKTAYIAKQR", method=method, mutations=["K2A", "k2a"])
+    assert err.value.record == "k2a" and "duplicate mutation (same as 'K2A'" in err.value.reason
+
+
+def _short_model(fair_model, max_length: int):
+    """The session model's weights under a spec with a short length limit (keeps truncation cases cheap)."""
+    from dataclasses import replace
+
+    from model_zoo.esm2.loading import ArchitectureWarning, load_esm2
+
+    with pytest.warns(ArchitectureWarning):
+        return load_esm2(replace(fair_model.spec, max_length=max_length), fair_model.checkpoint_path)
+
+
+@pytest.mark.parametrize("method", ["masked_marginals", "wt_marginals"])
+def test_mutations_past_a_truncation_are_named(fair_model, method):
+    model = _short_model(fair_model, 8)
+    scores = model.score({"wt": "MKTAYIAKQR"}, method=method, mutations=["K2A"], on_too_long="truncate")
+    assert scores.truncated == ["wt"]
+    cut = fair_model.score({"wt": "MKTAYIAK"}, method=method, mutations=["K2A"])
+    assert max_diff(scores.scores, cut.scores) <= PARITY_TOL
+    with pytest.raises(InvalidInputError) as err:
+        model.score({"wt": "MKTAYIAKQR"}, method=method, mutations=["K2A", "Q9A"], on_too_long="truncate")
+    assert (err.value.record, err.value.position) == ("Q9A", 9)
+    assert "past the first 8 residues, where the wild type was truncated" in err.value.reason
+
+
+@pytest.mark.parametrize("budget", [0, -3, 2.5, True])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m, t: m.embed("MKT", tokens_per_batch=t),
+        lambda m, t: m.logits("MKT", tokens_per_batch=t),
+        lambda m, t: m.contacts("MKT", tokens_per_batch=t),
+        lambda m, t: m.score("MKT", tokens_per_batch=t),
+        lambda m, t: m.score("MKT", method="wt_marginals", mutations=["K2A"], tokens_per_batch=t),
+        lambda m, t: m.generate("MK<mask>", tokens_per_batch=t, seed=0),
+    ],
+    ids=["embed", "logits", "contacts", "pll", "marginals", "generate"],
+)
+def test_tokens_per_batch_has_one_check_and_one_message(fair_model, call, budget):
+    with pytest.raises(InvalidInputError, match="tokens_per_batch must be a positive number of tokens"):
+        call(fair_model, budget)
+
+
 def test_contacts_without_regression_weights(tmp_path):
     path = write_fair_esm_checkpoint(tmp_path, ESM2_NAME, with_regression=False)
     model = load_quietly(path)
@@ -278,6 +330,17 @@ def test_generate_error_position_counts_mask_as_one_residue(fair_model):
     with pytest.raises(InvalidInputError) as err:
         fair_model.generate({"s": "M<mask>K9"})
     assert err.value.record == "s" and err.value.position == 4
+
+
+def test_seeds_are_cleaned_like_every_protein_input(fair_model):
+    from bionemo_lite.records import WHITESPACE
+    from model_zoo.esm2 import generation
+
+    assert generation.WHITESPACE is WHITESPACE  # one definition of what is stripped, in the core
+    spaced = fair_model.generate({"s": " m k\t<mask>\nay "}, seed=3).records[0].generated
+    assert spaced == fair_model.generate({"s": "MK<mask>AY"}, seed=3).records[0].generated
+    with pytest.raises(InvalidInputError, match="more than the model's maximum of 1022"):
+        fair_model.generate({"long": "M" * 1022 + "<mask>"})
 
 
 # ------------------------------------------------------------------ tokens for export

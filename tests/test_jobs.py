@@ -20,7 +20,6 @@ from bionemo_lite.jobs import (
     MutationScoreTask,
     MutationSource,
     ScoreTask,
-    check_mutation,
     run_job,
     structure_filename,
 )
@@ -189,32 +188,60 @@ def test_score_job(tmp_path):
         ("a", "MKV", float(model.score(["MKV"]).scores[0])), ("c", "AC", float(model.score(["AC"]).scores[0]))]
 
 
+def _mutation_rows(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
 def test_mutation_job(tmp_path):
     wild_type = Record("wt", "mkvla")
-    mutations = ["K2R", "A5G", "K2R", "M1W:V3L", "X9Y", "Q2R", "2R"]
+    mutations = ["K2R", "a5g", "k2r", "M1W:V3L", "X9Y", "Q2R", "2R"]
     model = CompositionModel()
     task = MutationScoreTask(model, wild_type, "masked_marginals")
     summary = run_job(MutationSource(task.wild_type, mutations), task, tmp_path / "m.parquet", chunk_size=2,
                       progress=False)
-    import pyarrow.parquet as pq
-
-    rows = pq.read_table(tmp_path / "m.parquet").to_pylist()
-    assert [(r["id"], r["mutation"], r["sequence"]) for r in rows] == [
-        ("wt", "K2R", "MKVLA"), ("wt", "A5G", "MKVLA")]
+    rows = _mutation_rows(tmp_path / "m.parquet")
+    assert [(r["id"], r["mutation"], r["sequence"], r["truncated"]) for r in rows] == [
+        ("wt", "K2R", "MKVLA", False), ("wt", "A5G", "MKVLA", False)]
     reasons = dict(_errors(summary.errors_path))
     assert list(reasons) == ["K2R", "M1W:V3L", "X9Y", "Q2R", "2R"]
-    assert "duplicate" in reasons["K2R"]
+    assert reasons["K2R"] == "duplicate mutation (same as 'K2R', listed before); skipped"  # 'k2r': same mutation
     assert reasons["M1W:V3L"] == "multi-site mutations are not supported"  # valid notation, the model refused
     assert "position 9 is outside" in reasons["X9Y"]
-    assert reasons["Q2R"].startswith("position 2: mutation Q2R: the wild type has 'K'")
-    assert "cannot read mutation '2R'" in reasons["2R"]
     assert model.records_computed == 2
 
 
-def test_check_mutation():
-    check_mutation("MKVLA", "M1A:A5W")
-    with pytest.raises(InvalidInputError, match="the wild type has 'K' at position 2, not 'A'"):
-        check_mutation("MKVLA", "A2G")
+@pytest.mark.parametrize("mutation", ["Q2R", "2R", "M1J", "M1A:M1G", "X9Y"])
+def test_mutation_job_reports_the_core_parser_message(tmp_path, mutation):
+    from bionemo_lite.jobs import failure_reason
+    from bionemo_lite.mutations import parse_mutation
+
+    task = MutationScoreTask(CompositionModel(), Record("wt", "MKVLA"), "masked_marginals")
+    summary = run_job(MutationSource(task.wild_type, [mutation]), task, tmp_path / "m.csv", progress=False)
+    with pytest.raises(InvalidInputError) as err:  # what the Python API (and HTTP) say about it
+        parse_mutation(mutation, "MKVLA")
+    assert _errors(summary.errors_path) == [(mutation, failure_reason(err.value))]
+
+
+def test_mutation_job_scores_the_truncated_wild_type(tmp_path):
+    model = CompositionModel()  # max_length 40
+    wild_type = Record("wt", "MKVLA" * 9)  # 45 residues
+    with pytest.raises(InvalidInputError, match="45 residues"):
+        MutationScoreTask(model, wild_type, "masked_marginals")
+    task = MutationScoreTask(model, wild_type, "masked_marginals", truncate=True)
+    assert task.wild_type.sequence == "MKVLA" * 8 and task.wild_type_truncated
+    summary = run_job(MutationSource(task.wild_type, ["K2R", "A40G", "M41A", "K42W"]), task,
+                      tmp_path / "m.parquet", progress=False)
+    rows = _mutation_rows(tmp_path / "m.parquet")
+    expected = model.score([("wt", "MKVLA" * 8)], method="masked_marginals", mutations=["K2R", "A40G"])
+    assert [(r["mutation"], r["sequence"], r["truncated"], r["score"]) for r in rows] == [
+        (m, "MKVLA" * 8, True, v) for m, v in zip(["K2R", "A40G"], expected.scores.tolist())]
+    reasons = dict(_errors(summary.errors_path))
+    assert list(reasons) == ["M41A", "K42W"]
+    assert reasons["M41A"] == (
+        "position 41: position 41 is past the first 40 residues, where the wild type was truncated to the "
+        "model's maximum length; mutations there cannot be scored")
 
 
 def test_structure_file_names_are_safe_and_unique():

@@ -3,7 +3,7 @@
 import pytest
 
 from bionemo_lite import InvalidInputError, Record
-from bionemo_lite.records import apply_length_policy, as_records, clean_protein, prepare_proteins
+from bionemo_lite.records import apply_length_policy, as_records, check_protein, clean_protein, prepare_proteins
 
 
 def test_input_shapes_keep_order_and_ids():
@@ -78,3 +78,14 @@ def test_too_long_message_names_every_front_door():
         apply_length_policy(as_records(["A" * 11]), 10, "error")
     assert "on_too_long='truncate'" in err.value.reason and "--truncate" in err.value.reason
     assert '"truncate": true' in err.value.reason
+
+
+def test_check_protein_cleans_and_applies_the_length_policy_to_one_record():
+    assert check_protein(Record("a", " mk v\n", 3), 5) == (Record("a", "MKV", 3), False)
+    assert check_protein(Record("b", "mktayiak"), 5, "truncate") == (Record("b", "MKTAY"), True)
+    with pytest.raises(InvalidInputError) as err:
+        check_protein(Record("c", "mktayiak"), 5)
+    assert err.value.record == "c" and "8 residues" in err.value.reason
+    with pytest.raises(InvalidInputError) as err:
+        check_protein(Record("d", "mkJ"), 5, "truncate")
+    assert (err.value.record, err.value.position) == ("d", 3)

@@ -113,6 +113,23 @@ def test_score_masked_marginals_equals_python(client, model):
     assert bad.status_code == 422 and bad.json()["error"] == "invalid_input"
 
 
+def test_mutations_are_read_by_the_core_parser(client, model):
+    wild_type = SEQS[0]["sequence"]
+    body = {"sequences": [{"id": "wt", "sequence": wild_type}], "method": "wt_marginals"}
+    r = client.post(f"/v1/models/{NAME}/score", json={**body, "mutations": ["m1a", "k2r:T3g"]})
+    assert r.status_code == 200, r.text
+    expected = model.score({"wt": wild_type}, method="wt_marginals", mutations=["M1A", "K2R:T3G"])
+    assert r.json()["mutations"] == ["M1A", "K2R:T3G"]
+    np.testing.assert_allclose(r.json()["scores"], expected.scores, atol=1e-5, rtol=0)
+    for mutations in (["K2R", "k2r"], ["M1A", "K2"], ["M1A", "Q2R"]):
+        with pytest.raises(bionemo_lite.InvalidInputError) as err:
+            model.score({"wt": wild_type}, method="wt_marginals", mutations=mutations)
+        bad = client.post(f"/v1/models/{NAME}/score", json={**body, "mutations": mutations})
+        assert bad.status_code == 422, bad.text
+        assert (bad.json()["record"], bad.json()["position"], bad.json()["reason"]) == (
+            mutations[1], err.value.position, err.value.reason)
+
+
 def test_generate_equals_python(client, model):
     request = {"sequences": ["MKT<mask>YIA<mask>QR"], "num_samples": 2, "temperature": 1.0, "top_k": 5, "seed": 3}
     r = client.post(f"/v1/models/{NAME}/generate", json=request)

@@ -26,12 +26,11 @@ from .tasks import (
     MutationScoreTask,
     MutationSource,
     ScoreTask,
-    check_mutation,
     structure_filename,
 )
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE", "ChunkOutcome", "ChunkReport", "EmbedTask", "FoldTask", "GenerateTask", "JobSummary",
-    "JobTask", "Manifest", "MutationScoreTask", "MutationSource", "RecordSource", "ScoreTask", "check_mutation",
+    "JobTask", "Manifest", "MutationScoreTask", "MutationSource", "RecordSource", "ScoreTask",
     "default_paths", "failure_reason", "params_hash", "run_job", "sequence_hash", "structure_filename",
 ]

@@ -22,7 +22,8 @@ import numpy as np
 from ..batching import is_out_of_memory
 from ..errors import InvalidInputError
 from ..model import BioModel
-from ..records import Record, apply_length_policy, clean_protein
+from ..mutations import duplicate_reason, normalize_mutation, parse_mutation
+from ..records import WHITESPACE, LengthPolicy, Record, check_protein, clean_protein
 from ..results import RecordError
 from ..binding import bind_options
 from .runner import ChunkOutcome, failure_reason
@@ -33,21 +34,25 @@ def _input_kind(model: BioModel) -> str:
     return getattr(spec, "input_kind", "protein")
 
 
+def _policy(truncate: bool) -> LengthPolicy:
+    return "truncate" if truncate else "error"
+
+
 def _prepare(model: BioModel, record: Record, truncate: bool) -> Record:
     """Clean and check one record the way the verb will, so a bad one never reaches the model.
 
-    Proteins are cleaned (`clean_protein`) and checked against the model's
-    length limit; the record is returned untruncated so that the verb itself
-    truncates and reports it. SMILES are only stripped: the model parses them.
+    Proteins go through the core's `check_protein` (residues, length limit).
+    A record over the limit is handed on cleaned but whole: the verb cuts it
+    itself and reports the cut in its result, which fills the job's
+    ``truncated`` column. SMILES are only stripped: the model parses them.
     """
     if _input_kind(model) != "protein":
         text = record.sequence.strip()
         if not text:
             raise InvalidInputError("empty input", record=record.id)
         return replace(record, sequence=text)
-    cleaned = clean_protein(record)
-    apply_length_policy([cleaned], model.max_length, "truncate" if truncate else "error")
-    return cleaned
+    checked, cut = check_protein(record, model.max_length, _policy(truncate))
+    return clean_protein(record) if cut else checked
 
 
 def _errors_by_id(errors: Iterable[RecordError]) -> dict[str, str]:
@@ -164,7 +169,8 @@ def _score_options(method: str | None, truncate: bool, tokens_per_batch: int | N
 
 
 SCORE_COLUMNS = ["id", "sequence", "score", "truncated"]
-MUTATION_COLUMNS = ["id", "mutation", "sequence", "score"]
+# `sequence` is the wild type as scored (cut under --truncate, then `truncated` is true).
+MUTATION_COLUMNS = ["id", "mutation", "sequence", "score", "truncated"]
 _TYPES = {"id": "string", "sequence": "string", "mutation": "string", "score": "float64", "truncated": "bool",
           "seed": "string", "generated": "string", "sample": "int64", "length": "int64", "path": "string",
           "mean_plddt": "float64", "ptm": "float64"}
@@ -208,56 +214,32 @@ class ScoreTask:
         return write_table(output, rows, SCORE_COLUMNS, _TYPES)
 
 
-_MUTATION = re.compile(r"^([A-Z])(\d+)([A-Z])$")
-
-
-def check_mutation(wild_type: str, mutation: str) -> None:
-    """Check a mutation (``A42G``, 1-based; several joined by ``:``) against the wild type.
-
-    Raises:
-        InvalidInputError: bad notation, a position outside the sequence, or a
-            wild-type residue that does not match.
-    """
-    for part in mutation.split(":"):
-        match = _MUTATION.match(part.strip().upper())
-        if match is None:
-            raise InvalidInputError(
-                f"cannot read mutation {part!r}; write it as <wild-type><1-based position><mutant>, e.g. A42G",
-                record=mutation,
-            )
-        wt, pos, _ = match.group(1), int(match.group(2)), match.group(3)
-        if not 1 <= pos <= len(wild_type):
-            raise InvalidInputError(
-                f"mutation {part}: position {pos} is outside the wild type (1..{len(wild_type)})", record=mutation
-            )
-        if wild_type[pos - 1] != wt:
-            raise InvalidInputError(
-                f"mutation {part}: the wild type has {wild_type[pos - 1]!r} at position {pos}, not {wt!r}",
-                record=mutation,
-                position=pos,
-            )
-
-
 @dataclass
 class MutationSource:
     """The work items of a variant-effect job: one per mutation of one wild type.
 
-    Each item is a `Record` whose id is the mutation and whose text is the wild
-    type (so the manifest key changes when either does). A mutation listed twice
-    is reported once as a duplicate.
+    Each item is a `Record` whose id is the mutation, normalised (upper case,
+    no spaces: `normalize_mutation`), and whose text is the wild type (so the
+    manifest key changes when either does). A mutation listed twice, in any
+    case, is reported once as a duplicate.
     """
 
     wild_type: Record
     mutations: Sequence[str]
 
     def items(self) -> Iterator[Record | RecordError]:
-        seen: set[str] = set()
+        first_spelling: dict[str, str] = {}
         for i, mutation in enumerate(self.mutations):
-            if mutation in seen:
-                yield RecordError(mutation, i, "duplicate mutation (listed before); skipped")
+            try:
+                name = normalize_mutation(mutation)
+            except InvalidInputError as exc:
+                yield RecordError(str(mutation), i, exc.reason)
                 continue
-            seen.add(mutation)
-            yield Record(mutation, self.wild_type.sequence, i)
+            if name in first_spelling:
+                yield RecordError(name, i, f"{duplicate_reason(first_spelling[name])}; skipped")
+                continue
+            first_spelling[name] = mutation
+            yield Record(name, self.wild_type.sequence, i)
 
     def count(self) -> int:
         return len(self.mutations)
@@ -265,7 +247,16 @@ class MutationSource:
 
 @dataclass
 class MutationScoreTask:
-    """``score`` with ``masked_marginals`` / ``wt_marginals``: one row per mutation of one wild type."""
+    """``score`` with ``masked_marginals`` / ``wt_marginals``: one row per mutation of one wild type.
+
+    A protein wild type is checked (and, with ``truncate``, cut) once, here:
+    the model scores the cut wild type, each mutation is checked against it
+    (a position past the cut fails alone, with its own message), and the
+    output's ``sequence`` / ``truncated`` columns say what was scored.
+
+    Attributes:
+        wild_type_truncated: whether the wild type was cut to the model's maximum length.
+    """
 
     model: Any  # a Scorer
     wild_type: Record
@@ -273,17 +264,19 @@ class MutationScoreTask:
     truncate: bool = False
     tokens_per_batch: int | None = None
     verb: str = field(default="score", init=False)
+    wild_type_truncated: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         if _input_kind(self.model) == "protein":
-            self.wild_type = clean_protein(self.wild_type)
-            apply_length_policy([self.wild_type], self.model.max_length, "truncate" if self.truncate else "error")
+            self.wild_type, self.wild_type_truncated = check_protein(
+                self.wild_type, self.model.max_length, _policy(self.truncate)
+            )
 
     def params(self) -> dict[str, Any]:
         return {"method": self.method, "truncate": self.truncate, "wild_type_id": self.wild_type.id}
 
     def prepare(self, record: Record) -> Record:
-        check_mutation(self.wild_type.sequence, record.id)
+        parse_mutation(record.id, self.wild_type.sequence, truncated=self.wild_type_truncated)
         return record
 
     def run(self, records: list[Record]) -> ChunkOutcome:
@@ -310,7 +303,8 @@ class MutationScoreTask:
         from ..io.writers import write_table
 
         rows = (
-            {"id": self.wild_type.id, "mutation": rec.id, "sequence": self.wild_type.sequence, "score": p["score"]}
+            {"id": self.wild_type.id, "mutation": rec.id, "sequence": self.wild_type.sequence, "score": p["score"],
+             "truncated": self.wild_type_truncated}
             for rec, p in done
         )
         return write_table(output, rows, MUTATION_COLUMNS, _TYPES)
@@ -330,7 +324,7 @@ class GenerateTask:
     def prepare(self, record: Record) -> Record:
         if _input_kind(self.model) == "protein":
             # '<mask>' marks the positions to fill; the model validates the rest.
-            text = re.sub(r"\s+", "", record.sequence)
+            text = WHITESPACE.sub("", record.sequence)
             if not text:
                 raise InvalidInputError("empty sequence", record=record.id)
             return replace(record, sequence=text)
@@ -414,7 +408,7 @@ class FoldTask:
 
     def prepare(self, record: Record) -> Record:
         # Chains are joined with ':'; each must be a valid protein (the model checks its own limits).
-        text = re.sub(r"\s+", "", record.sequence).upper()
+        text = WHITESPACE.sub("", record.sequence).upper()
         chains = text.split(":")
         for chain_text in chains:
             if not chain_text:

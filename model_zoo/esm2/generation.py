@@ -17,11 +17,10 @@ import numpy as np
 import torch
 
 from bionemo_lite.errors import InvalidInputError
-from bionemo_lite.records import Inputs, Record, apply_length_policy, as_records, clean_protein
+from bionemo_lite.records import WHITESPACE, Inputs, Record, as_records, check_protein
 
 ORDERS = ("random", "left_to_right")
 _MASK = re.compile(r"<mask>", re.IGNORECASE)
-_WHITESPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ def parse_masked_inputs(inputs: Inputs, max_length: int) -> list[MaskedSeed]:
     """
     seeds: list[MaskedSeed] = []
     for rec in as_records(inputs):
-        text = _WHITESPACE.sub("", rec.sequence)
+        text = WHITESPACE.sub("", rec.sequence)
         pieces = _MASK.split(text)
         masks: list[int] = []
         residues = pieces[0]
@@ -58,14 +57,13 @@ def parse_masked_inputs(inputs: Inputs, max_length: int) -> list[MaskedSeed]:
             residues += "X"  # placeholder: one residue, so positions stay 1-based residue numbers
             masks.append(len(residues))
             residues += piece
-        cleaned = clean_protein(replace(rec, sequence=residues))
+        cleaned, _ = check_protein(replace(rec, sequence=residues), max_length, "error")
         if not masks:
             raise InvalidInputError(
                 "nothing to generate: write each position to fill as <mask>, e.g. 'MKT<mask><mask>AYIAK'",
                 record=rec.id,
             )
         seeds.append(MaskedSeed(cleaned, tuple(masks), rec.sequence))
-    apply_length_policy([s.record for s in seeds], max_length, "error")
     return seeds
 
 

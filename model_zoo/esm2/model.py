@@ -17,10 +17,11 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from bionemo_lite.batching import DEFAULT_TOKENS_PER_BATCH, run_batches, token_budget_batches
+from bionemo_lite.batching import check_tokens_per_batch, run_batches, token_budget_batches
 from bionemo_lite.encoding import embed_records, pool_hidden
 from bionemo_lite.errors import BionemoLiteError, CheckpointError, InvalidInputError
 from bionemo_lite.model import BioModel
+from bionemo_lite.mutations import Mutation, parse_mutations
 from bionemo_lite.records import Inputs, LengthPolicy, Record, prepare_proteins
 from bionemo_lite.results import Embeddings, Generated, GeneratedRecord, RecordError, Scores
 from bionemo_lite.spec import ModelSpec
@@ -35,7 +36,6 @@ from .generation import (
     parse_masked_inputs,
     sample_generator,
 )
-from .mutations import Mutation, parse_mutations
 from .network import ESM2Network, Esm2Encoding
 
 T = TypeVar("T")
@@ -140,18 +140,11 @@ class ESM2Model(BioModel):
         picked = hidden[rows, torch.as_tensor(list(positions), device=hidden.device)]
         return torch.log_softmax(self.network.lm_head(picked).float(), dim=-1).cpu().numpy()
 
-    @staticmethod
-    def _token_budget(tokens_per_batch: int | None) -> int:
-        if tokens_per_batch is None:
-            return DEFAULT_TOKENS_PER_BATCH
-        if not is_integer(tokens_per_batch) or tokens_per_batch < 1:
-            raise InvalidInputError(f"tokens_per_batch must be a positive integer, got {tokens_per_batch!r}")
-        return int(tokens_per_batch)
-
     def _batched(
         self, lengths: Sequence[int], run: Callable[[list[int]], Mapping[int, T]], tokens_per_batch: int | None
     ) -> tuple[dict[int, T], dict[int, str]]:
-        batches = token_budget_batches(lengths, self._token_budget(tokens_per_batch), SPECIAL_TOKENS)
+        # token_budget_batches checks the budget (the core's check_tokens_per_batch, as embed_records does).
+        batches = token_budget_batches(lengths, tokens_per_batch, SPECIAL_TOKENS)
         return run_batches(batches, run)
 
     @staticmethod
@@ -196,7 +189,7 @@ class ESM2Model(BioModel):
             layer=layer,
             pooling=pooling,
             on_too_long=on_too_long,
-            tokens_per_batch=self._token_budget(tokens_per_batch),
+            tokens_per_batch=tokens_per_batch,
             extra_tokens=SPECIAL_TOKENS,
         )
 
@@ -281,21 +274,24 @@ class ESM2Model(BioModel):
                 log p(mt) - log p(wt) with that position masked;
                 ``"wt_marginals"``: the same from the unmasked wild-type logits.
             mutations: for the marginal methods, strings like ``"A42G"``
-                (1-based position) or ``"A42G:L50P"`` (scores summed).
+                (1-based position) or ``"A42G:L50P"`` (scores summed); any
+                case (``"a42g"`` is ``"A42G"``). Parsed by `bionemo_lite.mutations`.
             on_too_long: ``"error"`` or ``"truncate"``.
             tokens_per_batch: padded-token budget per batch (default 4096).
 
         Returns:
             `Scores`: for ``pll`` one float per record (ids = record ids); for
             the marginal methods one float per mutation (ids and ``mutations``
-            = the mutation strings).
+            = the mutation strings, upper-cased, without spaces).
 
         Raises:
             InvalidInputError: unknown method, several sequences for a marginal
-                method, or a bad mutation (its text as ``record``).
+                method, or a bad or repeated mutation (its text as ``record``),
+                including a position past a truncation (``on_too_long="truncate"``).
         """
         if method not in SCORE_METHODS:
             raise InvalidInputError(f"method must be one of {', '.join(SCORE_METHODS)}; got {method!r}")
+        check_tokens_per_batch(tokens_per_batch)  # here too: wt_marginals runs one unbatched pass
         records, truncated = prepare_proteins(inputs, self.max_length, on_too_long)
         if method == "pll":
             if mutations is not None:
@@ -314,7 +310,8 @@ class ESM2Model(BioModel):
             raise InvalidInputError(
                 f"{method} scores mutations of one wild-type sequence; got {len(records)} sequences"
             )
-        parsed = parse_mutations(mutations, records[0].sequence)
+        # Positions are checked against the wild type the model sees: past a truncation they get their own error.
+        parsed = parse_mutations(mutations, records[0].sequence, truncated=bool(truncated))
         rows, failed = self._marginal_rows(records[0].sequence, parsed, method, tokens_per_batch)
         scores, ok, errors = [], [], []
         for i, mut in enumerate(parsed):
