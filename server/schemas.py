@@ -56,6 +56,11 @@ class EmbedRequest(RecordsRequest):
     layer: int | list[int] = Field(-1, description="Layer index (0 = embedding layer, -1 = last) or a list of them.")
     pooling: str = Field("mean", description='"mean" (over residues, no BOS/EOS), "bos" or "per_residue".')
     truncate: bool = Field(False, description="Cut records longer than the model's maximum instead of refusing them.")
+    include_hiddens: bool = Field(
+        False,
+        description="Also return BioNeMo's `hiddens` [N, T, D] (per-token states of the first layer, zero-padded) "
+        "and `mask` [N, T] (true on real tokens), e.g. to send to `/decode`.",
+    )
 
     @field_validator("layer")
     @classmethod
@@ -77,6 +82,8 @@ class EmbedResponse(BaseModel):
     lengths: list[int]
     truncated: list[str] = Field(description="Ids of records cut to the model's maximum length.")
     errors: list[dict[str, Any]] = Field(description="Records that failed alone (e.g. out of memory), with the reason.")
+    hiddens: list[Any] | None = Field(None, description="[N, T, D] per-token states, zero-padded (include_hiddens).")
+    mask: list[list[bool]] | None = Field(None, description="[N, T], true on real tokens (include_hiddens).")
 
 
 class ScoreRequest(RecordsRequest):

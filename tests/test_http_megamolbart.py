@@ -247,3 +247,15 @@ def test_too_many_molecules_is_422(client):
     hiddens = [[[0.0] * 64]] * (MAX_SEQUENCES + 1)
     r = client.post(f"/v1/models/{NAME}/decode", json={"hiddens": hiddens, "mask": [[True]] * (MAX_SEQUENCES + 1)})
     assert r.status_code == 422 and f"at most {MAX_SEQUENCES}" in r.json()["detail"]
+
+
+def test_embed_include_hiddens_is_bionemo_hiddens_and_mask_for_decode(client, model):
+    r = client.post(f"/v1/models/{NAME}/embed", json={"smis": list(MOLECULES.values()), "include_hiddens": True})
+    assert r.status_code == 200, r.text
+    hiddens, mask = model.encode(list(MOLECULES.values()))
+    got_h, got_m = np.array(r.json()["hiddens"], dtype=np.float32), np.array(r.json()["mask"])
+    assert got_m.tolist() == mask.tolist()
+    np.testing.assert_allclose(got_h[got_m], hiddens[mask], atol=1e-6, rtol=0)
+    d = client.post(f"/v1/models/{NAME}/decode", json={"hiddens": r.json()["hiddens"], "mask": r.json()["mask"]})
+    assert d.status_code == 200, d.text
+    assert d.json()["generated"] == model.decode(hiddens, mask)

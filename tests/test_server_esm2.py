@@ -166,3 +166,17 @@ def test_too_long_then_truncate(client, model):
     assert body["truncated"] == ["long"] and body["lengths"] == [1022, 2]
     expected = model.embed([("long", long), PAIRS[2]], on_too_long="truncate")
     np.testing.assert_allclose(np.array(body["embeddings"]), expected.embeddings, atol=1e-6, rtol=0)
+
+
+def test_embed_include_hiddens_gives_padded_states_and_mask(client, model):
+    r = client.post(f"/v1/models/{NAME}/embed", json={"sequences": SEQS, "layer": [2, -1], "include_hiddens": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    hiddens, mask = np.array(body["hiddens"], dtype=np.float32), np.array(body["mask"])
+    assert hiddens.shape == (3, 22, model.embed(PAIRS).dim) and mask.sum(1).tolist() == [22, 12, 2]
+    per_residue = model.embed(PAIRS, layer=2, pooling="per_residue").embeddings  # the first requested layer
+    for h, m, want in zip(hiddens, mask, per_residue):
+        np.testing.assert_allclose(h[m], want, atol=1e-6, rtol=0)
+        assert not h[~m].any()  # padding is zeros
+    plain = client.post(f"/v1/models/{NAME}/embed", json={"sequences": SEQS}).json()
+    assert "hiddens" not in plain and "mask" not in plain  # only on request: they are large
