@@ -182,13 +182,9 @@ def check_embed_options(spec: ModelSpec, layers: list[int] | None, pooling: str)
     against every pooling a family knows (the model refines both once loaded).
     """
     from .encoding import check_pooling, resolve_layers
-    from .model import POOLINGS
-    from .triton.protocol import PER_POSITION_POOLINGS
 
-    # The core's poolings plus the per-position names families use (MegaMolBART's per_token).
-    known = tuple(dict.fromkeys((*POOLINGS, *PER_POSITION_POOLINGS)))
     try:
-        check_pooling(pooling, tuple(spec.config.get("poolings", known)))
+        check_pooling(pooling, spec.poolings)
     except InvalidInputError as exc:
         raise typer.BadParameter(exc.reason, param_hint="--pooling") from None
     if layers and "num_layers" in spec.config:

@@ -13,10 +13,10 @@ import numpy as np
 
 from .records import Inputs, LengthPolicy
 from .results import Embeddings, Generated, Scores, Structure
-from .spec import ModelSpec
+from .spec import DEFAULT_POOLINGS, ModelSpec
 
 Pooling = str  # "mean" | "bos" | "per_residue" (families may add their own)
-POOLINGS: tuple[str, ...] = ("mean", "bos", "per_residue")
+POOLINGS: tuple[str, ...] = DEFAULT_POOLINGS
 
 
 class BioModel:

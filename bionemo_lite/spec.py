@@ -14,6 +14,7 @@ from typing import Any, Literal
 Verb = Literal["embed", "fold", "generate", "score"]
 InputKind = Literal["protein", "smiles"]
 CORE_VERBS: tuple[str, ...] = ("embed", "fold", "generate", "score")
+DEFAULT_POOLINGS: tuple[str, ...] = ("mean", "bos", "per_residue")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class ModelSpec:
         weights: official sources, the first one is what `weights pull` fetches.
         params: number of parameters, for listings.
         description: one line for listings.
+        poolings: the ``embed`` poolings this family offers (checked by front
+            doors before any weights are read).
     """
 
     name: str
@@ -76,6 +79,7 @@ class ModelSpec:
     weights: tuple[WeightSource, ...] = ()
     params: int | None = None
     description: str = ""
+    poolings: tuple[str, ...] = DEFAULT_POOLINGS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verbs", frozenset(self.verbs))
@@ -97,4 +101,5 @@ class ModelSpec:
             "license": self.license,
             "config": dict(self.config),
             "description": self.description,
+            **({"poolings": list(self.poolings)} if "embed" in self.verbs else {}),
         }

@@ -35,6 +35,7 @@ PUBLISHED_CONFIG: dict = {
     "share_token_embeddings": True,
 }
 MAX_TOKENS = 512
+POOLINGS: tuple[str, ...] = ("mean", "per_token", "per_residue")  # per_residue: the core's name for per_token
 
 
 def count_parameters(
@@ -80,6 +81,7 @@ def specs() -> list[ModelSpec]:
             input_kind="smiles",
             max_length=MAX_TOKENS,
             config=PUBLISHED_CONFIG,
+            poolings=POOLINGS,
             license="Apache-2.0",
             weights=(nemo,),
             params=count_parameters(),

@@ -36,11 +36,11 @@ from . import decoding
 from .checkpoint import build_network, read_checkpoint, save_pretrained, write_nemo
 from .network import MegaMolBARTConfig, MegaMolBARTNetwork
 from .tokenizer import MegaMolBARTTokenizer
+from . import POOLINGS
 
 logger = logging.getLogger(__name__)
 
 OnInvalid = Literal["error", "skip"]
-POOLINGS: tuple[str, ...] = ("mean", "per_token", "per_residue")  # per_residue: the core's name for per_token
 GENERATE_METHODS: tuple[str, ...] = ("greedy-perturbate", "topkp-perturbate", "beam-search-perturbate")
 DECODE_METHODS: tuple[str, ...] = ("greedy", "beam")
 SCORE_METHODS: tuple[str, ...] = ("loglik", "loglik_per_token")

@@ -29,6 +29,7 @@ from bionemo_lite.spec import ModelSpec, WeightFile, WeightSource
 FAMILY = "prott5"
 LOADER = "model_zoo.prott5.model:load_prott5"
 DEFAULT_MAX_LENGTH = 4000
+POOLINGS = ("mean", "per_residue")  # T5 has no BOS/CLS token
 
 # The published architecture (config.json of both Hugging Face repositories).
 PROT_T5_XL_CONFIG: dict = {
@@ -88,6 +89,7 @@ def specs() -> list[ModelSpec]:
         input_kind="protein",
         max_length=DEFAULT_MAX_LENGTH,
         config=PROT_T5_XL_CONFIG,
+        poolings=POOLINGS,
         license=LICENSE,
         params=PROT_T5_XL_ENCODER_PARAMS,
         description="ProtT5-XL-UniRef50 encoder (from the full fp32 encoder-decoder checkpoint), 1024-d embeddings",
@@ -120,6 +122,7 @@ def specs() -> list[ModelSpec]:
         input_kind="protein",
         max_length=DEFAULT_MAX_LENGTH,
         config=PROT_T5_XL_CONFIG,
+        poolings=POOLINGS,
         license=LICENSE,
         params=PROT_T5_XL_ENCODER_PARAMS,
         description="ProtT5-XL-UniRef50 encoder only, float16 weights (fp16 on GPU, fp32 on CPU), 1024-d embeddings",

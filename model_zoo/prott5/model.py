@@ -18,13 +18,13 @@ from bionemo_lite.results import Embeddings
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.weights import resolve_dtype
 
+from . import POOLINGS
 from .checkpoint import T5EncoderArch, encoder_state_dict, find_weights, read_config, read_encoder_tensors
 from .network import LastHiddenState, T5Encoder, build_encoder
 from .tokenizer import EOS_ID, PAD_ID, ProtT5Tokenizer
 
 logger = logging.getLogger(__name__)
 
-POOLINGS = ("mean", "per_residue")  # T5 has no BOS/CLS token
 EXTRA_TOKENS = 1  # </s>
 _ARCH_KEYS = (
     "num_layers", "d_model", "d_ff", "num_heads", "d_kv", "feed_forward_proj",
