@@ -69,6 +69,9 @@ class Settings(BaseSettings):
         log_level: uvicorn / logging level.
         torch_threads: intra-op threads for torch on CPU; None keeps torch's default.
         workers: threads running model calls (one call at a time per model).
+        batch_window_ms: concurrent ``embed`` requests to one model with the same options that
+            arrive within this many milliseconds are merged into one model call (0: never merged).
+        max_batch_records: most records in one merged ``embed`` call.
     """
 
     model_config = SettingsConfigDict(env_prefix="BIONEMO_LITE_", extra="forbid")
@@ -87,6 +90,8 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     torch_threads: int | None = Field(None, ge=1)
     workers: int = Field(4, ge=1)
+    batch_window_ms: float = Field(2.0, ge=0)
+    max_batch_records: int = Field(256, ge=1)
 
     @field_validator("weights", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ not remembered, so a request after the weights have been put in place loads
 them. Model calls run in worker threads so the event loop keeps answering
 (health checks, other models) while torch works, and a model runs one call at
 a time: its weights are shared and most plugins are not re-entrant.
+Concurrent ``embed`` requests are merged into one model call (see `batcher`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bionemo_lite.model import BioModel
 from bionemo_lite.spec import ModelSpec
 
 from .base import BackendBase
+from .batcher import EmbedBatcher, run_group
 from bionemo_lite.binding import bind_options, verb_method
 
 if TYPE_CHECKING:
@@ -110,8 +112,12 @@ class ModelPool:
         # shield: a client that disconnects must not cancel the load the others wait for.
         return await asyncio.shield(slot.loading)
 
-    async def run(self, name: str, fn: Callable[[BioModel], T]) -> T:
-        """Run ``fn(model)`` in a worker thread, one call at a time per model."""
+    async def run(self, name: str, fn: Callable[[BioModel], T], on_turn: Callable[[], None] | None = None) -> T:
+        """Run ``fn(model)`` in a worker thread, one call at a time per model.
+
+        Args:
+            on_turn: called on the event loop once the model is this call's, just before `fn` starts.
+        """
         model = await self.get(name)
         slot = self._slots[name]
 
@@ -120,6 +126,8 @@ class ModelPool:
                 return fn(model)
 
         async with slot.queue:
+            if on_turn is not None:
+                on_turn()
             return await self._in_thread(locked)
 
     async def close(self) -> None:
@@ -162,6 +170,7 @@ class InProcessBackend(BackendBase):
         super().__init__(settings)
         self._executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="bionemo-model")
         self.pool = ModelPool(settings, self._executor)
+        self.batcher = EmbedBatcher(settings.batch_window_ms / 1000.0, settings.max_batch_records)
         self._started = False
         self._closed = False
 
@@ -174,7 +183,9 @@ class InProcessBackend(BackendBase):
         return self._started and not self._closed
 
     def model_facts(self, spec: ModelSpec) -> dict[str, Any]:
-        return {"loaded": self.pool.loaded(spec.name), "loads": self.pool.loads(spec.name)}
+        counters = self.batcher.counters(spec.name)
+        return {"loaded": self.pool.loaded(spec.name), "loads": self.pool.loads(spec.name),
+                "batched_calls": counters.calls, "batched_requests": counters.requests}
 
     async def _call(self, name: str, verb: str, inputs: Any, options: dict[str, Any],
                     to_json: Callable[[Any], Any] = _jsonable) -> Any:
@@ -189,7 +200,16 @@ class InProcessBackend(BackendBase):
     async def embed(self, name: str, request: EmbedRequest) -> dict[str, Any]:
         options = {"layer": request.layer, "pooling": request.pooling,
                    "on_too_long": "truncate" if request.truncate else None}
-        return await self._call(name, "embed", request.records(), options, embeddings_to_json)
+        records = request.records()  # duplicate ids fail here, alone, before any merging
+
+        def runner(model: BioModel, requests: list[list[Any]]) -> Any:
+            method = verb_method(model, "embed")
+            kwargs = bind_options(method, options, name)
+            return run_group(lambda recs: method(recs, **kwargs), embeddings_to_json, requests)
+
+        layer = tuple(request.layer) if isinstance(request.layer, list) else request.layer
+        key = (layer, request.pooling, request.truncate)
+        return await self.batcher.submit(name, key, records, runner, lambda job, on_turn: self.pool.run(name, job, on_turn))
 
     async def score(self, name: str, request: ScoreRequest) -> dict[str, Any]:
         options = {"method": request.method, "mutations": request.mutations,
