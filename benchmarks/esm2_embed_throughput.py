@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# {args.variant} embed (mean pooling), {len(seqs)} sequences, {tokens} residues, "
           f"device={args.device}, dtype={model.dtype}, threads={torch.get_num_threads()}, "
           f"tokens_per_batch={args.tokens_per_batch}, {platform.processor() or platform.machine()}")
-    print(f"| implementation | seconds | residues/s | sequences/s |")
-    print(f"|---|---|---|---|")
+    print("| implementation | seconds | residues/s | sequences/s |")
+    print("|---|---|---|---|")
     for name, sec in rows:
         print(f"| {name} | {sec:.3f} | {tokens / sec:,.0f} | {len(seqs) / sec:,.1f} |")
 

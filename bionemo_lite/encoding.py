@@ -70,8 +70,6 @@ def pool_hidden(
         pooling: ``"mean"`` -> ``[D]``, ``"bos"`` -> ``[D]`` (the token at
             `bos_index`), ``"per_residue"`` -> ``[L_i, D]``.
     """
-    import torch
-
     hidden = hidden.float()
     if pooling == "mean":
         mask = residue_mask.unsqueeze(-1).to(hidden.dtype)

@@ -118,6 +118,16 @@ def running_server(command: Command, env: Mapping[str, str], workdir: Path) -> I
         sys.stdout.write(server.log()[-4000:])
 
 
+@contextmanager
+def serve_cli(workdir: Path, *args: str) -> Iterator[ServerProcess]:
+    """``bionemo-lite serve ARGS`` as users start it, with an empty weight cache, one torch thread
+    (the same summation order as the tests' in-process reference) and quiet logs."""
+    env = {"BIONEMO_LITE_HOME": str(workdir / "empty-cache"), "BIONEMO_LITE_TORCH_THREADS": "1",
+           "BIONEMO_LITE_LOG_LEVEL": "warning"}
+    with running_server(cli_serve(*args), env, workdir) as server:
+        yield server
+
+
 def parallel_posts(base_url: str, path: str, bodies: Sequence[dict], timeout: float = 120.0) -> list[httpx.Response]:
     """POST every body at once (one thread each) and return the responses in order."""
     from concurrent.futures import ThreadPoolExecutor

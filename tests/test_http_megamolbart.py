@@ -18,7 +18,7 @@ import torch
 import bionemo_lite
 from bionemo_lite import chem
 from megamolbart_fixtures import DRUG_SMILES, UNPARSABLE_SMILES
-from server_fixtures import cli_serve, running_server
+from server_fixtures import serve_cli
 
 pytestmark = pytest.mark.slow  # needs the trained model (~30 s once per session) and a server
 NAME = "megamolbart"
@@ -37,11 +37,8 @@ def nemo(trained, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, nemo):
-    tmp = tmp_path_factory.mktemp("mmbserver")
-    env = {"BIONEMO_LITE_HOME": str(tmp / "empty-cache"), "BIONEMO_LITE_TORCH_THREADS": "1",
-           "BIONEMO_LITE_LOG_LEVEL": "warning"}
-    command = cli_serve("--weights", f"{NAME}={nemo}", "--max-sequences", str(MAX_SEQUENCES))
-    with running_server(command, env, tmp) as srv:
+    args = ("--weights", f"{NAME}={nemo}", "--max-sequences", str(MAX_SEQUENCES))
+    with serve_cli(tmp_path_factory.mktemp("mmbserver"), *args) as srv:
         yield srv
 
 

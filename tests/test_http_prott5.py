@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import bionemo_lite
-from server_fixtures import cli_serve, running_server
+from server_fixtures import serve_cli
 
 transformers = pytest.importorskip("transformers")
 from test_prott5 import randomize, tiny_config  # noqa: E402  (the ProtT5 tests' own checkpoint writers)
@@ -38,10 +38,7 @@ def prott5_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, prott5_dir):
-    tmp = tmp_path_factory.mktemp("prott5server")
-    env = {"BIONEMO_LITE_HOME": str(tmp / "empty-cache"), "BIONEMO_LITE_TORCH_THREADS": "1",
-           "BIONEMO_LITE_LOG_LEVEL": "warning"}
-    with running_server(cli_serve("--weights", f"{NAME}={prott5_dir}", "--max-sequences", "4"), env, tmp) as srv:
+    with serve_cli(tmp_path_factory.mktemp("prott5server"), "--weights", f"{NAME}={prott5_dir}", "--max-sequences", "4") as srv:
         yield srv
 
 

@@ -15,7 +15,7 @@ import torch
 
 import bionemo_lite as bl
 from bionemo_lite import chem
-from megamolbart_fixtures import DRUG_SMILES, TINY_TRAINING_CONFIG, scrambled_smiles
+from megamolbart_fixtures import DRUG_SMILES, scrambled_smiles
 from model_zoo.megamolbart.training import reconstruction_accuracy
 
 pytestmark = pytest.mark.slow

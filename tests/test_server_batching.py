@@ -20,7 +20,7 @@ from server.backends.batcher import merge_records, run_group
 from server.backends.inprocess import InProcessBackend, embeddings_to_json
 from server.schemas import EmbedRequest
 from server.settings import Settings
-from server_fixtures import cli_serve, parallel_posts, running_server
+from server_fixtures import parallel_posts, serve_cli
 
 NAME = "esm2_t6_8M_UR50D"
 PATH = f"/v1/models/{NAME}/embed"
@@ -32,10 +32,7 @@ TOL = 1e-5
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, esm2_fair_checkpoint):
-    tmp = tmp_path_factory.mktemp("batchserver")
-    env = {"BIONEMO_LITE_HOME": str(tmp / "empty-cache"), "BIONEMO_LITE_TORCH_THREADS": "1",
-           "BIONEMO_LITE_LOG_LEVEL": "warning"}  # the default window (2 ms) and batch size
-    with running_server(cli_serve("--weights", f"{NAME}={esm2_fair_checkpoint}"), env, tmp) as srv:
+    with serve_cli(tmp_path_factory.mktemp("batchserver"), "--weights", f"{NAME}={esm2_fair_checkpoint}") as srv:
         yield srv
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import bionemo_lite
-from server_fixtures import cli_serve, parallel_posts, running_server
+from server_fixtures import parallel_posts, serve_cli
 
 NAME = "esm2_t6_8M_UR50D"
 SEQS = [
@@ -25,11 +25,8 @@ PAIRS = [(s["id"], s["sequence"]) for s in SEQS]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, esm2_fair_checkpoint):
-    tmp = tmp_path_factory.mktemp("esm2server")
-    env = {"BIONEMO_LITE_HOME": str(tmp / "empty-cache"), "BIONEMO_LITE_TORCH_THREADS": "1",
-           "BIONEMO_LITE_LOG_LEVEL": "warning"}
     # Started the way users start it: `bionemo-lite serve --weights NAME=PATH`.
-    with running_server(cli_serve("--weights", f"{NAME}={esm2_fair_checkpoint}"), env, tmp) as srv:
+    with serve_cli(tmp_path_factory.mktemp("esm2server"), "--weights", f"{NAME}={esm2_fair_checkpoint}") as srv:
         yield srv
 
 

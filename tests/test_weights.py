@@ -7,7 +7,6 @@ import hashlib
 import http.server
 import pickle
 import threading
-from pathlib import Path
 
 import pytest
 import torch

@@ -299,25 +299,13 @@ def _run_isolating(task: JobTask, records: list[Record]) -> ChunkOutcome:
                 done.errors[bad.id] = failure_reason(exc)
                 pending.remove(bad)
                 continue
-            if len(pending) == 1:
-                done.errors[pending[0].id] = failure_reason(exc)
-                break
-            for record in pending:
-                single = _run_isolating(task, [record])
-                done.results.update(single.results)
-                done.errors.update(single.errors)
+            _run_one_by_one(task, pending, exc, done)
             break
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
             # The verb split its batches already; a whole chunk failing means one record is too big.
-            if len(pending) == 1:
-                done.errors[pending[0].id] = failure_reason(exc)
-                break
-            for record in pending:
-                single = _run_isolating(task, [record])
-                done.results.update(single.results)
-                done.errors.update(single.errors)
+            _run_one_by_one(task, pending, exc, done)
             break
         done.results.update(outcome.results)
         done.errors.update(outcome.errors)
@@ -326,6 +314,17 @@ def _run_isolating(task: JobTask, records: list[Record]) -> ChunkOutcome:
                 done.errors[record.id] = "the model returned no result for this record"
         break
     return done
+
+
+def _run_one_by_one(task: JobTask, pending: list[Record], exc: Exception, done: ChunkOutcome) -> None:
+    """Narrow a chunk-wide failure down: each record alone, so only the culprits fail."""
+    if len(pending) == 1:
+        done.errors[pending[0].id] = failure_reason(exc)
+        return
+    for record in pending:
+        single = _run_isolating(task, [record])
+        done.results.update(single.results)
+        done.errors.update(single.errors)
 
 
 def _named_record(which: str | int, pending: list[Record]) -> Record | None:
