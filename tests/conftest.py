@@ -34,6 +34,19 @@ def esm2_hf_dir(tmp_path_factory, tiny_esm2_arch) -> Path:
     return write_hf_esm_dir(tmp_path_factory.mktemp("hf") / ESM2_TEST_NAME, tiny_esm2_arch)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module: tiny models on two shared cores run fastest so, and
+    both sides of a comparison then sum in the same order (as a server started with
+    BIONEMO_LITE_TORCH_THREADS=1 does)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("BIONEMO_LITE_HOME", str(tmp_path / "cache"))

@@ -42,12 +42,8 @@ def load_quietly(weights: Path | str, **options) -> bl.BioModel:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: the machine is shared and small passes get slower with more."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Every ESM-2 test module runs on one torch thread (see conftest)."""
 
 
 @pytest.fixture(scope="session")

@@ -14,19 +14,12 @@ from bionemo_lite.cli import app
 from bionemo_lite.jobs import structure_filename
 from esmfold_fixtures import write_tiny_esmfold_dir
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*is not the published esmfold_v1")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*is not the published esmfold_v1"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 runner = CliRunner()
 RECORDS = {"p1": "MKTAYIAKQRQISFVK", "bad": "MKJAYI", "dimer/AB": "MKTAYI:GSHMLE", "p2": "gshmledpvag"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model on a shared machine: contended threads only slow it down
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -32,14 +32,7 @@ LAYOUTS = {
     "nemo-sections-tied": NemoLayout(flat=False, tied_head=True, tanh_gelu=False, enc_layers=2, dec_layers=3, seed=2),
 }
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a shared 2-core machine: one thread is much faster than contended many.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module", params=list(LAYOUTS))

@@ -11,26 +11,16 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 import bionemo_lite as bl
 from bionemo_lite import chem
 from megamolbart_fixtures import DRUG_SMILES, scrambled_smiles
 from model_zoo.megamolbart.training import reconstruction_accuracy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 TRAINING = list(DRUG_SMILES.values())
 CANONICAL = [chem.canonical_smiles(s) for s in TRAINING]
 SEEDS = {name: DRUG_SMILES[name] for name in ("aspirin", "paracetamol", "ibuprofen", "lidocaine", "caffeine")}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a shared 2-core machine: one thread is much faster than contended many.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_training_reconstructs_the_training_set(trained):

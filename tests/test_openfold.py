@@ -71,16 +71,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    # Two shared cores: one thread per forward pass is the fast setting here.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def model(checkpoints, network_attempts, one_thread) -> OpenFoldModel:
+def model(checkpoints, network_attempts, one_torch_thread) -> OpenFoldModel:
     """The training-layout checkpoint (it carries its config), loaded through the registry."""
     return bl.load(NAME, weights=checkpoints["training"], max_tokens=TEST_MAX_TOKENS)
 
@@ -209,7 +200,7 @@ def test_complex_with_msa_and_ccd_ligand(model, network_attempts):
     assert [r.get_resname() for r in cif[0]["C"]] == ["EDO"]
 
 
-def test_model_is_built_once_and_reused(checkpoints, network_attempts, one_thread, protein_fold, monkeypatch):
+def test_model_is_built_once_and_reused(checkpoints, network_attempts, one_torch_thread, protein_fold, monkeypatch):
     from openfold3.projects.of3_all_atom.model import OpenFold3
 
     built = []
@@ -232,7 +223,7 @@ def test_model_is_built_once_and_reused(checkpoints, network_attempts, one_threa
     m.close()
 
 
-def test_pdb_overflow_is_reported_not_hidden(checkpoints, network_attempts, one_thread):
+def test_pdb_overflow_is_reported_not_hidden(checkpoints, network_attempts, one_torch_thread):
     m = load_openfold(bl.get_spec(NAME), checkpoints["far"], model_update=TINY_MODEL_UPDATE, warm_up=False)
     s = m.fold("MKTAYIAKQR", num_samples=1)
     assert s.pdb is None

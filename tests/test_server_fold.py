@@ -1,5 +1,6 @@
 """Structure requests over HTTP: ESMFold (tiny random weights, Hugging Face layout) behind a real
-uvicorn process, compared with the Python API on the same files."""
+uvicorn process, compared with the Python API on the same files; single chains and complexes
+(``:``-joined chains) share one server."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.slow  # the server imports transformers (~10 s on a bus
 
 NAME = "esmfold_v1"
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEV"
+COMPLEX = "MKTAYIAKQRQ:GSHWLVEA"
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +91,36 @@ def test_mmcif_and_bad_options(client):
     assert r.json()["pdb"] is None and r.json()["mmcif"].startswith("data_")
     r = client.post(f"/v1/models/{NAME}/fold", json={"sequence": SEQ, "ligands": ["CCO"]})
     assert r.status_code == 422 and "ligands" in r.json()["detail"]
+
+
+def test_complex_json_and_bare_mmcif(client, weights):
+    import torch
+
+    torch.set_num_threads(1)  # as the server
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = bionemo_lite.load(NAME, weights=weights).fold(COMPLEX)
+
+    r = client.post(f"/v1/models/{NAME}/fold", json={"sequence": COMPLEX.lower()})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    n = len(COMPLEX) - 1
+    assert body["chains"] == ["A", "B"] and len(body["plddt"]) == n and np.array(body["pae"]).shape == (n, n)
+    np.testing.assert_allclose(body["plddt"], expected.plddt, atol=1e-4, rtol=0)
+    chains = {c.id: len(c) for c in parse_structure(body["pdb"])[0]}
+    assert chains == {"A": 11, "B": 8}  # no linker residues
+
+    r = client.post(f"/v1/models/{NAME}/fold", json={"sequence": COMPLEX}, headers={"Accept": "chemical/x-mmcif"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("chemical/x-mmcif")
+    assert [c.id for c in parse_structure(r.text, "mmcif")[0]] == ["A", "B"]
+
+
+@pytest.mark.parametrize("sequence, reason", [
+    ("MKTAYIAK::GSHW", "empty"),
+    ("MKTAYIAK:", "empty"),
+    ("MKTAYIAK:GSJW", "'J'"),
+    ("A" * 600 + ":" + "G" * 423, "1023 residues"),
+])
+def test_bad_complexes_are_422(client, sequence, reason):
+    r = client.post(f"/v1/models/{NAME}/fold", json={"sequence": sequence})
+    assert r.status_code == 422 and reason in r.json()["detail"], r.text

@@ -18,7 +18,6 @@ import warnings
 import httpx
 import numpy as np
 import pytest
-import torch
 
 import bionemo_lite
 from bionemo_lite import chem
@@ -37,7 +36,7 @@ from triton_family_fixtures import (
 )
 from triton_fixtures import max_abs_diff
 
-pytestmark = pytest.mark.slow  # one tritonserver with seven python-backend models for the module
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]  # one tritonserver with seven python-backend models for the module
 
 PROTT5 = "prot_t5_xl_uniref50"  # python format
 PROTT5_ONNX = "prot_t5_xl_half_uniref50-enc"  # ONNX format (onnxruntime inside the python backend)
@@ -54,15 +53,6 @@ PROTEINS = {
 }
 SMILES = {name: TRAINING_SMILES[name] for name in ("aspirin", "caffeine", "ibuprofen", "nicotine")}
 FOLD_SEQUENCE = "MKTAYIAKQRQISFVKSHFSRQLEERLGL"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny models, two shared cores: one thread is fastest, and both sides of a comparison use it.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -79,10 +79,10 @@ def _hf_source(repo: str, revision: str, weights: WeightFile, spiece_sha256: str
     )
 
 
-def specs() -> list[ModelSpec]:
-    """The ProtT5 variants (entry point ``model_zoo.prott5:specs``)."""
-    full = ModelSpec(
-        name="prot_t5_xl_uniref50",
+def _variant(name: str, description: str, weights: tuple[WeightSource, ...]) -> ModelSpec:
+    # Both variants are the same encoder; they differ in checkpoint and storage precision.
+    return ModelSpec(
+        name=name,
         family=FAMILY,
         verbs=frozenset({"embed"}),
         loader=LOADER,
@@ -92,8 +92,17 @@ def specs() -> list[ModelSpec]:
         poolings=POOLINGS,
         license=LICENSE,
         params=PROT_T5_XL_ENCODER_PARAMS,
-        description="ProtT5-XL-UniRef50 encoder (from the full fp32 encoder-decoder checkpoint), 1024-d embeddings",
-        weights=(
+        description=description,
+        weights=weights,
+    )
+
+
+def specs() -> list[ModelSpec]:
+    """The ProtT5 variants (entry point ``model_zoo.prott5:specs``)."""
+    full = _variant(
+        "prot_t5_xl_uniref50",
+        "ProtT5-XL-UniRef50 encoder (from the full fp32 encoder-decoder checkpoint), 1024-d embeddings",
+        (
             _hf_source(
                 _FULL_REPO,
                 _FULL_REV,
@@ -114,19 +123,10 @@ def specs() -> list[ModelSpec]:
             ),
         ),
     )
-    half = ModelSpec(
-        name="prot_t5_xl_half_uniref50-enc",
-        family=FAMILY,
-        verbs=frozenset({"embed"}),
-        loader=LOADER,
-        input_kind="protein",
-        max_length=DEFAULT_MAX_LENGTH,
-        config=PROT_T5_XL_CONFIG,
-        poolings=POOLINGS,
-        license=LICENSE,
-        params=PROT_T5_XL_ENCODER_PARAMS,
-        description="ProtT5-XL-UniRef50 encoder only, float16 weights (fp16 on GPU, fp32 on CPU), 1024-d embeddings",
-        weights=(
+    half = _variant(
+        "prot_t5_xl_half_uniref50-enc",
+        "ProtT5-XL-UniRef50 encoder only, float16 weights (fp16 on GPU, fp32 on CPU), 1024-d embeddings",
+        (
             _hf_source(
                 _ENC_REPO,
                 _ENC_REV,
