@@ -20,7 +20,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import UnknownModelError, UnsupportedVerbError
+from .errors import InvalidInputError, UnknownModelError, UnsupportedVerbError
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -116,6 +116,7 @@ def load(
     weights: str | os.PathLike | None = None,
     device: str = "cpu",
     dtype: str | None = None,
+    numerics: str | None = None,
     **options: Any,
 ) -> BioModel:
     """Load a model by its registered name.
@@ -127,6 +128,10 @@ def load(
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``; None picks the
             family's default for the device.
+        numerics: ``"fast"`` (fused kernels, the default) or ``"reference"``
+            (the reference implementation's exact arithmetic) for families that
+            offer a choice (``spec.numerics``); other families ignore it. None
+            reads ``$BIONEMO_LITE_NUMERICS``, then the family's default.
         **options: family-specific loading options.
 
     Raises:
@@ -134,6 +139,7 @@ def load(
         WeightsNotFoundError: nothing at `weights` and nothing cached.
         DeviceUnavailableError: the device does not exist on this machine.
         CheckpointError: the file is not a checkpoint this family can read.
+        InvalidInputError: `numerics` is not a mode the family offers.
     """
     from .devices import check_device
     from .weights import resolve_weights
@@ -141,8 +147,31 @@ def load(
     spec = get_spec(name)
     check_device(device)
     path = resolve_weights(spec, weights)
+    numerics = resolve_numerics(spec, numerics)
+    if numerics is not None:
+        options["numerics"] = numerics
     loader = import_string(spec.loader)
     return loader(spec, Path(path), device=device, dtype=dtype, **options)
+
+
+NUMERICS_ENV = "BIONEMO_LITE_NUMERICS"
+
+
+def resolve_numerics(spec: ModelSpec, numerics: str | None = None) -> str | None:
+    """The numerics mode `spec`'s loader gets: the argument, else ``$BIONEMO_LITE_NUMERICS``, else its first mode.
+
+    None for families without a choice. An unknown mode is an `InvalidInputError`
+    for families that offer a choice (a mode set for the whole server through the
+    variable may not concern every family, so it is only checked where it applies).
+    """
+    if not spec.numerics:
+        return None
+    chosen = numerics if numerics is not None else (os.environ.get(NUMERICS_ENV) or None)
+    if chosen is None:
+        return spec.numerics[0]
+    if chosen not in spec.numerics:
+        raise InvalidInputError(f"numerics must be one of {', '.join(spec.numerics)} for {spec.name}, got {chosen!r}")
+    return chosen
 
 
 def require_verb(spec: ModelSpec, verb: str) -> None:

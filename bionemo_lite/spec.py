@@ -66,6 +66,9 @@ class ModelSpec:
         description: one line for listings.
         poolings: the ``embed`` poolings this family offers (checked by front
             doors before any weights are read).
+        numerics: the arithmetic modes the family's loader accepts as
+            ``numerics=`` (e.g. ``("fast", "reference")``); empty for families
+            with one way of computing, which ignore the option.
     """
 
     name: str
@@ -80,6 +83,7 @@ class ModelSpec:
     params: int | None = None
     description: str = ""
     poolings: tuple[str, ...] = DEFAULT_POOLINGS
+    numerics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verbs", frozenset(self.verbs))
@@ -102,4 +106,5 @@ class ModelSpec:
             "config": dict(self.config),
             "description": self.description,
             **({"poolings": list(self.poolings)} if "embed" in self.verbs else {}),
+            **({"numerics": list(self.numerics)} if self.numerics else {}),
         }

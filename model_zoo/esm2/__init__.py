@@ -72,6 +72,7 @@ def _spec(name: str, num_layers: int, embed_dim: int, attention_heads: int) -> M
         loader=LOADER,
         input_kind="protein",
         max_length=MAX_RESIDUES,
+        numerics=("fast", "reference"),  # fast (fused SDPA) is the default
         config={
             "num_layers": num_layers,
             "embed_dim": embed_dim,
