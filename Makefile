@@ -3,26 +3,39 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+EXTRAS := test,triton,onnx,openfold
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# Checkpoints to serve: WEIGHTS="esm2_t6_8M_UR50D=/path/esm2_t6_8M_UR50D.pt other=/path" (or BIONEMO_LITE_WEIGHTS).
+WEIGHTS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install serve test clean
+.PHONY: install serve test lock clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: the CPU build on local disk; a range would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,triton,onnx,openfold]"
+	# constraints.txt holds the exact versions CI resolved, so a clone next month installs the same.
+	$(PY) -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
 serve: install
-	$(VENV)/bin/bionemo-lite serve --host $(HOST) --port $(PORT)
+	$(VENV)/bin/bionemo-lite serve --host $(HOST) --port $(PORT) $(foreach w,$(WEIGHTS),--weights $(w))
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Re-resolve every dependency from pyproject.toml in a scratch venv and write the versions to constraints.txt.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q torch==2.13.0
+	.lock-venv/bin/python -m pip install -q -e ".[$(EXTRAS)]"
+	{ sed -n '1,2p' constraints.txt; .lock-venv/bin/python -m pip freeze --exclude-editable \
+	    | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .lock-venv
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .lock-venv .pytest_cache build *.egg-info
