@@ -110,8 +110,10 @@ def download_file(file: WeightFile, dest: Path, progress: bool = True, timeout: 
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
+    # A short connect timeout: behind a firewall that drops packets, "offline" shows in seconds, not minutes.
+    limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
     try:
-        with os.fdopen(fd, "wb") as out, httpx.stream("GET", file.url, follow_redirects=True, timeout=timeout) as resp:
+        with os.fdopen(fd, "wb") as out, httpx.stream("GET", file.url, follow_redirects=True, timeout=limits) as resp:
             if resp.status_code != 200:
                 raise DownloadError(f"GET {file.url} answered HTTP {resp.status_code}")
             total = int(resp.headers.get("content-length") or 0) or file.size_bytes
@@ -159,7 +161,8 @@ def pull(spec: ModelSpec, source_index: int | None = None, progress: bool = True
     if not existed and folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()  # leave no empty folder that looks like a cache entry
     # Chained, so a caller can show the root cause (e.g. the DNS error) without the whole story.
-    raise DownloadError(f"could not fetch weights for {spec.name!r} ({'; '.join(problems)}). {_how_to_get(spec)}") from last
+    message = f"could not fetch weights for {spec.name!r} ({'; '.join(problems)}). {_how_to_get(spec)}"
+    raise DownloadError(message) from last
 
 
 def _pull_source(spec: ModelSpec, source: WeightSource, folder: Path, progress: bool) -> Path:

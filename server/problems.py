@@ -108,7 +108,8 @@ def checkpoint_unreadable(spec: ModelSpec, given: str | None, error: CheckpointE
 
 def nothing_to_serve(default: ModelSpec | None) -> Problem:
     """No preload, no weights, an empty cache and no default model: what would give the service a model."""
-    detail = "no model to serve: no weights or preload were given, the weight cache is empty and default_model is off."
+    detail = ("no model to serve: no weights or preload were given, the weight cache is empty and "
+              "default_model is off (or no registered model).")
     if default is None:
         command = "bionemo-lite serve --weights NAME=/path/to/checkpoint"
         return Problem("", "no_model", None, f"{detail} Fix: restart the service with `{command}`.", (command,))

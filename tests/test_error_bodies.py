@@ -13,7 +13,8 @@ import pytest
 import server_fixtures
 from server_fixtures import running_server, uvicorn_factory, write_toy_weights
 
-TOY_FIX = ['make serve WEIGHTS="toy_broken=/path/to/broken.npz"', "bionemo-lite serve --weights toy_broken=/path/to/broken.npz"]
+TOY_FIX = ['make serve WEIGHTS="toy_broken=/path/to/broken.npz"',
+           "bionemo-lite serve --weights toy_broken=/path/to/broken.npz"]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,8 @@ def no_server_path(response: httpx.Response, server) -> None:
 def test_request_id_is_made_up_echoed_or_replaced(client):
     r = client.get("/v1/health/live")
     assert re.fullmatch(r"[0-9a-f]{32}", r.headers["x-request-id"])
-    assert client.get("/v1/health/live", headers={"X-Request-ID": "trace-42.a:b"}).headers["x-request-id"] == "trace-42.a:b"
+    echoed = client.get("/v1/health/live", headers={"X-Request-ID": "trace-42.a:b"})
+    assert echoed.headers["x-request-id"] == "trace-42.a:b"
     for insane in ("../../etc/passwd", "x" * 200, "<script>", "has space"):
         got = client.get("/v1/health/live", headers={"X-Request-ID": insane}).headers["x-request-id"]
         assert got != insane and re.fullmatch(r"[0-9a-f]{32}", got)

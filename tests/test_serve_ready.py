@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import bionemo_lite
+from bionemo_lite.registry import unregister
 from server_fixtures import free_port, numerics_toy_spec, register_toys, running_server, uvicorn_factory, \
     write_toy_weights
 from server.settings import DEFAULT_MODEL, Settings
@@ -92,14 +93,20 @@ def test_numerics_setting(monkeypatch):
         Settings(numerics="exact")
 
 
-def test_numerics_setting_reaches_the_loader(tmp_path, monkeypatch):
+@pytest.fixture
+def numerics_toy():
+    spec = bionemo_lite.register(numerics_toy_spec())
+    yield spec
+    unregister(spec.name)
+
+
+def test_numerics_setting_reaches_the_loader(tmp_path, monkeypatch, numerics_toy):
     """Settings(numerics=...) is what `bionemo-lite serve --numerics` sets; the loader must get it."""
     import asyncio
 
     from server.backends.inprocess import InProcessBackend
 
     monkeypatch.delenv("BIONEMO_LITE_NUMERICS", raising=False)
-    bionemo_lite.register(numerics_toy_spec())
     weights = {"toy_numerics": str(write_toy_weights(tmp_path / "toy.npz"))}
 
     async def loaded_numerics(numerics: str | None) -> str:
@@ -179,7 +186,8 @@ def test_cached_models_are_served_when_nothing_is_configured(tmp_path, files):
         listing = {m["name"]: m for m in httpx.get(f"{srv.base_url}/v1/models").json()["models"]}
     assert ready.status_code == 200
     assert listing["toy_encoder"]["loaded"] is True and listing["toy_encoder"]["problem"] is None
-    assert listing["toy_encoder_b"]["loaded"] is False and listing["toy_encoder_b"]["problem"]["reason"] == "weights_not_found"
+    other = listing["toy_encoder_b"]
+    assert other["loaded"] is False and other["problem"]["reason"] == "weights_not_found"
     assert www.gets == 0  # something is cached: the default model is not fetched
 
 

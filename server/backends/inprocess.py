@@ -4,7 +4,8 @@ Each model is loaded once, on its first request or in the background of
 start-up (see `server.preload`: the preload setting, the cached models, or the
 default model, downloaded first). Concurrent first requests share one load; a
 load that fails is not remembered, so a request after the weights have been put
-in place loads them (its reason is kept, for the listing and the readiness probe). Model calls run in worker threads so the event loop keeps answering
+in place loads them (why it failed is kept, for the listing and the readiness
+probe). Model calls run in worker threads so the event loop keeps answering
 (health checks, other models) while torch works, and a model runs one call at
 a time: its weights are shared and most plugins are not re-entrant.
 Concurrent ``embed`` requests are merged into one model call (see `batcher`).
@@ -288,6 +289,7 @@ class InProcessBackend(BackendBase):
             return Readiness("not_ready", "the service is " + ("shutting down" if self._closed else "starting"))
         loading: list[str] = []
         missing: list[Problem] = []
+        downloading = False
         for name in self._preload:
             state = self.pool.state(name)
             if state == "loaded":
@@ -297,7 +299,8 @@ class InProcessBackend(BackendBase):
                     and weights_available(get_spec(name), self.settings.weights.get(name)):
                 self._start_preload(name, download=False)
             if name in self._preloading:
-                loading.append(name if state != "downloading" else f"{name} (downloading its weights)")
+                loading.append(name)
+                downloading |= state == "downloading"
             else:
                 missing.append(problem or weights_missing(get_spec(name), self.settings.weights.get(name)))
         for name, path in self.settings.weights.items():
@@ -309,7 +312,8 @@ class InProcessBackend(BackendBase):
             return Readiness("not_ready", " ".join(p.detail for p in missing),
                              tuple(p.to_dict() for p in missing), tuple(loading))
         if loading:
-            return Readiness("loading", f"loading {', '.join(loading)}", (), tuple(loading))
+            note = " (downloading weights into the cache first)" if downloading else ""
+            return Readiness("loading", f"loading {', '.join(loading)}{note}", (), tuple(loading))
         return Readiness("ready")
 
     def model_facts(self, spec: ModelSpec) -> dict[str, Any]:
