@@ -32,6 +32,19 @@ def model_cache_dir(spec: ModelSpec) -> Path:
     return cache_home() / spec.name
 
 
+def pull_command(spec: ModelSpec) -> str | None:
+    """The command that downloads `spec`'s official weights, or None when it publishes none."""
+    return f"bionemo-lite weights pull {spec.name}" if spec.weights else None
+
+
+def weights_placeholder(spec: ModelSpec) -> str:
+    """What a user points ``--weights NAME=...`` at: the entry file of the first
+    source, or the model's folder (ending in ``/``) for directory checkpoints."""
+    if spec.weights and spec.weights[0].entry:
+        return spec.weights[0].entry
+    return f"{spec.name}/"
+
+
 def _how_to_get(spec: ModelSpec) -> str:
     if not spec.weights:
         return "This model publishes no weights; pass a checkpoint path with weights=... / --weights."
@@ -39,7 +52,7 @@ def _how_to_get(spec: ModelSpec) -> str:
     files = ", ".join(f.filename for f in src.files)
     where = src.homepage or src.files[0].url
     return (
-        f"Run `bionemo-lite weights pull {spec.name}` when online, or download {files} from {where} "
+        f"Run `{pull_command(spec)}` when online, or download {files} from {where} "
         f"into {model_cache_dir(spec)}, or pass the path (Python: weights=...; CLI: --weights PATH; "
         f"service: bionemo-lite serve --weights {spec.name}=PATH)."
     )
@@ -97,8 +110,10 @@ def download_file(file: WeightFile, dest: Path, progress: bool = True, timeout: 
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
+    # A short connect timeout: behind a firewall that drops packets, "offline" shows in seconds, not minutes.
+    limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
     try:
-        with os.fdopen(fd, "wb") as out, httpx.stream("GET", file.url, follow_redirects=True, timeout=timeout) as resp:
+        with os.fdopen(fd, "wb") as out, httpx.stream("GET", file.url, follow_redirects=True, timeout=limits) as resp:
             if resp.status_code != 200:
                 raise DownloadError(f"GET {file.url} answered HTTP {resp.status_code}")
             total = int(resp.headers.get("content-length") or 0) or file.size_bytes
@@ -135,15 +150,19 @@ def pull(spec: ModelSpec, source_index: int | None = None, progress: bool = True
     folder = model_cache_dir(spec)
     existed = folder.exists()
     problems: list[str] = []
+    last: DownloadError | None = None
     for index in indices:
         source = spec.weights[index]
         try:
             return _pull_source(spec, source, folder, progress)
         except DownloadError as exc:
             problems.append(f"{source.format}: {exc}")
+            last = exc
     if not existed and folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()  # leave no empty folder that looks like a cache entry
-    raise DownloadError(f"could not fetch weights for {spec.name!r} ({'; '.join(problems)}). {_how_to_get(spec)}")
+    # Chained, so a caller can show the root cause (e.g. the DNS error) without the whole story.
+    message = f"could not fetch weights for {spec.name!r} ({'; '.join(problems)}). {_how_to_get(spec)}"
+    raise DownloadError(message) from last
 
 
 def _pull_source(spec: ModelSpec, source: WeightSource, folder: Path, progress: bool) -> Path:

@@ -6,4 +6,7 @@
     routes/       one router per resource: health, models, embed, score, generate, fold, decode
     backends/     where models run: inprocess (default) or triton
     validation.py checks made before any model work; errors.py / limits.py: error answers, body limit
+    preload.py    which models load at start-up (preload, else the cache, else the default model)
+    problems.py   why a model cannot be served, without server paths, and the commands that fix it
+    request_id.py the X-Request-ID of every request, in error bodies and log lines
 """

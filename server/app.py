@@ -2,6 +2,10 @@
 
     uvicorn --factory server.app:create_app      # settings from BIONEMO_LITE_* variables
     bionemo-lite serve --weights esm2_t6_8M_UR50D=esm2_t6_8M_UR50D.pt
+
+The service answers at once; models named for start-up (`server.preload`) load in
+the background, and ``/v1/health/ready`` says 503 until they are loaded, naming
+any that cannot be and the command that fixes it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from bionemo_lite.registry import get_spec
 from .backends import make_backend
 from .errors import UnhandledErrors, install_error_handlers
 from .limits import BodySizeLimit
+from .preload import PreloadPlan, plan_preload
+from .problems import weights_missing
+from .request_id import RequestId
 from .responses import SafeJSONResponse
 from .routes import ROUTERS
 from .settings import Settings
@@ -35,7 +42,13 @@ def _check_names(settings: Settings) -> None:
         get_spec(name)  # UnknownModelError names close matches
     for name, path in settings.weights.items():
         if not Path(path).expanduser().exists():
-            logger.warning("weights for %s: %s does not exist; requests for it will answer 503", name, path)
+            logger.warning("not ready: %s [%s does not exist]", weights_missing(get_spec(name), path).detail, path)
+
+
+def _plan(settings: Settings) -> PreloadPlan:
+    if settings.backend != "inprocess":  # Triton holds the weights: nothing to fetch or find here
+        return PreloadPlan(tuple(settings.preload), source="preload")
+    return plan_preload(settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,12 +61,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings if settings is not None else Settings()
     _check_names(settings)
     backend = make_backend(settings)
+    plan = _plan(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            await backend.start(settings.preload)
-            logger.info("bionemo-lite ready (%s backend)", backend.kind)
+            await backend.start(plan.models, download=plan.download)
+            loading = f"; loading {', '.join(plan.models)} ({plan.source})" if plan.models else ""
+            logger.info("bionemo-lite answering (%s backend)%s", backend.kind, loading)
             yield
         finally:
             await backend.close()
@@ -69,7 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.backend = backend
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(UnhandledErrors)  # added last = outermost
+    app.add_middleware(UnhandledErrors)
+    app.add_middleware(RequestId)  # added last = outermost: every answer, a 500 included, carries the id
     for router in ROUTERS:
         app.include_router(router)
     return app

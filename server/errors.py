@@ -1,10 +1,12 @@
 """One JSON shape for every error, and the status code of each `bionemo_lite` error.
 
     {"error": "invalid_input", "detail": "record 'p1', position 4: invalid residue 'J' ...",
-     "record": "p1", "position": 4, "reason": "invalid residue 'J' ..."}
+     "record": "p1", "position": 4, "reason": "invalid residue 'J' ...", "request_id": "3f2a..."}
 
 User mistakes are 4xx, missing or unreadable weights and an unreachable
-Triton are 503 (the request may succeed later); only bugs are 500.
+Triton are 503 (the request may succeed later); only bugs are 500. Every body
+carries the request's id. 5xx bodies name no server path and a 500 tells
+nothing of the exception: the log has both, under the request id.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from bionemo_lite.errors import (
     WeightsNotFoundError,
 )
 
+from .problems import Problem, problem_of, redact_paths
+from .request_id import current_request_id
 from .responses import SafeJSONResponse
 from .schemas import ErrorBody
 
@@ -35,10 +39,13 @@ logger = logging.getLogger(__name__)
 
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
               413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request"}
+INTERNAL_ERROR = "unexpected error while answering this request; the server log has the details under this request_id"
 
 
 def error_response(status: int, error: str, detail: str, **extra: Any) -> SafeJSONResponse:
-    return SafeJSONResponse({"error": error, "detail": detail, **extra}, status_code=status)
+    """The JSON error answer, with the id of the request being answered."""
+    return SafeJSONResponse({"error": error, "detail": detail, **extra, "request_id": current_request_id()},
+                            status_code=status)
 
 
 def _status_and_body(exc: BionemoLiteError) -> tuple[int, str, dict[str, Any]]:
@@ -50,7 +57,7 @@ def _status_and_body(exc: BionemoLiteError) -> tuple[int, str, dict[str, Any]]:
     if isinstance(exc, UnsupportedVerbError):
         return 404, "unsupported_verb", {"model": exc.model, "verb": exc.verb, "verbs": sorted(exc.verbs)}
     if isinstance(exc, WeightsNotFoundError):
-        return 503, "weights_not_found", {"model": exc.model, "filename": exc.filename, "searched": exc.searched}
+        return 503, "weights_not_found", {"model": exc.model, "filename": exc.filename}
     if isinstance(exc, CheckpointError):
         return 503, "model_unavailable", {}
     if isinstance(exc, BackendUnavailableError):
@@ -60,12 +67,38 @@ def _status_and_body(exc: BionemoLiteError) -> tuple[int, str, dict[str, Any]]:
     return 400, "bad_request", {}
 
 
+def _model_problem(request: Request, exc: BionemoLiteError) -> Problem | None:
+    """The path-free account of a model that cannot be served, for weights and checkpoint errors."""
+    if isinstance(exc, WeightsNotFoundError):
+        name = exc.model
+    elif isinstance(exc, (CheckpointError, DownloadError)):
+        name = request.path_params.get("name")
+    else:
+        return None
+    settings = getattr(request.app.state, "settings", None)
+    given = settings.weights.get(name) if settings is not None and name else None
+    try:
+        return problem_of(name, exc, given) if name else None
+    except UnknownModelError:
+        return None
+
+
 async def bionemo_error(request: Request, exc: Exception) -> SafeJSONResponse:
     assert isinstance(exc, BionemoLiteError)
     status, code, extra = _status_and_body(exc)
+    detail = str(exc)
     if status >= 500:
-        logger.warning("%s %s -> %d %s: %s", request.method, request.url.path, status, code, exc)
-    return error_response(status, code, str(exc), **extra)
+        # The log keeps the paths; the client gets the model, the reason and the fix.
+        logger.warning("request %s: %s %s -> %d %s: %s", current_request_id(), request.method, request.url.path,
+                       status, code, exc)
+        problem = _model_problem(request, exc)
+        if problem is not None:
+            detail = problem.detail
+            named = {} if "filename" in extra else {"file": problem.file}
+            extra = {**extra, "model": problem.model, **named, "fix": list(problem.fix)}
+        else:
+            detail = redact_paths(detail)
+    return error_response(status, code, detail, **extra)
 
 
 def _location(loc: tuple[Any, ...]) -> str:
@@ -123,12 +156,13 @@ class UnhandledErrors:
         except Exception as exc:
             if started:  # half a response is out: nothing sensible can follow it
                 raise
-            logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            await error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")(scope, receive, send)
+            logger.exception("request %s: unhandled error on %s %s", current_request_id(), scope.get("method"),
+                             scope.get("path"))
+            await error_response(500, "internal_error", INTERNAL_ERROR)(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers; add `UnhandledErrors` as the outermost middleware separately."""
+    """Register the handlers; add `UnhandledErrors` (inside `RequestId`) as middleware separately."""
     app.add_exception_handler(BionemoLiteError, bionemo_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -11,7 +11,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .responses import SafeJSONResponse
+from .errors import error_response
 
 
 def _too_large(limit: int) -> str:
@@ -31,11 +31,8 @@ class BodySizeLimit:
             return
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = SafeJSONResponse(
-                {"error": "payload_too_large", "detail": _too_large(self.max_bytes), "limit": self.max_bytes},
-                status_code=413,
-                headers={"Connection": "close"},
-            )
+            response = error_response(413, "payload_too_large", _too_large(self.max_bytes), limit=self.max_bytes)
+            response.headers["Connection"] = "close"
             await response(scope, receive, send)
             return
 

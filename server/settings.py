@@ -3,6 +3,12 @@
     BIONEMO_LITE_WEIGHTS='esm2_t6_8M_UR50D=/models/esm2_t6_8M_UR50D.pt'   # or a JSON object
     BIONEMO_LITE_PRELOAD=esm2_t6_8M_UR50D                                  # or a JSON list
     BIONEMO_LITE_BACKEND=triton BIONEMO_LITE_TRITON_URL=127.0.0.1:8001
+    BIONEMO_LITE_NUMERICS=reference                                        # bit-exact ESM-2 (default: fast)
+    BIONEMO_LITE_DEFAULT_MODEL=off                                         # never download at start-up
+
+What is loaded at start-up: the `preload` list when given; else, when no
+`weights` are given either, every model in the weight cache; else, when the
+cache is empty too, `default_model`, downloaded into the cache first.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1 << 20
+DEFAULT_MODEL = "esm2_t6_8M_UR50D"  # 30 MB: small enough to fetch on a first start
+_OFF = {"", "off", "none", "no", "false", "0"}
 
 
 def _parse_mapping(value: Any) -> Any:
@@ -72,6 +80,12 @@ class Settings(BaseSettings):
         batch_window_ms: concurrent ``embed`` requests to one model with the same options that
             arrive within this many milliseconds are merged into one model call (0: never merged).
         max_batch_records: most records in one merged ``embed`` call.
+        numerics: ``"fast"`` or ``"reference"`` arithmetic for the families that offer both
+            (`bionemo_lite.load`'s ``numerics``); None keeps each family's default (fast).
+        default_model: the model downloaded (official URL, sha256-checked when published) and
+            served when nothing is configured and the weight cache is empty; ``off`` (or an
+            empty value) never downloads. Offline, the service starts anyway and the readiness
+            probe names the fix.
     """
 
     model_config = SettingsConfigDict(env_prefix="BIONEMO_LITE_", extra="forbid")
@@ -92,6 +106,8 @@ class Settings(BaseSettings):
     workers: int = Field(4, ge=1)
     batch_window_ms: float = Field(2.0, ge=0)
     max_batch_records: int = Field(256, ge=1)
+    numerics: Literal["fast", "reference"] | None = None
+    default_model: str | None = DEFAULT_MODEL
 
     @field_validator("weights", mode="before")
     @classmethod
@@ -102,6 +118,18 @@ class Settings(BaseSettings):
     @classmethod
     def _preload(cls, value: Any) -> Any:
         return _parse_names(value)
+
+    @field_validator("default_model", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip().lower() in _OFF else value
+
+    @field_validator("numerics", mode="before")
+    @classmethod
+    def _numerics(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip().lower() or None  # an empty variable means "not set", as in the core
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -91,6 +91,15 @@ class ServerProcess:
         self.stop()
         raise RuntimeError(f"server not live after {timeout} s:\n{self.log()}")
 
+    def wait_ready(self, timeout: float = 60.0) -> httpx.Response:
+        """Poll ``/v1/health/ready`` until it answers 200 (models preloaded in the background)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = httpx.get(f"{self.base_url}/v1/health/ready", timeout=5.0)
+            if r.status_code == 200 or time.monotonic() > deadline:
+                return r
+            time.sleep(0.1)
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -186,7 +195,8 @@ def register_toys() -> None:
         register(spec)
 
 
-def load_toy(spec: ModelSpec, path: Path, device: str = "cpu", dtype: str | None = None, **_: Any) -> BioModel:
+def load_toy(spec: ModelSpec, path: Path, device: str = "cpu", dtype: str | None = None,
+             numerics: str | None = None, **_: Any) -> BioModel:
     try:
         with np.load(path, allow_pickle=False) as data:
             table = np.array(data["table"], dtype=np.float32)
@@ -197,7 +207,9 @@ def load_toy(spec: ModelSpec, path: Path, device: str = "cpu", dtype: str | None
         with open(log, "a") as fh:
             fh.write(spec.name + "\n")
     kinds = {"encoder": ToyEncoder, "folder": ToyFolder, "smiles": ToySmiles}
-    return kinds[spec.config["kind"]](spec, table)
+    model = kinds[spec.config["kind"]](spec, table)
+    model.numerics = numerics
+    return model
 
 
 class ToyModel(BioModel):
@@ -232,8 +244,8 @@ class ToyEncoder(ToyModel):
                              tokens_per_batch=tokens_per_batch, extra_tokens=1)
 
     def score(self, inputs, method="pll", mutations=None, *, on_too_long="error"):
-        if method == "crash":
-            raise RuntimeError("toy plugin bug")  # a plugin bug, not a user error
+        if method == "crash":  # a plugin bug, not a user error; its message names a server path
+            raise RuntimeError(f"toy plugin bug reading {Path(__file__).resolve()}")
         if method != "pll":
             raise InvalidInputError(f"the toy model scores with 'pll' only, not {method!r}")
         records, truncated = prepare_proteins(inputs, self.max_length, on_too_long)
@@ -287,4 +299,30 @@ def toy_app():
     from server.app import create_app
 
     register_toys()
+    return create_app()
+
+
+def downloadable_toy_spec(url: str, sha256: str | None = None) -> ModelSpec:
+    """``toy_download``: a toy encoder whose official weights are at `url` (a test's own HTTP server)."""
+    source = WeightSource(format="npz", files=(WeightFile("toy.npz", url, sha256=sha256),), entry="toy.npz",
+                          homepage=url)
+    return ModelSpec(name="toy_download", family="toy", verbs=frozenset({"embed"}), loader="server_fixtures:load_toy",
+                     max_length=40, config={"kind": "encoder", "layers": TOY_LAYERS, "dim": TOY_DIM},
+                     license="test only", weights=(source,))
+
+
+def numerics_toy_spec() -> ModelSpec:
+    """``toy_numerics``: a toy encoder whose family offers two arithmetic modes, like ESM-2."""
+    return ModelSpec(name="toy_numerics", family="toy", verbs=frozenset({"embed"}), loader="server_fixtures:load_toy",
+                     max_length=40, config={"kind": "encoder", "layers": TOY_LAYERS, "dim": TOY_DIM},
+                     license="test only", weights=(_source(),), numerics=("fast", "reference"))
+
+
+def startup_toy_app():
+    """uvicorn factory: `toy_app` plus ``toy_download``, whose weights URL is ``$TOY_DOWNLOAD_URL``
+    (sha256 ``$TOY_DOWNLOAD_SHA256`` when set), for the start-up tests."""
+    from server.app import create_app
+
+    register_toys()
+    register(downloadable_toy_spec(os.environ["TOY_DOWNLOAD_URL"], os.environ.get("TOY_DOWNLOAD_SHA256") or None))
     return create_app()

@@ -45,6 +45,7 @@ def server(tmp_path_factory, toy_weights):
     }
     with running_server(uvicorn_factory("server_fixtures:toy_app"), env, tmp) as srv:
         srv.load_log = tmp / "loads.log"  # type: ignore[attr-defined]
+        assert srv.wait_ready().status_code == 200  # the preload runs in the background
         yield srv
 
 
@@ -97,13 +98,26 @@ def test_unknown_weights_name_fails_at_start(monkeypatch):
         create_app(Settings(weights={"toy_encodr": "/nowhere.npz"}))
 
 
-def test_failed_preload_stops_the_server(tmp_path):
+def test_missing_preload_keeps_the_server_not_ready(tmp_path):
+    """It used to stop the server; now the server answers and says what is missing and how to fix it."""
     register_toys()
     env = {"BIONEMO_LITE_HOME": str(tmp_path / "cache"), "BIONEMO_LITE_NO_PLUGINS": "1",
            "BIONEMO_LITE_PRELOAD": "toy_encoder_b"}
-    with pytest.raises(RuntimeError, match="weights for 'toy_encoder_b' not found"):
-        with running_server(uvicorn_factory("server_fixtures:toy_app"), env, tmp_path):
-            pass
+    with running_server(uvicorn_factory("server_fixtures:toy_app"), env, tmp_path) as srv:
+        probes = [httpx.get(f"{srv.base_url}/v1/health/ready") for _ in range(3)]
+        listing = {m["name"]: m for m in httpx.get(f"{srv.base_url}/v1/models").json()["models"]}
+        log = srv.log()
+    assert [p.status_code for p in probes] == [503] * 3
+    body = probes[-1].json()
+    fix = ["bionemo-lite weights pull toy_encoder_b", 'make serve WEIGHTS="toy_encoder_b=/path/to/toy.npz"',
+           "bionemo-lite serve --weights toy_encoder_b=/path/to/toy.npz"]
+    assert body["status"] == "not_ready" and body["loading"] == []
+    assert [(m["model"], m["file"], m["reason"], m["fix"]) for m in body["missing"]] == [
+        ("toy_encoder_b", "toy.npz", "weights_not_found", fix)]
+    assert "`bionemo-lite weights pull toy_encoder_b`" in body["detail"] and str(tmp_path) not in probes[-1].text
+    assert log.count(body["detail"]) == 1  # said once in the log, not once per probe
+    entry = listing["toy_encoder_b"]
+    assert entry["loaded"] is False and entry["state"] == "failed" and entry["problem"]["fix"] == fix
 
 
 # ---------------------------------------------------------------- health, catalogue, docs
@@ -268,7 +282,9 @@ def test_too_long_is_422_and_truncate_lists_it(client, python_toy):
 def test_plugin_bug_is_a_json_500_and_the_server_goes_on(client):
     r = client.post("/v1/models/toy_encoder/score", json={"sequences": ["MKT"], "method": "crash"})
     assert r.status_code == 500
-    assert r.json() == {"error": "internal_error", "detail": "RuntimeError: toy plugin bug"}
+    body = r.json()
+    assert body["error"] == "internal_error" and body["request_id"] == r.headers["x-request-id"]
+    assert "toy plugin bug" not in r.text  # the exception's text stays in the log (test_error_bodies.py)
     assert client.post("/v1/models/toy_encoder/score", json={"sequences": ["MKT"]}).status_code == 200
 
 

@@ -11,6 +11,7 @@ raises `bionemo_lite` errors for anything else (`InvalidInputError` -> 422,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bionemo_lite.errors import UnsupportedVerbError
@@ -23,6 +24,34 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """What the readiness probe answers.
+
+    Attributes:
+        status: ``"ready"``, ``"loading"`` (models still downloading or loading, none failed)
+            or ``"not_ready"``.
+        detail: one sentence; for models that cannot load it names each and its fix.
+        missing: `Problem.to_dict()` of each model that cannot be served (model, file, reason, fix).
+        loading: models still being downloaded or loaded.
+    """
+
+    status: str
+    detail: str | None = None
+    missing: tuple[dict[str, Any], ...] = ()
+    loading: tuple[str, ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+    def to_dict(self, backend: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": self.status, "backend": backend, "detail": self.detail}
+        if not self.ready:
+            body.update(missing=list(self.missing), loading=list(self.loading))
+        return body
+
+
 @runtime_checkable
 class Backend(Protocol):
     """The interface every backend implements (all calls are awaited on the event loop)."""
@@ -30,12 +59,17 @@ class Backend(Protocol):
     kind: str
     """``"inprocess"``, ``"triton"``, ... (shown by the readiness probe)."""
 
-    async def start(self, preload: Sequence[str] = ()) -> None:
-        """Get ready to serve; load `preload` now rather than on first use."""
+    async def start(self, preload: Sequence[str] = (), download: Sequence[str] = ()) -> None:
+        """Get ready to serve; load `preload` now rather than on first use (in the background
+        where loading takes a while), fetching those in `download` into the cache first if missing."""
         ...
 
     async def ready(self) -> bool:
         """True when requests can be answered (Triton: the server is reachable and live)."""
+        ...
+
+    async def readiness(self) -> Readiness:
+        """`ready` with the reasons: what is missing and how to fix it, what is still loading."""
         ...
 
     async def models(self) -> list[dict[str, Any]]:
@@ -88,11 +122,16 @@ class BackendBase:
     def __init__(self, settings: Settings):
         self.settings = settings
 
-    async def start(self, preload: Sequence[str] = ()) -> None:
+    async def start(self, preload: Sequence[str] = (), download: Sequence[str] = ()) -> None:
         return None
 
     async def ready(self) -> bool:
         return True
+
+    async def readiness(self) -> Readiness:
+        if await self.ready():
+            return Readiness("ready")
+        return Readiness("not_ready", f"the {self.kind} backend is not ready")
 
     def model_facts(self, spec: ModelSpec) -> dict[str, Any]:
         """Backend facts added to a model's listing entry."""

@@ -1,9 +1,11 @@
 """The default backend: models run in this process, on CPU or GPU.
 
-Each model is loaded once, on its first request (or at start-up with
-``preload``). Concurrent first requests share one load; a load that fails is
-not remembered, so a request after the weights have been put in place loads
-them. Model calls run in worker threads so the event loop keeps answering
+Each model is loaded once, on its first request or in the background of
+start-up (see `server.preload`: the preload setting, the cached models, or the
+default model, downloaded first). Concurrent first requests share one load; a
+load that fails is not remembered, so a request after the weights have been put
+in place loads them (why it failed is kept, for the listing and the readiness
+probe). Model calls run in worker threads so the event loop keeps answering
 (health checks, other models) while torch works, and a model runs one call at
 a time: its weights are shared and most plugins are not re-entrant.
 Concurrent ``embed`` requests are merged into one model call (see `batcher`).
@@ -17,17 +19,23 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 import bionemo_lite
-from bionemo_lite.model import BioModel
-from bionemo_lite.spec import ModelSpec
-
-from .base import BackendBase
-from .batcher import EmbedBatcher, run_group
 from bionemo_lite.binding import bind_options, verb_method
+from bionemo_lite.model import BioModel
+from bionemo_lite.registry import get_spec
+from bionemo_lite.spec import ModelSpec
+from bionemo_lite.weights import list_cached, pull, weights_available
+
+from ..preload import is_registered
+from ..problems import Problem, nothing_to_serve, problem_of, weights_missing
+from ..settings import DEFAULT_MODEL
+from .base import BackendBase, Readiness
+from .batcher import EmbedBatcher, run_group
 
 if TYPE_CHECKING:
     from ..schemas import DecodeRequest, EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest
@@ -48,6 +56,9 @@ class _Slot:
     # Held by the worker thread itself: a cancelled request frees `queue` while its
     # thread still runs, and the next call must still wait for it.
     running: threading.Lock = field(default_factory=threading.Lock)
+    downloading: bool = False
+    problem: Problem | None = None
+    """Why the last load failed; cleared by a successful one."""
 
 
 class ModelPool:
@@ -71,6 +82,21 @@ class ModelPool:
         slot = self._slots.get(name)
         return slot.loads if slot is not None else 0
 
+    def state(self, name: str) -> str:
+        """``"loaded"``, ``"downloading"``, ``"loading"``, ``"failed"`` (see `problem`) or ``"not_loaded"``."""
+        slot = self._slots.get(name)
+        if slot is None:
+            return "not_loaded"
+        if slot.model is not None:
+            return "loaded"
+        if slot.loading is not None:
+            return "downloading" if slot.downloading else "loading"
+        return "failed" if slot.problem is not None else "not_loaded"
+
+    def problem(self, name: str) -> Problem | None:
+        slot = self._slots.get(name)
+        return slot.problem if slot is not None else None
+
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
@@ -79,7 +105,7 @@ class ModelPool:
         settings = self._settings
         logger.info("loading %s on %s", name, settings.device)
         model = bionemo_lite.load(name, weights=settings.weights.get(name), device=settings.device,
-                                  dtype=settings.dtype)
+                                  dtype=settings.dtype, numerics=settings.numerics)
         logger.info("loaded %r", model)
         return model
 
@@ -91,22 +117,43 @@ class ModelPool:
         torch.set_num_threads(self._settings.torch_threads)
         self._torch_ready = True
 
-    async def _load_into(self, name: str, slot: _Slot) -> BioModel:
+    async def _load_into(self, name: str, slot: _Slot, download: bool) -> BioModel:
         try:
+            if download:
+                slot.downloading = True
+                await _in_daemon_thread(self._download, name)
+                slot.downloading = False
             model = await self._in_thread(self._load, name)
             slot.model = model
             slot.loads += 1
+            slot.problem = None
             return model
+        except Exception as exc:
+            slot.problem = problem_of(name, exc, self._settings.weights.get(name))
+            raise
         finally:
+            slot.downloading = False
             slot.loading = None
 
-    async def get(self, name: str) -> BioModel:
-        """The loaded model, loading it first if needed (one load however many callers wait)."""
+    def _download(self, name: str) -> None:
+        spec = get_spec(name)
+        if weights_available(spec, self._settings.weights.get(name)):
+            return
+        logger.info("downloading the weights of %s into the cache (once; later starts use the cache)", name)
+        logger.info("%s: downloaded to %s", name, pull(spec, progress=False))
+
+    async def get(self, name: str, download: bool = False) -> BioModel:
+        """The loaded model, loading it first if needed (one load however many callers wait).
+
+        Args:
+            download: when its weights are not there, fetch them into the cache first
+                (nothing is downloaded for requests; only the default model at start-up).
+        """
         slot = self._slot(name)
         if slot.model is not None:
             return slot.model
         if slot.loading is None:
-            slot.loading = asyncio.ensure_future(self._load_into(name, slot))
+            slot.loading = asyncio.ensure_future(self._load_into(name, slot, download))
             # Mark the error as seen even if every waiter went away.
             slot.loading.add_done_callback(lambda f: f.cancelled() or f.exception())
         # shield: a client that disconnects must not cancel the load the others wait for.
@@ -138,6 +185,34 @@ class ModelPool:
                 except Exception:  # closing one model must not keep the others open
                     logger.exception("closing %s failed", name)
                 slot.model = None
+
+
+async def _in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn` in a daemon thread: a download must not hold up the process's exit the way
+    executor threads (joined at exit) would."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as exc:  # handed to the awaiting coroutine
+            result, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop closed while we worked: nobody waits any more
+            pass
+
+    threading.Thread(target=work, name="bionemo-download", daemon=True).start()
+    return await done
 
 
 def embeddings_to_json(result: Any) -> dict[str, Any]:
@@ -173,18 +248,83 @@ class InProcessBackend(BackendBase):
         self.batcher = EmbedBatcher(settings.batch_window_ms / 1000.0, settings.max_batch_records)
         self._started = False
         self._closed = False
+        self._preload: tuple[str, ...] = ()
+        self._preloading: dict[str, asyncio.Task] = {}
 
-    async def start(self, preload: Sequence[str] = ()) -> None:
-        for name in preload:
-            await self.pool.get(name)
+    async def start(self, preload: Sequence[str] = (), download: Sequence[str] = ()) -> None:
+        """Start loading `preload` in the background and return at once: the service answers
+        (``/v1/health/ready`` says 503 "loading") while models download and load."""
+        self._preload = tuple(dict.fromkeys(preload))
+        for name in self._preload:
+            self._start_preload(name, download=name in download)
         self._started = True
 
+    def _start_preload(self, name: str, download: bool) -> None:
+        self._preloading[name] = asyncio.ensure_future(self._preload_one(name, download))
+
+    async def _preload_one(self, name: str, download: bool) -> None:
+        try:
+            await self.pool.get(name, download=download)
+        except Exception as exc:
+            problem = self.pool.problem(name)
+            # Said once per failed attempt, not per probe; the cause keeps the server paths.
+            logger.warning("not ready: %s [cause: %s: %s]", problem.detail if problem else name,
+                           type(exc).__name__, exc)
+            return
+        finally:
+            self._preloading.pop(name, None)
+        if all(self.pool.loaded(n) for n in self._preload):
+            logger.info("bionemo-lite ready: %s loaded", ", ".join(self._preload))
+
     async def ready(self) -> bool:
-        return self._started and not self._closed
+        return (await self.readiness()).ready
+
+    async def readiness(self) -> Readiness:
+        """Ready when every preloaded model is loaded and every file named in ``weights`` exists.
+
+        A preload that failed for want of weights is retried as soon as they are there
+        (after ``bionemo-lite weights pull``, say), without a restart.
+        """
+        if not self._started or self._closed:
+            return Readiness("not_ready", "the service is " + ("shutting down" if self._closed else "starting"))
+        loading: list[str] = []
+        missing: list[Problem] = []
+        downloading = False
+        for name in self._preload:
+            state = self.pool.state(name)
+            if state == "loaded":
+                continue
+            problem = self.pool.problem(name)
+            if name not in self._preloading and problem is not None and problem.reason == "weights_not_found" \
+                    and weights_available(get_spec(name), self.settings.weights.get(name)):
+                self._start_preload(name, download=False)
+            if name in self._preloading:
+                loading.append(name)
+                downloading |= state == "downloading"
+            else:
+                missing.append(problem or weights_missing(get_spec(name), self.settings.weights.get(name)))
+        for name, path in self.settings.weights.items():
+            if name not in self._preload and not Path(path).expanduser().exists():
+                missing.append(weights_missing(get_spec(name), path))
+        if not self._preload and not self.settings.weights and not any(map(is_registered, list_cached())):
+            missing.append(nothing_to_serve(get_spec(DEFAULT_MODEL) if is_registered(DEFAULT_MODEL) else None))
+        if missing:
+            return Readiness("not_ready", " ".join(p.detail for p in missing),
+                             tuple(p.to_dict() for p in missing), tuple(loading))
+        if loading:
+            note = " (downloading weights into the cache first)" if downloading else ""
+            return Readiness("loading", f"loading {', '.join(loading)}{note}", (), tuple(loading))
+        return Readiness("ready")
 
     def model_facts(self, spec: ModelSpec) -> dict[str, Any]:
         counters = self.batcher.counters(spec.name)
-        return {"loaded": self.pool.loaded(spec.name), "loads": self.pool.loads(spec.name),
+        state = self.pool.state(spec.name)
+        given = self.settings.weights.get(spec.name)
+        problem = self.pool.problem(spec.name) if state == "failed" else None
+        if problem is None and state == "not_loaded" and not weights_available(spec, given):
+            problem = weights_missing(spec, given)
+        return {"loaded": state == "loaded", "state": state, "loads": self.pool.loads(spec.name),
+                "problem": problem.to_dict() if problem is not None else None,
                 "batched_calls": counters.calls, "batched_requests": counters.requests}
 
     async def _call(self, name: str, verb: str, inputs: Any, options: dict[str, Any],
@@ -238,5 +378,7 @@ class InProcessBackend(BackendBase):
 
     async def close(self) -> None:
         self._closed = True
+        for task in list(self._preloading.values()):
+            task.cancel()
         await self.pool.close()
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -148,8 +148,10 @@ class TritonBackend(BackendBase):
             raise BackendUnavailableError(failures[0])
         raise BackendUnavailableError(f"no Triton replica could answer ({', '.join(self.urls)}): " + " | ".join(failures))
 
-    async def start(self, preload: Sequence[str] = ()) -> None:
-        """Check Triton once; start anyway when it is down (requests answer 503 until it is up)."""
+    async def start(self, preload: Sequence[str] = (), download: Sequence[str] = ()) -> None:
+        """Check Triton once; start anyway when it is down (requests answer 503 until it is up).
+
+        Triton holds the weights, so nothing is downloaded here (`download` is ignored)."""
         if not await self.ready():
             logger.warning("Triton at %s (%s) is not ready yet; requests will answer 503 until it is",
                            ", ".join(self.urls), self.protocol)

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from bionemo_lite.errors import BackendUnavailableError
 
+from ..backends.base import Readiness
 from ..deps import BackendDep
 from ..responses import SafeJSONResponse
 from ..schemas import Health
@@ -21,11 +22,11 @@ async def live() -> dict:
 
 @router.get("/ready", response_model=Health, responses={503: {"model": Health, "description": "Not ready."}})
 async def ready(backend: BackendDep) -> SafeJSONResponse:
-    """200 when the backend can answer requests, 503 otherwise (e.g. Triton unreachable)."""
+    """200 when every model loaded at start-up is loaded and the backend answers; 503 otherwise:
+    ``"loading"`` while models download or load, ``"not_ready"`` naming each missing model,
+    its file and the command that fixes it (or e.g. Triton unreachable)."""
     try:
-        ok = await backend.ready()
-        detail = None if ok else f"the {backend.kind} backend is not ready"
+        readiness = await backend.readiness()
     except BackendUnavailableError as exc:
-        ok, detail = False, str(exc)
-    body = {"status": "ready" if ok else "not_ready", "backend": backend.kind, "detail": detail}
-    return SafeJSONResponse(body, status_code=200 if ok else 503)
+        readiness = Readiness("not_ready", str(exc))
+    return SafeJSONResponse(readiness.to_dict(backend.kind), status_code=200 if readiness.ready else 503)
