@@ -20,6 +20,7 @@ from bionemo_lite.weights import weights_available
 
 if TYPE_CHECKING:
     from ..schemas import DecodeRequest, EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest
+    from ..schemas import ContactsRequest
     from ..settings import Settings
 
 
@@ -52,6 +53,10 @@ class Backend(Protocol):
 
     async def generate(self, name: str, request: GenerateRequest) -> dict[str, Any]:
         """`Generated.to_dict()`."""
+        ...
+
+    async def contacts(self, name: str, request: ContactsRequest) -> dict[str, Any]:
+        """``{"model": name, "contacts": [...]}``: per record, the [L, L] contact map as lists."""
         ...
 
     async def fold(self, name: str, request: FoldRequest) -> dict[str, Any]:
@@ -114,6 +119,9 @@ class BackendBase:
 
     async def generate(self, name: str, request: GenerateRequest) -> dict[str, Any]:
         raise self._not_served(name, "generate")
+
+    async def contacts(self, name: str, request: ContactsRequest) -> dict[str, Any]:
+        raise self._not_served(name, "contacts")
 
     async def fold(self, name: str, request: FoldRequest) -> dict[str, Any]:
         raise self._not_served(name, "fold")

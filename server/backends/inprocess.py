@@ -31,6 +31,7 @@ from bionemo_lite.binding import bind_options, verb_method
 
 if TYPE_CHECKING:
     from ..schemas import DecodeRequest, EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest
+    from ..schemas import ContactsRequest
     from ..settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -218,6 +219,10 @@ class InProcessBackend(BackendBase):
 
     async def generate(self, name: str, request: GenerateRequest) -> dict[str, Any]:
         return await self._call(name, "generate", request.records(), request.options())
+
+    async def contacts(self, name: str, request: ContactsRequest) -> dict[str, Any]:
+        options = {"on_too_long": "truncate" if request.truncate else None}
+        return {"model": name, "contacts": await self._call(name, "contacts", request.records(), options)}
 
     async def fold(self, name: str, request: FoldRequest) -> dict[str, Any]:
         return await self._call(name, "fold", request.sequence, request.options())
