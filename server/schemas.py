@@ -25,7 +25,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from bionemo_lite.records import Record, as_records
 
 MAX_ID_LENGTH = 256
-# Below this, logits / temperature overflow float32 (log-probabilities reach about -100 per token).
+# Log-probabilities divided by a temperature near 0 overflow float32 (1e-40 was a 500). Below 1e-3 sampling
+# is already the arg-max (a 0.01-nat gap becomes 10 nats), so the bound takes nothing away.
 MIN_TEMPERATURE = 1e-3
 
 ArrayFormat = Literal["json", "npz", "h5"]
@@ -40,9 +41,27 @@ FORMAT_DESCRIPTION = (
 
 class StrictBody(BaseModel):
     """JSON values as written: no 0/1 for booleans, no ``true`` or ``"3"`` for numbers, finite
-    numbers only, and no keys that are not fields."""
+    numbers only, and no keys that are not fields (all named at once, with the ones it takes)."""
 
     model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if cls.model_config.get("extra") != "forbid" or not isinstance(data, dict):
+            return data
+        known = [key for name, info in cls.model_fields.items() for key in _keys(name, info.validation_alias)]
+        unknown = [repr(k) for k in data if k not in known]
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
+        return data
+
+
+def _keys(name: str, alias: Any) -> list[str]:
+    """The JSON keys of a field: its name, or its alias choices."""
+    if isinstance(alias, AliasChoices):
+        return [c for c in alias.choices if isinstance(c, str)]
+    return [alias] if isinstance(alias, str) else [name]
 
 
 class FamilyOptionsBody(StrictBody):
@@ -288,7 +307,7 @@ class DecodeRequest(FamilyOptionsBody):
     (e.g. ``method``, ``beam_size``) pass through."""
 
     hiddens: list[list[list[float]]] = Field(min_length=1, description="[B, T, D] encoder hidden states (finite).")
-    # 0/1 too: masks are often integer arrays (BioNeMo's own are), and here they are data, not an option.
+    # 0/1 too: masks are often integer arrays (numpy, torch), and here they are data, not an option.
     mask: list[list[bool | Literal[0, 1]]] = Field(min_length=1, description="[B, T], true (or 1) on real tokens.")
 
     @model_validator(mode="after")

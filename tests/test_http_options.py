@@ -118,6 +118,13 @@ def test_unknown_keys_are_refused_on_every_route(client, route, value):
     refused(post(client, route, bogus_option=value), "bogus_option")
 
 
+def test_unknown_keys_are_named_together_with_the_known_ones(client):
+    r = post(client, "toy_encoder/embed", poolin="mean", layers=[1])
+    refused(r, "'poolin', 'layers'", "known keys: sequences, smis, layer, pooling")
+    r = post(client, "toy_encoder/score", sequences=[{"id": "a", "sequence": "MKT", "name": "x"}])
+    refused(r, "'name'", "known keys: id, sequence")
+
+
 def test_unknown_family_options_are_named_together_with_the_accepted_ones(client):
     r = post(client, "toy_encoder/generate", temprature=0.5, radius=2)
     refused(r, "'temprature', 'radius'", "it accepts: num_samples, temperature, top_k, seed")
