@@ -3,6 +3,17 @@
 Field names are the ones BioNeMo users know: ``sequences`` in, ``embeddings``
 out; ``smis`` and ``num_molecules`` (MolMIM) are accepted as aliases;
 ``hiddens`` + ``mask`` for decoding; ``generated`` for new molecules.
+
+Every request body is strict JSON: booleans are ``true``/``false`` (not 0/1),
+integers are integers (not ``true`` or ``"3"``), numbers are finite (no
+``NaN``/``Infinity``), and a key that is not a field is refused. Routes whose
+family options pass through (generate, fold, decode) refuse the keys the
+model's verb does not take, and check their values against its annotations
+(`bionemo_lite.binding.bind_options`).
+
+Array answers can travel compactly: ``format: "npz" | "h5"`` (embed,
+contacts) answers a file in which every JSON array is an array of the same
+name (`server.payloads`); fold has ``pae_format``.
 """
 
 from __future__ import annotations
@@ -14,12 +25,65 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from bionemo_lite.records import Record, as_records
 
 MAX_ID_LENGTH = 256
+# Log-probabilities divided by a temperature near 0 overflow float32 (1e-40 was a 500). Below 1e-3 sampling
+# is already the arg-max (a 0.01-nat gap becomes 10 nats), so the bound takes nothing away.
+MIN_TEMPERATURE = 1e-3
+
+ArrayFormat = Literal["json", "npz", "h5"]
+FORMAT_DESCRIPTION = (
+    '"json" (default), or a file: "npz" (numpy: `np.load(io.BytesIO(body))`) or "h5" (HDF5: '
+    '`h5py.File(io.BytesIO(body))`). In a file every JSON array is an array of the same name (`ids`, `lengths`, '
+    '...); a list of per-record arrays of different lengths becomes one array per record, `NAME/{i}` (i = the '
+    'index of the record in `ids`); `by_layer/{L}` holds layer L. The other fields are the JSON text `metadata` '
+    '(npz: UTF-8 bytes, `json.loads(f["metadata"].item())`; h5: the root attribute `metadata`).'
+)
 
 
-class SequenceItem(BaseModel):
+class StrictBody(BaseModel):
+    """JSON values as written: no 0/1 for booleans, no ``true`` or ``"3"`` for numbers, finite
+    numbers only, and no keys that are not fields (all named at once, with the ones it takes)."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if cls.model_config.get("extra") != "forbid" or not isinstance(data, dict):
+            return data
+        known = [key for name, info in cls.model_fields.items() for key in _keys(name, info.validation_alias)]
+        unknown = [repr(k) for k in data if k not in known]
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
+        return data
+
+
+def _keys(name: str, alias: Any) -> list[str]:
+    """The JSON keys of a field: its name, or its alias choices."""
+    if isinstance(alias, AliasChoices):
+        return [c for c in alias.choices if isinstance(c, str)]
+    return [alias] if isinstance(alias, str) else [name]
+
+
+class FamilyOptionsBody(StrictBody):
+    """A body whose other keys are the model's own options, bound to its verb by `bind_options`
+    (which refuses the keys the verb does not take and values of the wrong type)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="after")
+    def _no_null_family_options(self) -> FamilyOptionsBody:
+        nulls = sorted(k for k, v in (self.model_extra or {}).items() if v is None)
+        if nulls:
+            # A null would be dropped as "unset" before the model sees its name: a typo would pass.
+            raise ValueError(f"option(s) {', '.join(nulls)} set to null: leave an option out to get its default")
+        return self
+
+    def family_options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SequenceItem(StrictBody):
     """A record with an explicit id."""
-
-    model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, description="Record id, unique in the request.")
     sequence: str = Field(description="Residues (one-letter codes) or a SMILES string.")
@@ -28,7 +92,7 @@ class SequenceItem(BaseModel):
 SequenceEntry = str | SequenceItem
 
 
-class RecordsRequest(BaseModel):
+class RecordsRequest(StrictBody):
     """A request carrying several records; plain strings get their 0-based index as id."""
 
     sequences: list[SequenceEntry] = Field(
@@ -48,7 +112,6 @@ class RecordsRequest(BaseModel):
 
 class EmbedRequest(RecordsRequest):
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={"examples": [{"sequences": ["MKTAYIAKQR", {"id": "p2", "sequence": "GSHMLE"}],
                                           "layer": -1, "pooling": "mean"}]},
     )
@@ -61,6 +124,9 @@ class EmbedRequest(RecordsRequest):
         description="Also return BioNeMo's `hiddens` [N, T, D] (per-token states of the first layer, zero-padded) "
         "and `mask` [N, T] (true on real tokens), e.g. to send to `/decode`.",
     )
+    format: ArrayFormat = Field("json", description=FORMAT_DESCRIPTION + " Embeddings: `embeddings` [N, D] (pooled) "
+                                "or `embeddings/{i}` [L_i, D] (per_residue); several layers: `by_layer/{L}` "
+                                "(`by_layer/{L}/{i}`); with include_hiddens also `hiddens` and `mask`.")
 
     @field_validator("layer")
     @classmethod
@@ -71,24 +137,31 @@ class EmbedRequest(RecordsRequest):
 
 
 class EmbedResponse(BaseModel):
+    """One layer: ``embeddings`` and ``layer``. Several layers: ``by_layer`` alone (no copy of any
+    layer at the top level)."""
+
     model: str
     ids: list[str]
-    embeddings: list[Any] = Field(description="[N, D] (pooled) or N arrays [L_i, D] (per_residue), first layer.")
+    embeddings: list[Any] | None = Field(
+        None, description="One layer requested: [N, D] (pooled) or N arrays [L_i, D] (per_residue). "
+                          "Absent when several layers were requested (see by_layer).")
     dim: int
-    layer: int = Field(description="The first returned layer, as an absolute index.")
-    layers: list[int]
-    by_layer: dict[str, list[Any]] | None = Field(None, description="Every requested layer, when several.")
+    layer: int | None = Field(None, description="One layer requested: its absolute index. Absent with several.")
+    layers: list[int] = Field(description="The returned layers, as absolute indices (0 = embedding layer).")
+    by_layer: dict[str, list[Any]] | None = Field(
+        None, description="Several layers requested: each one's embeddings (shaped as `embeddings`), keyed by its "
+                          "absolute index as a string. Absent with one layer.")
     pooling: str
     lengths: list[int]
     truncated: list[str] = Field(description="Ids of records cut to the model's maximum length.")
     errors: list[dict[str, Any]] = Field(description="Records that failed alone (e.g. out of memory), with the reason.")
-    hiddens: list[Any] | None = Field(None, description="[N, T, D] per-token states, zero-padded (include_hiddens).")
+    hiddens: list[Any] | None = Field(
+        None, description="[N, T, D] per-token states of the first requested layer, zero-padded (include_hiddens).")
     mask: list[list[bool]] | None = Field(None, description="[N, T], true on real tokens (include_hiddens).")
 
 
 class ScoreRequest(RecordsRequest):
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={"examples": [{"sequences": ["MKTAYIAKQR"], "method": "masked_marginals",
                                           "mutations": ["K2A", "T3G:A4C"]}]},
     )
@@ -108,11 +181,26 @@ class ScoreResponse(BaseModel):
     errors: list[dict[str, Any]]
 
 
-class GenerateRequest(RecordsRequest):
+class ContactsRequest(RecordsRequest):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"sequences": ["MKTAYIAKQRQISFVKSHFSRQ"]}]})
+
+    truncate: bool = Field(False, description="Cut records longer than the model's maximum instead of refusing them.")
+    format: ArrayFormat = Field("json", description=FORMAT_DESCRIPTION + " Contacts: `contacts/{i}` [L_i, L_i].")
+
+
+class ContactsResponse(BaseModel):
+    model: str
+    ids: list[str]
+    contacts: list[list[list[float]]] = Field(
+        description="Per record, the [L, L] contact probabilities between residues (fair-esm's return_contacts).")
+    lengths: list[int] = Field(description="Residues per record, after truncation.")
+    truncated: list[str] = Field(description="Ids of records cut to the model's maximum length.")
+
+
+class GenerateRequest(RecordsRequest, FamilyOptionsBody):
     """Seeds plus sampling options; family options (e.g. ``scaled_radius``, ``method``) pass through."""
 
     model_config = ConfigDict(
-        extra="allow",
         json_schema_extra={"examples": [{"sequences": ["MKT<mask>YIA<mask>QR"], "num_samples": 2,
                                           "temperature": 1.0, "top_k": 5, "seed": 0}]},
     )
@@ -121,15 +209,26 @@ class GenerateRequest(RecordsRequest):
         None, ge=1, le=100, validation_alias=AliasChoices("num_samples", "num_molecules"),
         description='Samples per seed. Alias: "num_molecules".',
     )
-    temperature: float | None = Field(None, gt=0)
-    top_k: int | None = Field(None, ge=1)
-    seed: int | None = None
+    temperature: float | None = Field(
+        None, json_schema_extra={"minimum": MIN_TEMPERATURE},
+        description=f"Softmax temperature, at least {MIN_TEMPERATURE}: below it the scaled logits overflow "
+                    "(for the most likely choice use top_k=1).")
+    top_k: int | None = Field(None, ge=1, description="Sample among the k most likely tokens.")
+    seed: int | None = Field(None, ge=0, description="Makes the samples reproducible.")
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature_the_logits_survive(cls, value: float | None) -> float | None:
+        if value is not None and value < MIN_TEMPERATURE:
+            raise ValueError(f"must be at least {MIN_TEMPERATURE}, got {value!r}: below it the logits divided by "
+                             "the temperature overflow (for the most likely token use top_k=1)")
+        return value
 
     def options(self) -> dict[str, Any]:
         """The sampling options that were set, family options included."""
         known = {"num_samples": self.num_samples, "temperature": self.temperature, "top_k": self.top_k,
                  "seed": self.seed}
-        return {**{k: v for k, v in known.items() if v is not None}, **(self.model_extra or {})}
+        return {**{k: v for k, v in known.items() if v is not None}, **self.family_options()}
 
 
 class GeneratedItem(BaseModel):
@@ -147,11 +246,10 @@ class GenerateResponse(BaseModel):
     errors: list[dict[str, Any]]
 
 
-class FoldRequest(BaseModel):
+class FoldRequest(FamilyOptionsBody):
     """One structure request; chains of a complex are joined with ``:``."""
 
     model_config = ConfigDict(
-        extra="allow",
         json_schema_extra={"examples": [{"sequence": "MKTAYIAKQRQISFVKSHFSRQ", "format": "pdb"}]},
     )
 
@@ -162,12 +260,29 @@ class FoldRequest(BaseModel):
     format: Literal["pdb", "mmcif"] = Field("pdb", description="Structure text to return.")
     num_recycles: int | None = Field(None, ge=0, le=64)
     chunk_size: int | None = Field(None, ge=1, description="Smaller chunks use less memory on long sequences.")
+    pae_format: Literal["json", "npz", "base64_float16"] = Field(
+        "json",
+        description='How the answer carries PAE [L, L] (about 18 MB of JSON at 1,000 residues): "json" (nested '
+                    'lists), "base64_float16" (in the JSON, `pae` becomes {"dtype": "float16", "shape": [L, L], '
+                    '"data": base64 of the little-endian row-major values}: 2 bytes a value, about 3 digits) or '
+                    '"npz" (the whole answer as a numpy file: `pae` and `plddt` float32 arrays, the structure '
+                    'text as UTF-8 bytes under `pdb` or `mmcif`, the other fields in `metadata`, as for the format '
+                    'of embed). '
+                    "An Accept header asking for the bare PDB / mmCIF file wins over it.")
 
     def options(self) -> dict[str, Any]:
         """Model options that were set (the output format is the server's business)."""
         known = {"id": self.id, "num_recycles": self.num_recycles, "chunk_size": self.chunk_size,
                  "alignments": self.alignments, "ligands": self.ligands or None}
-        return {**{k: v for k, v in known.items() if v is not None}, **(self.model_extra or {})}
+        return {**{k: v for k, v in known.items() if v is not None}, **self.family_options()}
+
+
+class EncodedArray(BaseModel):
+    """An array as base64 text: ``np.frombuffer(base64.b64decode(data), "<f2").reshape(shape)``."""
+
+    dtype: Literal["float16"]
+    shape: list[int]
+    data: str = Field(description="base64 of the little-endian, row-major (C order) values.")
 
 
 class FoldResponse(BaseModel):
@@ -184,16 +299,16 @@ class FoldResponse(BaseModel):
     mean_plddt: float | None
     ptm: float | None
     iptm: float | None
-    pae: list[list[float]] | None
+    pae: list[list[float]] | EncodedArray | None = Field(description="[L, L] in Angstrom (see pae_format).")
 
 
-class DecodeRequest(BaseModel):
-    """Encoder hidden states back to sequences (MegaMolBART ``hidden_to_smis``)."""
+class DecodeRequest(FamilyOptionsBody):
+    """Encoder hidden states back to sequences (MegaMolBART ``hidden_to_smis``); family options
+    (e.g. ``method``, ``beam_size``) pass through."""
 
-    model_config = ConfigDict(extra="allow")
-
-    hiddens: list[list[list[float]]] = Field(min_length=1, description="[B, T, D] encoder hidden states.")
-    mask: list[list[bool | int]] = Field(min_length=1, description="[B, T], true (1) on real tokens.")
+    hiddens: list[list[list[float]]] = Field(min_length=1, description="[B, T, D] encoder hidden states (finite).")
+    # 0/1 too: masks are often integer arrays (numpy, torch), and here they are data, not an option.
+    mask: list[list[bool | Literal[0, 1]]] = Field(min_length=1, description="[B, T], true (or 1) on real tokens.")
 
     @model_validator(mode="after")
     def _shapes(self) -> DecodeRequest:
@@ -209,7 +324,7 @@ class DecodeRequest(BaseModel):
         return self
 
     def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
+        return self.family_options()
 
 
 class DecodeResponse(BaseModel):

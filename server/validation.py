@@ -25,11 +25,16 @@ def check_count(count: int, max_sequences: int) -> None:
         )
 
 
-def check_proteins(spec: ModelSpec, records: Sequence[Record], truncate: bool) -> None:
-    """Residues and lengths of protein records: the core's `prepare_proteins`, as the model itself runs it."""
+def check_proteins(spec: ModelSpec, records: Sequence[Record], truncate: bool) -> tuple[list[Record], list[str]]:
+    """Residues and lengths of protein records: the core's `prepare_proteins`, as the model itself runs it.
+
+    Returns:
+        The records as the model will see them (cleaned, cut under `truncate`) and the ids that
+        were cut; SMILES records unchanged (they need the model's own parser) and no ids.
+    """
     if spec.input_kind != "protein":
-        return  # SMILES need the model's own parser
-    prepare_proteins(list(records), spec.max_length, "truncate" if truncate else "error")
+        return list(records), []
+    return prepare_proteins(list(records), spec.max_length, "truncate" if truncate else "error")
 
 
 def chain_names(count: int) -> list[str]:

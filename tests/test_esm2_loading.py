@@ -43,7 +43,7 @@ def test_all_six_variants_registered_with_their_configs():
     assert [s.name for s in specs()] == list(PUBLISHED)  # smallest first
     for name, (layers, dim, heads) in PUBLISHED.items():
         spec = bl.get_spec(name)
-        assert spec.family == "esm2" and spec.verbs == {"embed", "score", "generate"}
+        assert spec.family == "esm2" and spec.verbs == {"embed", "score", "generate", "contacts"}
         assert spec.input_kind == "protein" and spec.max_length == 1022 and spec.license == "MIT"
         assert dict(spec.config) == {
             "num_layers": layers, "embed_dim": dim, "attention_heads": heads, "ffn_dim": 4 * dim,

@@ -348,7 +348,7 @@ def test_seeds_are_cleaned_like_every_protein_input(fair_model):
 
 def test_model_has_the_verb_protocols(fair_model):
     assert isinstance(fair_model, bl.Embedder) and isinstance(fair_model, bl.Scorer)
-    assert isinstance(fair_model, bl.Generator) and set(fair_model.verbs) == {"embed", "score", "generate"}
+    assert isinstance(fair_model, bl.Generator) and set(fair_model.verbs) == {"embed", "score", "generate", "contacts"}
 
 
 def test_tokenize_layout(fair_model, fair_ref):

@@ -8,6 +8,7 @@ score (log-likelihoods) and the error answers for SMILES input.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -193,6 +194,31 @@ def test_generate_limits_and_bad_options(client):
     assert radius.status_code == 422 and "scaled_radius" in radius.json()["detail"]
     unknown = client.post(f"/v1/models/{NAME}/generate", json={**GENERATE, "colour": "blue"})
     assert unknown.status_code == 422 and "'colour'" in unknown.json()["detail"]
+
+
+@pytest.mark.parametrize("option, value, why", [
+    ("scaled_radius", "abc", "valid number"),  # reached the model as a str: a 500
+    ("top_p", "0.9", "valid number"),
+    ("beam_size", "5", "valid integer"),
+    ("canonicalize", 0, "valid boolean"),
+    ("on_invalid", "ignore", "'error' or 'skip'"),
+])
+def test_generate_family_options_are_checked_against_the_verb(client, option, value, why):
+    r = client.post(f"/v1/models/{NAME}/generate", json={**GENERATE, option: value})
+    assert r.status_code == 422, r.text
+    assert f"option {option!r}" in r.json()["detail"] and why in r.json()["detail"]
+
+
+def test_non_finite_family_options_are_refused(client, model):
+    body = json.dumps({**GENERATE, "scaled_radius": 1.0}).replace('"scaled_radius": 1.0', '"scaled_radius": Infinity')
+    r = client.post(f"/v1/models/{NAME}/generate", content=body.encode(), headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "option 'scaled_radius'" in r.json()["detail"], r.text
+    assert "finite number" in r.json()["detail"]
+    hiddens, mask = model.encode(["CCO"])
+    body = json.dumps({"hiddens": hiddens.tolist(), "mask": mask.tolist(), "method": "beam", "length_penalty": 0.5})
+    body = body.replace('"length_penalty": 0.5', '"length_penalty": NaN')
+    r = client.post(f"/v1/models/{NAME}/decode", content=body.encode(), headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "option 'length_penalty'" in r.json()["detail"], r.text
 
 
 # ---------------------------------------------------------------- score

@@ -16,7 +16,7 @@ from bionemo_lite import ModelSpec, UnknownModelError
 from bionemo_lite.registry import import_string, plugin_errors
 from bionemo_lite.spec import CORE_VERBS
 
-FAMILY_EXTRA_VERBS = {"decode"}
+FAMILY_EXTRA_VERBS = {"decode", "contacts"}
 ALL_SPECS = bl.list_models()
 
 

@@ -147,7 +147,7 @@ def test_models_listing(client):
 
 def test_openapi_and_docs(client):
     spec = client.get("/openapi.json").json()
-    for verb in ("embed", "score", "generate", "fold", "decode"):
+    for verb in ("embed", "score", "generate", "fold", "decode", "contacts"):
         op = spec["paths"][f"/v1/models/{{name}}/{verb}"]["post"]
         assert op["summary"] and op["description"]  # the route's docstring line
         assert {"404", "422", "503"} <= set(op["responses"])
@@ -319,7 +319,10 @@ def test_embed_several_layers(client, python_toy):
     expected = python_toy.embed(["MKT", "GG"], layer=[0, -1])
     for layer in (0, 2):
         np.testing.assert_allclose(np.array(body["by_layer"][str(layer)]), expected.by_layer[layer], atol=1e-6, rtol=0)
-    np.testing.assert_allclose(np.array(body["embeddings"]), expected.by_layer[0], atol=1e-6, rtol=0)
+    assert "embeddings" not in body and "layer" not in body  # no layer travels twice
+    one = client.post("/v1/models/toy_encoder/embed", json={"sequences": ["MKT", "GG"], "layer": [-1]}).json()
+    assert one["layer"] == 2 and "by_layer" not in one
+    np.testing.assert_allclose(np.array(one["embeddings"]), expected.by_layer[2], atol=1e-6, rtol=0)
     r = client.post("/v1/models/toy_encoder/embed", json={"sequences": ["MKT"], "layer": 5})
     assert r.status_code == 422 and "layer 5" in r.json()["detail"]
 

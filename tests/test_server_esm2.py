@@ -177,3 +177,42 @@ def test_embed_include_hiddens_gives_padded_states_and_mask(client, model):
         assert not h[~m].any()  # padding is zeros
     plain = client.post(f"/v1/models/{NAME}/embed", json={"sequences": SEQS}).json()
     assert "hiddens" not in plain and "mask" not in plain  # only on request: they are large
+
+
+def test_generate_options_are_refused_before_sampling(client):
+    seed = {"sequences": ["MKT<mask>YIA<mask>QR"], "seed": 1}
+    tiny = client.post(f"/v1/models/{NAME}/generate", json={**seed, "temperature": 1e-40})  # overflowed: a 500
+    assert tiny.status_code == 422 and "temperature" in tiny.json()["detail"] and "0.001" in tiny.json()["detail"]
+    order = client.post(f"/v1/models/{NAME}/generate", json={**seed, "order": 1})
+    assert order.status_code == 422 and "option 'order'" in order.json()["detail"], order.text
+    unknown = client.post(f"/v1/models/{NAME}/generate", json={**seed, "ordre": None})
+    assert unknown.status_code == 422 and "ordre" in unknown.json()["detail"]
+    ok = client.post(f"/v1/models/{NAME}/generate", json={**seed, "temperature": 0.001, "order": "left_to_right"})
+    assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize("fmt", ["npz", "h5"])
+def test_per_residue_embeddings_as_a_file_equal_the_json(client, model, fmt):
+    import io
+
+    import h5py
+
+    request = {"sequences": SEQS, "pooling": "per_residue"}
+    as_json = client.post(f"/v1/models/{NAME}/embed", json=request)
+    as_file = client.post(f"/v1/models/{NAME}/embed", json={**request, "format": fmt})
+    media = {"npz": "application/x-npz", "h5": "application/x-hdf5"}[fmt]
+    assert as_file.status_code == 200 and as_file.headers["content-type"] == media
+    if fmt == "npz":
+        data = np.load(io.BytesIO(as_file.content), allow_pickle=False)
+        ids, arrays = list(data["ids"]), [data[f"embeddings/{i}"] for i in range(len(SEQS))]
+    else:
+        with h5py.File(io.BytesIO(as_file.content), "r") as h5:
+            ids, arrays = list(h5["ids"].asstr()), [h5[f"embeddings/{i}"][()] for i in range(len(SEQS))]
+    assert ids == as_json.json()["ids"] == ["p1", "p2", "p3"]
+    expected = model.embed(PAIRS, pooling="per_residue").embeddings
+    for got, rows, want in zip(arrays, as_json.json()["embeddings"], expected):
+        np.testing.assert_array_equal(got, np.asarray(rows, np.float32))  # the same float32 values as the JSON
+        np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+    residues, dim = sum(len(s["sequence"]) for s in SEQS), model.embed(PAIRS).dim
+    print(f"\nESM-2 per-residue embeddings ({residues} x {dim} float32): JSON {len(as_json.content)} B, "
+          f"{fmt} {len(as_file.content)} B")

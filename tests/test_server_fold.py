@@ -124,3 +124,32 @@ def test_complex_json_and_bare_mmcif(client, weights):
 def test_bad_complexes_are_422(client, sequence, reason):
     r = client.post(f"/v1/models/{NAME}/fold", json={"sequence": sequence})
     assert r.status_code == 422 and reason in r.json()["detail"], r.text
+
+
+def test_pae_as_base64_float16_and_as_npz_equal_the_json(client, expected):
+    import base64
+    import io
+
+    as_json = client.post(f"/v1/models/{NAME}/fold", json={"sequence": SEQ})
+    half = client.post(f"/v1/models/{NAME}/fold", json={"sequence": SEQ, "pae_format": "base64_float16"})
+    as_npz = client.post(f"/v1/models/{NAME}/fold", json={"sequence": SEQ, "pae_format": "npz"})
+    assert as_json.status_code == half.status_code == as_npz.status_code == 200, (half.text, as_npz.text)
+    reference = np.asarray(as_json.json()["pae"], np.float32)
+    pae = half.json()["pae"]
+    assert pae["dtype"] == "float16" and pae["shape"] == [len(SEQ), len(SEQ)]
+    got = np.frombuffer(base64.b64decode(pae["data"]), "<f2").reshape(pae["shape"])
+    np.testing.assert_allclose(got, reference, rtol=2 ** -11, atol=0)  # float16 keeps 11 significant bits
+    assert half.json()["pdb"] == as_json.json()["pdb"] and half.json()["plddt"] == as_json.json()["plddt"]
+
+    assert as_npz.headers["content-type"] == "application/x-npz"
+    data = np.load(io.BytesIO(as_npz.content), allow_pickle=False)
+    np.testing.assert_array_equal(data["pae"], reference)
+    np.testing.assert_allclose(data["pae"], expected.pae, atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(data["plddt"], np.asarray(as_json.json()["plddt"], np.float32))
+    assert data["pdb"].item().decode() == as_json.json()["pdb"]
+    meta = json.loads(data["metadata"].item())
+    assert meta["ptm"] == as_json.json()["ptm"] and meta["chains"] == ["A"] and meta["format"] == "pdb"
+    pae_json = len(json.dumps(as_json.json()["pae"], separators=(",", ":")))
+    print(f"\nESMFold answer, {len(SEQ)} residues: JSON {len(as_json.content)} B (PAE {pae_json} B), "
+          f"base64_float16 {len(half.content)} B (PAE {len(pae['data'])} B), npz {len(as_npz.content)} B "
+          f"(PAE {data['pae'].nbytes} B)")

@@ -68,7 +68,7 @@ def _spec(name: str, num_layers: int, embed_dim: int, attention_heads: int) -> M
     return ModelSpec(
         name=name,
         family=FAMILY,
-        verbs=frozenset({"embed", "score", "generate"}),
+        verbs=frozenset({"embed", "score", "generate", "contacts"}),
         loader=LOADER,
         input_kind="protein",
         max_length=MAX_RESIDUES,

@@ -21,6 +21,7 @@ from bionemo_lite.weights import weights_available
 
 if TYPE_CHECKING:
     from ..schemas import DecodeRequest, EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest
+    from ..schemas import ContactsRequest
     from ..settings import Settings
 
 
@@ -88,6 +89,10 @@ class Backend(Protocol):
         """`Generated.to_dict()`."""
         ...
 
+    async def contacts(self, name: str, request: ContactsRequest) -> dict[str, Any]:
+        """``{"model": name, "contacts": [...]}``: per record, the [L, L] contact map as lists."""
+        ...
+
     async def fold(self, name: str, request: FoldRequest) -> dict[str, Any]:
         """`Structure.to_dict()` with both PDB and mmCIF text when the model has them."""
         ...
@@ -153,6 +158,9 @@ class BackendBase:
 
     async def generate(self, name: str, request: GenerateRequest) -> dict[str, Any]:
         raise self._not_served(name, "generate")
+
+    async def contacts(self, name: str, request: ContactsRequest) -> dict[str, Any]:
+        raise self._not_served(name, "contacts")
 
     async def fold(self, name: str, request: FoldRequest) -> dict[str, Any]:
         raise self._not_served(name, "fold")

@@ -39,6 +39,7 @@ from .batcher import EmbedBatcher, run_group
 
 if TYPE_CHECKING:
     from ..schemas import DecodeRequest, EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest
+    from ..schemas import ContactsRequest
     from ..settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -358,6 +359,10 @@ class InProcessBackend(BackendBase):
 
     async def generate(self, name: str, request: GenerateRequest) -> dict[str, Any]:
         return await self._call(name, "generate", request.records(), request.options())
+
+    async def contacts(self, name: str, request: ContactsRequest) -> dict[str, Any]:
+        options = {"on_too_long": "truncate" if request.truncate else None}
+        return {"model": name, "contacts": await self._call(name, "contacts", request.records(), options)}
 
     async def fold(self, name: str, request: FoldRequest) -> dict[str, Any]:
         return await self._call(name, "fold", request.sequence, request.options())

@@ -1,4 +1,4 @@
-"""``POST /v1/models/{name}/embed``."""
+"""``POST /v1/models/{name}/embed``: JSON, or the arrays as an ``.npz`` / ``.h5`` file (``format``)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import numpy as np
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from bionemo_lite.spec import ModelSpec
+from bionemo_lite.triton.protocol import PER_POSITION_POOLINGS
 
 from ..deps import BackendDep, SettingsDep, model_with
 from ..errors import ERROR_RESPONSES
+from ..payloads import file_content_types, file_response, metadata_without, per_record, stacked, strings
 from ..responses import json_response
 from ..schemas import EmbedRequest, EmbedResponse
 from ..validation import check_count, check_proteins
@@ -20,7 +23,12 @@ from ..validation import check_count, check_proteins
 router = APIRouter(tags=["embed"])
 
 
-@router.post("/v1/models/{name}/embed", response_model=EmbedResponse, responses=ERROR_RESPONSES)
+@router.post(
+    "/v1/models/{name}/embed",
+    response_model=EmbedResponse,
+    responses={**ERROR_RESPONSES, 200: {"content": file_content_types(),
+                                        "description": 'JSON, or a file with "format": "npz" or "h5".'}},
+)
 async def embed(
     body: EmbedRequest,
     spec: Annotated[ModelSpec, Depends(model_with("embed"))],
@@ -30,10 +38,50 @@ async def embed(
     """Embed sequences: one vector per record (mean or BOS pooling) or one per residue, from any layer."""
     check_count(len(body.sequences), settings.max_sequences)
     check_proteins(spec, body.records(), truncate=body.truncate)
-    result = await backend.embed(spec.name, body)
+    result = one_layout(await backend.embed(spec.name, body))
     if body.include_hiddens:
         result.update(await _hiddens(backend, spec.name, body))
-    return await json_response(result)
+    if body.format == "json":
+        return await json_response(result)
+    arrays = await run_in_threadpool(embedding_arrays, result)  # lists to arrays: CPU work, off the loop
+    metadata = metadata_without(result, *arrays, "embeddings", "by_layer")
+    return await file_response(arrays, metadata, body.format, f"{spec.name}-embeddings")
+
+
+def one_layout(result: dict[str, Any]) -> dict[str, Any]:
+    """One layer: ``embeddings`` + ``layer``; several: ``by_layer`` alone, so no layer travels twice."""
+    out = dict(result)
+    if len(out["layers"]) > 1:
+        out.pop("embeddings", None)
+        out.pop("layer", None)
+    else:
+        out.pop("by_layer", None)
+    return out
+
+
+def embedding_arrays(result: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of an embed answer under their file paths (see `server.payloads`)."""
+    per_residue = result["pooling"] in PER_POSITION_POOLINGS
+    dim = int(result["dim"])
+
+    def layer_arrays(name: str, values: list[Any]) -> dict[str, np.ndarray]:
+        return per_record(name, values) if per_residue else {name: stacked(values, dim)}
+
+    arrays: dict[str, np.ndarray] = {
+        "ids": strings(result["ids"]),
+        "lengths": np.asarray(result["lengths"], dtype=np.int64),
+        "layers": np.asarray(result["layers"], dtype=np.int64),
+    }
+    if "by_layer" in result:
+        for layer, values in result["by_layer"].items():
+            arrays.update(layer_arrays(f"by_layer/{layer}", values))
+    else:
+        arrays.update(layer_arrays("embeddings", result["embeddings"]))
+    if "hiddens" in result:
+        empty = not result["ids"]  # [] has no shape to give: [0, 0, D]
+        arrays["hiddens"] = np.zeros((0, 0, dim), np.float32) if empty else np.asarray(result["hiddens"], np.float32)
+        arrays["mask"] = np.zeros((0, 0), bool) if empty else np.asarray(result["mask"], bool)
+    return arrays
 
 
 async def _hiddens(backend: BackendDep, name: str, body: EmbedRequest) -> dict[str, Any]:
