@@ -441,6 +441,7 @@ BAD_GENERATE_OPTIONS = [
     ({"max_rounds": 2.0}, "max_rounds must be an integer in 1..20, got 2.0"),
     ({"tokens_per_batch": 0}, "tokens_per_batch must be a positive number of tokens, got 0"),
     ({"canonicalize": 0}, "canonicalize must be true or false, got 0"),
+    ({"canonicalize": "false"}, "canonicalize must be true or false, got 'false'"),
     ({"method": "annealing"}, "method must be one of greedy-perturbate, topkp-perturbate, beam-search-perturbate"),
 ]
 

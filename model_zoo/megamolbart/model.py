@@ -27,7 +27,7 @@ from bionemo_lite.batching import check_tokens_per_batch, run_batches, token_bud
 from bionemo_lite.encoding import check_pooling, resolve_layers
 from bionemo_lite.errors import BionemoLiteError, InvalidInputError
 from bionemo_lite.model import BioModel
-from bionemo_lite.options import check_float, check_int
+from bionemo_lite.options import check_bool, check_float, check_int
 from bionemo_lite.records import Inputs, LengthPolicy, Record, as_records
 from bionemo_lite.results import Embeddings, Generated, GeneratedRecord, RecordError, Scores
 from bionemo_lite.spec import ModelSpec
@@ -151,6 +151,7 @@ class MegaMolBARTModel(BioModel):
             raise InvalidInputError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
         if on_too_long not in ("error", "truncate"):
             raise InvalidInputError(f"on_too_long must be 'error' or 'truncate', got {on_too_long!r}")
+        canonicalize = check_bool("canonicalize", canonicalize)
         records: list[Record] = []
         token_ids: list[list[int]] = []
         truncated: list[str] = []
@@ -472,20 +473,15 @@ class MegaMolBARTModel(BioModel):
         plan = plan_sampling(
             method=method, num_molecules=num_molecules, scaled_radius=scaled_radius, top_k=top_k, top_p=top_p,
             temperature=temperature, beam_size=beam_size, seed=seed, max_length=max_length, max_rounds=max_rounds,
-            tokens_per_batch=tokens_per_batch, canonicalize=canonicalize,
-            vocab_size=len(self.tokenizer.allowed_output_ids()), positions=self.max_length,
+            tokens_per_batch=tokens_per_batch, vocab_size=len(self.tokenizer.allowed_output_ids()),
+            positions=self.max_length,
         )
         records, token_ids, _, errors = self._tokens(
-            inputs, canonicalize=plan.canonicalize, on_invalid=on_invalid, limit=self.max_length - 1
+            inputs, canonicalize=canonicalize, on_invalid=on_invalid, limit=self.max_length - 1
         )
         last = self.num_layers
         per = self._encode_records(token_ids, (last,), tokens_per_batch) if token_ids else {}
         out = [self._harvest(rec, per[i][last].float().cpu(), plan, tokens_per_batch) for i, rec in enumerate(records)]
-        for rec in out:
-            if rec.stats["shortfall"]:
-                logger.info("%s: %d of %d molecules found for record %r in %d rounds (%d samples)", self.name,
-                            rec.stats["unique"], rec.stats["requested"], rec.id, rec.stats["rounds"],
-                            rec.stats["samples"])
         return Generated(model=self.name, records=out, errors=errors)
 
     def _harvest(
@@ -515,6 +511,9 @@ class MegaMolBARTModel(BioModel):
             harvest.add_round([(self.tokenizer.decode(ids), score) for ids, score in decoded])
             if harvest.complete:
                 break
+        if not harvest.complete:
+            logger.info("%s: %d of %d molecules found for record %r in %d rounds (%d samples)", self.name,
+                        len(harvest.best), harvest.wanted, rec.id, harvest.rounds, harvest.samples)
         return harvest.record(rec.id)
 
     # ----- score ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from bionemo_lite import chem
 from bionemo_lite.batching import check_tokens_per_batch
 from bionemo_lite.errors import InvalidInputError
-from bionemo_lite.options import check_bool, check_float, check_int, check_seed, check_temperature
+from bionemo_lite.options import check_float, check_int, check_seed, check_temperature
 from bionemo_lite.results import GeneratedRecord
 
 GENERATE_METHODS: tuple[str, ...] = ("greedy-perturbate", "topkp-perturbate", "beam-search-perturbate")
@@ -47,7 +47,6 @@ class SamplingPlan:
     seed: int | None
     max_length: int | None
     max_rounds: int
-    canonicalize: bool
 
     @property
     def deterministic(self) -> bool:
@@ -68,7 +67,6 @@ def plan_sampling(
     max_length: object,
     max_rounds: object,
     tokens_per_batch: object,
-    canonicalize: object,
     vocab_size: int,
     positions: int,
 ) -> SamplingPlan:
@@ -95,7 +93,6 @@ def plan_sampling(
         seed=check_seed(seed),
         max_length=None if max_length is None else check_int("max_length", max_length, low=1, high=positions),
         max_rounds=check_int("max_rounds", max_rounds, low=1, high=MAX_ROUNDS),
-        canonicalize=check_bool("canonicalize", canonicalize),
     )
 
 
