@@ -13,9 +13,9 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import CheckpointError, DownloadError, InvalidInputError, WeightsNotFoundError
 from .spec import ModelSpec, WeightFile, WeightSource
@@ -182,18 +182,46 @@ def _pull_source(spec: ModelSpec, source: WeightSource, folder: Path, progress: 
     return found
 
 
-def safe_torch_load(path: Path, allowed_globals: Iterable[Any] = (), mmap: bool = False) -> Any:
+def _torch_reason(exc: BaseException) -> str:
+    """The part of torch's message that says what is wrong with the file.
+
+    ``weights_only`` failures come with several paragraphs advising
+    ``weights_only=False``, which is exactly what must not be done with an
+    untrusted file; keep the unpickler's own words.
+    """
+    text = str(exc).strip()
+    if text.startswith("Weights only load failed"):
+        text = text.split("Check the documentation of torch.load", 1)[0]
+        marker = "WeightsUnpickler error:"
+        text = text.split(marker, 1)[1] if marker in text else text.split("\n\n", 1)[-1]
+    text = " ".join(text.split())
+    return text or f"{type(exc).__name__} (empty or cut-off file?)"
+
+
+def safe_torch_load(
+    path: Path | BinaryIO, allowed_globals: Iterable[Any] = (), mmap: bool = False, *, name: str | None = None
+) -> Any:
     """`torch.load` that never unpickles arbitrary objects.
 
     Only tensors, containers and the classes in `allowed_globals` (e.g.
     ``argparse.Namespace`` for official ESM-2 files) are accepted. With
     `mmap`, tensors stay on disk until used, so a plugin can drop parts of a
     large checkpoint (a T5 decoder, say) without reading them into memory.
+
+    Args:
+        path: a file, or an open binary stream (a member read out of an archive).
+        name: what error messages call the file (default: `path`), e.g.
+            ``"model.nemo: model_weights.ckpt"`` for a stream.
+
+    Raises:
+        CheckpointError: naming the file: not a torch checkpoint, cut off, or
+            holding objects other than tensors and the allowed classes.
     """
     import pickle
 
     import torch
 
+    shown = name or str(path)
     try:
         with torch.serialization.safe_globals(list(allowed_globals)):
             try:
@@ -205,12 +233,41 @@ def safe_torch_load(path: Path, allowed_globals: Iterable[Any] = (), mmap: bool 
                 return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "unsupported global" not in str(exc).lower():  # torch says this for any non-allow-listed class
-            raise CheckpointError(f"{path}: not a readable torch checkpoint: {exc}") from exc
+            raise CheckpointError(f"{shown}: not a readable torch checkpoint: {_torch_reason(exc)}") from exc
         raise CheckpointError(
-            f"{path}: refused to unpickle (only tensors and allow-listed types are loaded): {exc}"
+            f"{shown}: refused to unpickle (only tensors and allow-listed types are loaded): {_torch_reason(exc)}"
         ) from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint: {exc}") from exc
+    except Exception as exc:  # untrusted bytes: torch fails with IndexError, KeyError, EOFError... on junk
+        raise CheckpointError(f"{shown}: not a readable torch checkpoint: {_torch_reason(exc)}") from exc
+
+
+def _from_safetensors(path: Path, read: Callable[[Any], Any]) -> Any:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return read(fh)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from exc
+
+
+def read_safetensors(path: Path, keep: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    """The tensors of a ``.safetensors`` file (those whose name `keep` accepts; all by default).
+
+    Raises:
+        CheckpointError: naming the file, when it is not a complete safetensors file.
+    """
+    return _from_safetensors(path, lambda fh: {k: fh.get_tensor(k) for k in fh.keys() if keep is None or keep(k)})
+
+
+def check_safetensors(path: Path) -> list[str]:
+    """The tensor names of a ``.safetensors`` file, reading only its header.
+
+    Raises:
+        CheckpointError: naming the file, when the header is unreadable or does not
+            cover the file (random bytes, a cut-off download, another format).
+    """
+    return _from_safetensors(path, lambda fh: list(fh.keys()))
 
 
 def resolve_dtype(dtype: str | None, device: str, default_gpu: str = "float16") -> "Any":

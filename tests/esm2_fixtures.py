@@ -48,7 +48,14 @@ def _one_thread(one_torch_thread):
 
 @pytest.fixture(scope="session")
 def fair_model(esm2_fair_checkpoint):
+    """The tiny fair-esm checkpoint loaded as users get it (``numerics="fast"``, the default)."""
     return load_quietly(esm2_fair_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def reference_model(esm2_fair_checkpoint):
+    """The same checkpoint with ``numerics="reference"``: fair-esm's arithmetic, for the bit-exact parity tests."""
+    return load_quietly(esm2_fair_checkpoint, numerics="reference")
 
 
 @pytest.fixture(scope="session")
@@ -135,4 +142,5 @@ def max_diff(a, b) -> float:
 __all__ = [
     "ESM2_NAME", "PARITY_TOL", "SEQUENCES", "_one_thread", "fair_log_probs", "fair_marginal", "fair_model", "fair_pll",
     "fair_ref", "fair_run", "fair_tokens", "hf_model", "hf_ref", "hf_run", "load_quietly", "max_diff",
+    "reference_model",
 ]  # fmt: skip

@@ -18,6 +18,7 @@ import torch
 import bionemo_lite as bl
 from bionemo_lite.errors import CheckpointError, WeightsNotFoundError
 from checkpoints import random_fair_esm2
+from corrupt_files import DAMAGES, assert_refused, damage
 from esm2_fixtures import *  # noqa: F403  (fixtures and reference helpers)
 from esm2_fixtures import ESM2_NAME, PARITY_TOL, SEQUENCES, load_quietly, max_diff
 from model_zoo.esm2 import count_parameters, specs
@@ -272,6 +273,34 @@ def test_arbitrary_pickles_are_refused(tmp_path):
         load_quietly(path)
 
 
+def _damaged_copy(target: str, esm2_fair_checkpoint: Path, esm2_hf_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of a tiny checkpoint and the file of it to damage."""
+    if target in ("fair-esm .pt", "contact regression"):
+        folder = _hf_copy(esm2_fair_checkpoint.parent, tmp_path / "fair")
+        weights = folder / esm2_fair_checkpoint.name
+        return weights, weights if target == "fair-esm .pt" else folder / f"{ESM2_NAME}-contact-regression.pt"
+    folder = _hf_copy(esm2_hf_dir, tmp_path / "hf")
+    if target == "hf pytorch_model.bin":
+        from safetensors.torch import load_file
+
+        torch.save(load_file(str(folder / "model.safetensors")), folder / "pytorch_model.bin")
+        (folder / "model.safetensors").unlink()
+        return folder, folder / "pytorch_model.bin"
+    return folder, folder / "model.safetensors"
+
+
+@pytest.mark.parametrize("target", ["fair-esm .pt", "contact regression", "hf model.safetensors",
+                                    "hf pytorch_model.bin"])
+@pytest.mark.parametrize("kind", DAMAGES)
+def test_damaged_or_malicious_files_are_checkpoint_errors_naming_them(
+    esm2_fair_checkpoint, esm2_hf_dir, tmp_path, target, kind
+):
+    weights, file = _damaged_copy(target, esm2_fair_checkpoint, esm2_hf_dir, tmp_path)
+    damage(file, kind, tmp_path / "code-ran")
+    error = assert_refused(lambda: load_quietly(weights), file, tmp_path / "code-ran")
+    assert "weights_only=False" not in str(error) and "weights_only` set to `False`" not in str(error)
+
+
 @pytest.mark.parametrize(
     "change, match",
     [
@@ -300,8 +329,18 @@ def test_hf_folder_without_weights(esm2_hf_dir, tmp_path):
 # ------------------------------------------------------------------ dtype and export
 
 
+def test_numerics_default_to_fast_with_reference_on_request(esm2_fair_checkpoint, fair_model, monkeypatch):
+    assert fair_model.dtype == "float32" and fair_model.network.numerics == "fast"
+    assert load_quietly(esm2_fair_checkpoint, numerics="reference").network.numerics == "reference"
+    monkeypatch.setenv("BIONEMO_LITE_NUMERICS", "reference")  # the server's switch
+    assert load_quietly(esm2_fair_checkpoint).network.numerics == "reference"
+    assert load_quietly(esm2_fair_checkpoint, numerics="fast").network.numerics == "fast"  # the argument wins
+    with pytest.raises(bl.InvalidInputError, match="numerics must be one of fast, reference"):
+        load_quietly(esm2_fair_checkpoint, numerics="exact")
+
+
 def test_dtype_choice(esm2_fair_checkpoint, fair_model):
-    assert fair_model.dtype == "float32" and fair_model.network.numerics == "reference"
+    assert fair_model.dtype == "float32"
     half = load_quietly(esm2_fair_checkpoint, dtype="bfloat16")
     assert half.dtype == "bfloat16" and half.network.numerics == "fast"
     assert all(p.dtype == torch.bfloat16 for p in half.network.parameters())

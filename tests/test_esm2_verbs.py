@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 import pytest
@@ -324,6 +325,52 @@ def test_generate_order_and_top_k(fair_model, fair_ref):
 def test_generate_rejects_bad_input(fair_model, kwargs, match):
     with pytest.raises(InvalidInputError, match=match):
         fair_model.generate(**kwargs)
+
+
+TEMPERATURES = "temperature must be a finite number in [0.001, 100.0]"
+BAD_SAMPLING = [
+    ({"temperature": 1e-40}, f"{TEMPERATURES}, got 1e-40"),  # logits / 1e-40 overflowed to inf, then NaN
+    ({"temperature": 1e-4}, f"{TEMPERATURES}, got 0.0001"),
+    ({"temperature": 0}, f"{TEMPERATURES}, got 0.0"),
+    ({"temperature": -1.0}, f"{TEMPERATURES}, got -1.0"),
+    ({"temperature": float("inf")}, f"{TEMPERATURES}, got inf"),
+    ({"temperature": float("nan")}, f"{TEMPERATURES}, got nan"),
+    ({"temperature": 1e3}, f"{TEMPERATURES}, got 1000.0"),
+    ({"temperature": "hot"}, f"{TEMPERATURES}, got 'hot'"),
+    ({"temperature": True}, f"{TEMPERATURES}, got True"),
+    ({"top_k": 21}, "top_k must be an integer in 1..20, got 21"),
+    ({"top_k": 2.5}, "top_k must be an integer in 1..20, got 2.5"),
+    ({"top_k": True}, "top_k must be an integer in 1..20, got True"),
+    ({"num_samples": 1001}, "num_samples must be an integer in 1..1000, got 1001"),
+    ({"num_samples": 2.0}, "num_samples must be an integer in 1..1000, got 2.0"),
+    ({"num_samples": "3"}, "num_samples must be an integer in 1..1000, got '3'"),
+    ({"seed": True}, "seed must be an integer >= 0, got True"),
+    ({"seed": 1.5}, "seed must be an integer >= 0, got 1.5"),
+    ({"tokens_per_batch": 0}, "tokens_per_batch must be a positive number of tokens, got 0"),
+]
+
+
+@pytest.mark.parametrize("options, message", BAD_SAMPLING, ids=[m for _, m in BAD_SAMPLING])
+def test_generate_sampling_options_are_checked_before_any_work(fair_model, options, message):
+    # The seed has a bad residue: an option error proves the options were checked first.
+    with pytest.raises(InvalidInputError, match=re.escape(message)) as err:
+        fair_model.generate("MK<mask>J", **options)
+    assert err.value.record is None
+
+
+def test_lowest_temperature_samples_the_most_likely_residue(fair_model, fair_ref):
+    """At the floor (0.001) sampling is greedy wherever the top two residues differ by 0.1 nats or more."""
+    seed = "MKT<mask>AYIAK"
+    model, alphabet = fair_ref
+    tokens = alphabet.get_batch_converter()([("s", "MKTAAYIAK")])[2]
+    tokens[0, 4] = alphabet.mask_idx
+    with torch.no_grad():
+        logits = model(tokens)["logits"][0, 4]
+    top = sorted((float(logits[alphabet.get_idx(c)]) for c in STANDARD_AMINO_ACIDS), reverse=True)
+    assert top[0] - top[1] > 0.1  # precondition on these random weights
+    greedy = fair_model.generate(seed, num_samples=1, top_k=1, seed=0).records[0].generated
+    coldest = fair_model.generate(seed, num_samples=8, temperature=1e-3, seed=0).records[0].generated
+    assert coldest == greedy * 8
 
 
 def test_generate_error_position_counts_mask_as_one_residue(fair_model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import torch
 import bionemo_lite as bl
 from bionemo_lite.errors import CheckpointError, InvalidInputError
 from bionemo_lite.structures import ATOM37_NAMES, parse_structure
+from corrupt_files import DAMAGES, assert_refused, damage
 from esmfold_fixtures import write_tiny_esmfold_dir
 from model_zoo.esmfold.inputs import CHAIN_LINKER, RESIDUE_INDEX_OFFSET, encode
 
@@ -147,6 +149,53 @@ def test_missing_or_mismatched_weights(tiny_dir, tmp_path):
     with pytest.raises(CheckpointError, match="missing"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bl.load("esmfold_v1", weights=wrong)
+
+
+@pytest.fixture(scope="module")
+def tiny_bin_dir(tiny_dir, tmp_path_factory):
+    """The same weights as ``pytorch_model.bin`` (facebook/esmfold_v1's layout)."""
+    from safetensors.torch import load_file
+
+    folder = tmp_path_factory.mktemp("esmfold_bin") / "esmfold_tiny"
+    folder.mkdir()
+    (folder / "config.json").write_text((tiny_dir / "config.json").read_text())
+    torch.save(load_file(str(tiny_dir / "model.safetensors")), folder / "pytorch_model.bin")
+    return folder
+
+
+@pytest.mark.parametrize("weights", ["pytorch_model.bin", "model.safetensors"])
+@pytest.mark.parametrize("kind", DAMAGES)
+def test_damaged_or_malicious_weights_are_checkpoint_errors_naming_the_file(
+    tiny_dir, tiny_bin_dir, tmp_path, weights, kind
+):
+    """transformers raised its own errors (UnpicklingError, EOFError, SafetensorError): HTTP 500."""
+    folder = shutil.copytree(tiny_bin_dir if weights.endswith(".bin") else tiny_dir, tmp_path / "esmfold")
+    damaged = damage(folder / weights, kind, tmp_path / "code-ran")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert_refused(lambda: bl.load("esmfold_v1", weights=folder), damaged, tmp_path / "code-ran")
+
+
+def test_bin_weights_load_as_the_safetensors_ones(model, tiny_bin_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from_bin = bl.load("esmfold_v1", weights=tiny_bin_dir)
+    np.testing.assert_array_equal(from_bin.predict("MKTAYIAK").positions, model.predict("MKTAYIAK").positions)
+
+
+def test_shard_index_naming_a_missing_shard_is_a_checkpoint_error(tiny_dir, tmp_path):
+    folder = tmp_path / "sharded"
+    folder.mkdir()
+    (folder / "config.json").write_text((tiny_dir / "config.json").read_text())
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"esm.embeddings.word_embeddings.weight": "model-00001.safetensors"}}))
+    with pytest.raises(CheckpointError, match="model-00001.safetensors"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bl.load("esmfold_v1", weights=folder)
+    index.write_text("{not json")
+    with pytest.raises(CheckpointError, match="not a readable shard index"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bl.load("esmfold_v1", weights=folder)
 
 
 # ------------------------------------------------------------------ parity with transformers
@@ -296,11 +345,14 @@ def test_num_recycles_and_chunk_size(model):
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"num_recycles": -1}, "num_recycles must be between 0 and 64"),
-    ({"num_recycles": 1000}, "num_recycles must be between 0 and 64"),
-    ({"num_recycles": True}, "num_recycles must be an integer"),
-    ({"chunk_size": -4}, "chunk_size must be >= 0"),
-    ({"chunk_size": 2.5}, "chunk_size must be an integer"),
+    ({"num_recycles": -1}, r"num_recycles must be an integer in 0\.\.64, got -1"),
+    ({"num_recycles": 1000}, r"num_recycles must be an integer in 0\.\.64, got 1000"),
+    ({"num_recycles": True}, "num_recycles must be an integer in 0..64, got True"),
+    ({"num_recycles": "3"}, "num_recycles must be an integer in 0..64, got '3'"),
+    ({"num_recycles": 2.0}, "num_recycles must be an integer in 0..64, got 2.0"),
+    ({"chunk_size": -4}, "chunk_size must be an integer >= 0, got -4"),
+    ({"chunk_size": 2.5}, "chunk_size must be an integer >= 0, got 2.5"),
+    ({"chunk_size": float("nan")}, "chunk_size must be an integer >= 0, got nan"),
     ({"ligands": ["CCO"]}, "does not accept the option.*ligands"),
     ({"alignments": ">a\nMKT"}, "does not accept the option.*alignments"),
 ])

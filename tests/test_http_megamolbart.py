@@ -161,7 +161,7 @@ def test_generate_returns_unique_valid_molecules_with_properties_and_stats(clien
             assert qed == pytest.approx(chem.qed(mol)) and logp == pytest.approx(chem.logp(mol))
             assert sim == pytest.approx(chem.tanimoto(mol, chem.parse_smiles(item["seed"])))
         stats = item["stats"]
-        assert stats["samples"] == 10 and stats["valid"] + stats["invalid"] == 10
+        assert stats["requested"] == 10 and stats["valid"] + stats["invalid"] == stats["samples"]
         assert stats["unique"] + stats["duplicates"] == stats["valid"] and stats["unique"] == len(item["generated"])
     options = {k: v for k, v in GENERATE.items() if k != "smis"}
     expected = model.generate(GENERATE["smis"], **options).to_dict()["generated"]
@@ -181,7 +181,7 @@ def test_generate_is_deterministic_with_a_seed(client):
     beam = client.post(f"/v1/models/{NAME}/generate",
                        json={**request, "method": "beam-search-perturbate", "beam_size": 2})
     assert beam.status_code == 200, beam.text
-    assert all(g["stats"]["samples"] == 6 for g in beam.json()["generated"])
+    assert all(g["stats"]["requested"] == 6 for g in beam.json()["generated"])
 
 
 def test_generate_limits_and_bad_options(client):

@@ -3,6 +3,7 @@ parity with a reference forward, input errors, embedding semantics, batching."""
 
 from __future__ import annotations
 
+import re
 import tarfile
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 import bionemo_lite as bl
 from bionemo_lite import chem
 from bionemo_lite.errors import CheckpointError, InvalidInputError
+from corrupt_files import DAMAGES, assert_refused, damage
 from megamolbart_fixtures import (
     DRUG_SMILES,
     SMALL_CHEM_TOKENS,
@@ -226,7 +228,7 @@ def test_misshaped_tensor_and_non_archives_are_checkpoint_errors(tmp_path):
         bl.load("megamolbart", weights=write_nemo_archive(tmp_path / "bad.nemo", layout, state))
     junk = tmp_path / "junk.nemo"
     junk.write_bytes(b"not a tar at all")
-    with pytest.raises(CheckpointError, match="not a .nemo archive"):
+    with pytest.raises(CheckpointError, match="not a readable .nemo archive"):
         bl.load("megamolbart", weights=junk)
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="not a MegaMolBART checkpoint"):
@@ -400,3 +402,149 @@ def test_training_utility_with_masking_and_augmentation():
     with pytest.raises(InvalidInputError) as err:
         train_autoencoder(model, ["CCO", "C1CC"], steps=1)
     assert err.value.record == 1
+
+
+# ----- generate: options and resampling ---------------------------------------------------------
+VOCAB = 220  # tokens the small built-in vocabulary lets decoding emit (the bound of top_k)
+BAD_GENERATE_OPTIONS = [
+    ({"scaled_radius": "abc"}, "scaled_radius must be a finite number in [0.0, 2.0], got 'abc'"),
+    ({"scaled_radius": float("inf")}, "scaled_radius must be a finite number in [0.0, 2.0], got inf"),
+    ({"scaled_radius": float("nan")}, "scaled_radius must be a finite number in [0.0, 2.0], got nan"),
+    ({"scaled_radius": -0.1}, "scaled_radius must be a finite number in [0.0, 2.0], got -0.1"),
+    ({"scaled_radius": 2.5}, "scaled_radius must be a finite number in [0.0, 2.0], got 2.5"),
+    ({"scaled_radius": True}, "scaled_radius must be a finite number in [0.0, 2.0], got True"),
+    ({"num_molecules": 0}, "num_molecules must be an integer in 1..1000, got 0"),
+    ({"num_molecules": 1001}, "num_molecules must be an integer in 1..1000, got 1001"),
+    ({"num_molecules": 2.5}, "num_molecules must be an integer in 1..1000, got 2.5"),
+    ({"num_molecules": "10"}, "num_molecules must be an integer in 1..1000, got '10'"),
+    ({"num_molecules": True}, "num_molecules must be an integer in 1..1000, got True"),
+    ({"top_k": 0}, f"top_k must be an integer in 1..{VOCAB}, got 0"),
+    ({"top_k": VOCAB + 1}, f"top_k must be an integer in 1..{VOCAB}, got {VOCAB + 1}"),
+    ({"top_k": 1.5}, f"top_k must be an integer in 1..{VOCAB}, got 1.5"),
+    ({"top_p": 0}, "top_p must be a finite number in (0.0, 1.0], got 0.0"),
+    ({"top_p": 1.5}, "top_p must be a finite number in (0.0, 1.0], got 1.5"),
+    ({"top_p": float("nan")}, "top_p must be a finite number in (0.0, 1.0], got nan"),
+    ({"temperature": 0}, "temperature must be a finite number in [0.001, 100.0], got 0.0"),
+    ({"temperature": 1e-40}, "temperature must be a finite number in [0.001, 100.0], got 1e-40"),
+    ({"temperature": float("inf")}, "temperature must be a finite number in [0.001, 100.0], got inf"),
+    ({"temperature": "1"}, "temperature must be a finite number in [0.001, 100.0], got '1'"),
+    ({"beam_size": 0}, "beam_size must be an integer in 1..100, got 0"),
+    ({"beam_size": 101}, "beam_size must be an integer in 1..100, got 101"),
+    ({"beam_size": True}, "beam_size must be an integer in 1..100, got True"),
+    ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+    ({"seed": 1.5}, "seed must be an integer >= 0, got 1.5"),
+    ({"seed": "7"}, "seed must be an integer >= 0, got '7'"),
+    ({"max_length": 0}, "max_length must be an integer in 1..64, got 0"),
+    ({"max_length": 65}, "max_length must be an integer in 1..64, got 65"),
+    ({"max_rounds": 0}, "max_rounds must be an integer in 1..20, got 0"),
+    ({"max_rounds": 21}, "max_rounds must be an integer in 1..20, got 21"),
+    ({"max_rounds": 2.0}, "max_rounds must be an integer in 1..20, got 2.0"),
+    ({"tokens_per_batch": 0}, "tokens_per_batch must be a positive number of tokens, got 0"),
+    ({"canonicalize": 0}, "canonicalize must be true or false, got 0"),
+    ({"canonicalize": "false"}, "canonicalize must be true or false, got 'false'"),
+    ({"method": "annealing"}, "method must be one of greedy-perturbate, topkp-perturbate, beam-search-perturbate"),
+]
+
+
+@pytest.mark.parametrize("options, message", BAD_GENERATE_OPTIONS, ids=[m for _, m in BAD_GENERATE_OPTIONS])
+def test_generate_options_are_checked_before_any_work(random_model, options, message):
+    assert len(random_model.tokenizer.allowed_output_ids()) == VOCAB
+    # The seed cannot be parsed: an option error proves the options were checked first.
+    with pytest.raises(InvalidInputError, match=re.escape(message)) as err:
+        random_model.generate({"ring": "C1CC"}, **({"method": "topkp-perturbate"} | options))
+    assert err.value.record is None
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"beam_size": True, "method": "beam"}, "beam_size must be an integer in 1..100, got True"),
+    ({"max_length": 0}, "max_length must be an integer in 1..64, got 0"),
+    ({"length_penalty": float("nan")}, "length_penalty must be a finite number, got nan"),
+    ({"tokens_per_batch": "many"}, "tokens_per_batch must be a positive number of tokens, got 'many'"),
+])
+def test_decode_options_are_checked(random_model, options, message):
+    hiddens, mask = random_model.encode(["CCO"])
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
+        random_model.decode(hiddens, mask, **options)
+
+
+def test_generate_resamples_within_its_bound_and_reports_the_shortfall(random_model):
+    """Random weights decode mostly invalid strings: every record needs more rounds than one."""
+    inputs = {"ethanol": "CCO", "phenol": "c1ccccc1O", "benzene": "c1ccccc1"}
+    result = random_model.generate(inputs, num_molecules=3, seed=0, max_length=8, max_rounds=3)
+    again = random_model.generate(inputs, num_molecules=3, seed=0, max_length=8, max_rounds=3)
+    assert result.to_dict() == again.to_dict()
+    for rec in result.records:
+        st = rec.stats
+        assert st["requested"] == 3 and 1 <= st["rounds"] <= 3
+        assert 3 * (st["rounds"] - 1) < st["samples"] <= 3 * st["rounds"]
+        assert st["valid"] + st["invalid"] == st["samples"] and st["unique"] + st["duplicates"] == st["valid"]
+        assert st["unique"] == len(rec.generated) <= 3 and st["shortfall"] == 3 - st["unique"]
+        if st["shortfall"]:
+            assert (st["rounds"], st["samples"]) == (3, 9)  # the whole budget was spent
+    assert any(r.stats["rounds"] > 1 for r in result.records)
+    single = random_model.generate(inputs, num_molecules=3, seed=0, max_length=8, max_rounds=1)
+    for one, many in zip(single.records, result.records, strict=True):
+        assert one.stats["rounds"] == 1 and one.stats["samples"] == 3
+        assert set(one.generated) <= set(many.generated)  # round 1 is the same draw
+
+
+def test_generate_without_noise_decodes_once(random_model):
+    """Greedy and beam decoding of unperturbed hiddens repeat one string: more rounds cannot add any."""
+    for method in ("greedy-perturbate", "beam-search-perturbate"):
+        result = random_model.generate(["CCO"], num_molecules=4, scaled_radius=0.0, method=method, beam_size=2,
+                                       seed=0, max_length=8)
+        (rec,) = result.records
+        assert rec.stats["rounds"] == 1 and rec.stats["samples"] == 4 and len(rec.generated) <= 1
+        assert rec.stats["shortfall"] == 4 - len(rec.generated)
+
+
+# ----- damaged and malicious checkpoints ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def good_nemo(tmp_path_factory):
+    layout = NemoLayout(seed=7)
+    return write_nemo_archive(tmp_path_factory.mktemp("good") / "good.nemo", layout, random_nemo_state(layout))
+
+
+def _repack(source, target, member: str, data: bytes, gzip: bool = False):
+    import io
+
+    with tarfile.open(source) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    members[f"./{member}"] = data
+    with tarfile.open(target, "w:gz" if gzip else "w") as tar:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return target
+
+
+@pytest.mark.parametrize("gzip", [False, True], ids=["tar", "tar.gz"])
+@pytest.mark.parametrize("kind", DAMAGES)
+def test_damaged_weights_inside_a_nemo_name_the_nemo_not_a_temporary_file(good_nemo, tmp_path, kind, gzip):
+    with tarfile.open(good_nemo) as tar:
+        weights = tar.extractfile("./model_weights.ckpt").read()
+    scratch = tmp_path / "model_weights.ckpt"
+    scratch.write_bytes(weights)
+    damage(scratch, kind, tmp_path / "code-ran")
+    nemo = _repack(good_nemo, tmp_path / "damaged.nemo", "model_weights.ckpt", scratch.read_bytes(), gzip)
+    error = assert_refused(lambda: bl.load("megamolbart", weights=nemo), f"{nemo}: model_weights.ckpt",
+                           tmp_path / "code-ran")
+    assert str(error).count(".ckpt") == str(error).count("model_weights.ckpt")  # no temporary file of ours
+
+
+@pytest.mark.parametrize("gzip", [False, True], ids=["tar", "tar.gz"])
+@pytest.mark.parametrize("kind", DAMAGES)
+def test_a_damaged_nemo_file_is_a_checkpoint_error_naming_it(good_nemo, tmp_path, kind, gzip):
+    with tarfile.open(good_nemo) as tar:
+        weights = tar.extractfile("./model_weights.ckpt").read()
+    nemo = _repack(good_nemo, tmp_path / "damaged.nemo", "model_weights.ckpt", weights, gzip)
+    damage(nemo, kind, tmp_path / "code-ran")
+    assert_refused(lambda: bl.load("megamolbart", weights=nemo), nemo, tmp_path / "code-ran")
+
+
+@pytest.mark.parametrize("kind", DAMAGES)
+def test_a_damaged_export_is_a_checkpoint_error_naming_the_weights(random_model, tmp_path, kind):
+    folder = random_model.save_pretrained(tmp_path / "export")
+    damaged = damage(folder / "model.safetensors", kind, tmp_path / "code-ran")
+    assert_refused(lambda: bl.load("megamolbart", weights=folder), damaged, tmp_path / "code-ran")

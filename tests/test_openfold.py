@@ -25,6 +25,7 @@ import torch  # noqa: E402
 import bionemo_lite as bl  # noqa: E402
 from bionemo_lite.errors import CheckpointError, InvalidInputError  # noqa: E402
 from bionemo_lite.structures import StructureFormatError, parse_structure  # noqa: E402
+from corrupt_files import DAMAGES, assert_refused, damage  # noqa: E402
 from model_zoo.openfold.checkpoint import read_checkpoint  # noqa: E402
 from model_zoo.openfold.model import OpenFoldModel, load_openfold  # noqa: E402
 from model_zoo.openfold.testing import TINY_MODEL_UPDATE, write_tiny_checkpoint  # noqa: E402
@@ -114,6 +115,14 @@ def test_unreadable_or_foreign_checkpoints_are_refused(tmp_path, checkpoints):
     # architecture is built (on the meta device) and the tiny weights do not fit it.
     with pytest.raises(CheckpointError, match="model_update"):
         load_openfold(bl.get_spec(NAME), checkpoints["ema-only"], warm_up=False)
+
+
+@pytest.mark.parametrize("kind", DAMAGES)
+def test_damaged_or_malicious_checkpoints_are_checkpoint_errors_naming_the_file(tmp_path, checkpoints, kind):
+    path = tmp_path / "of3.ckpt"
+    path.write_bytes(checkpoints["training"].read_bytes())
+    damage(path, kind, tmp_path / "code-ran")
+    assert_refused(lambda: bl.load(NAME, weights=path, max_tokens=TEST_MAX_TOKENS), path, tmp_path / "code-ran")
 
 
 def test_precision_is_float32_on_cpu_and_never_float16(checkpoints):
@@ -253,8 +262,15 @@ BAD_INPUTS = [
     ("MKTAYIAK:GSHM", {"msa": ">q\nMKTAYIAK\n"}, "one MSA was given for 2"),
     ("MKTAYIAK", {"msa": {"C": ">q\nMKTAYIAK\n"}}, "unknown chain 'C'"),
     ("MKTAYIAK", {"format": "xyz"}, "format must be"),
-    ("MKTAYIAK", {"num_recycles": -1}, "num_recycles"),
-    ("MKTAYIAK", {"seed": "x"}, "seed must be"),
+    ("MKTAYIAK", {"num_recycles": -1}, "num_recycles must be an integer in 0..64, got -1"),
+    ("MKTAYIAK", {"num_recycles": True}, "num_recycles must be an integer in 0..64, got True"),
+    ("MKTAYIAK", {"num_recycles": 65}, "num_recycles must be an integer in 0..64, got 65"),
+    ("MKTAYIAK", {"num_samples": 0}, "num_samples must be an integer in 1..100, got 0"),
+    ("MKTAYIAK", {"num_samples": 1.5}, "num_samples must be an integer in 1..100, got 1.5"),
+    ("MKTAYIAK", {"diffusion_steps": 10**9}, "diffusion_steps must be an integer in 1..10000"),
+    ("MKTAYIAK", {"chunk_size": 0}, "chunk_size must be an integer >= 1, got 0"),
+    ("MKTAYIAK", {"seed": "x"}, "seed must be an integer >= 0, got 'x'"),
+    ("MKTAYIAK", {"seed": False}, "seed must be an integer >= 0, got False"),
     ("MKTAYIAK", {"alignments": ">q\nMKTAYIAK\n"}, "unknown fold option"),
 ]
 

@@ -26,6 +26,7 @@ import torch
 
 import bionemo_lite as bl
 from bionemo_lite.errors import CheckpointError, InvalidInputError, WeightsNotFoundError
+from corrupt_files import DAMAGES, assert_refused, damage
 
 transformers = pytest.importorskip("transformers")
 spm = pytest.importorskip("sentencepiece")
@@ -447,6 +448,14 @@ def test_pickle_with_code_is_refused(tmp_path, half_dir):
     torch.save({"model": argparse.Namespace(cmd="anything")}, folder / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match="refused to unpickle"):
         load_quiet(folder)
+
+
+@pytest.mark.parametrize("layout, weights", [("full", "model.safetensors"), ("half", "pytorch_model.bin")])
+@pytest.mark.parametrize("kind", DAMAGES)
+def test_damaged_or_malicious_weights_are_checkpoint_errors_naming_the_file(request, tmp_path, layout, weights, kind):
+    folder = copy_dir(request.getfixturevalue(f"{layout}_dir"), tmp_path / "ckpt")
+    damaged = damage(folder / weights, kind, tmp_path / "code-ran")
+    assert_refused(lambda: load_quiet(folder), damaged, tmp_path / "code-ran")
 
 
 # ---------------------------------------------------------------- ONNX

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from bionemo_lite.errors import CheckpointError
-from bionemo_lite.weights import safe_torch_load
+from bionemo_lite.weights import read_safetensors, safe_torch_load
 
 from .alphabet import ALPHABET
 from .network import ROTARY_BASE, ESM2Network, Esm2Arch, Numerics
@@ -207,8 +207,6 @@ def hf_key_for(key: str) -> str | None:
 
 
 def _load_hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     for name in HF_WEIGHT_FILES:
         single = folder / name
         index = folder / f"{name}.index.json"
@@ -222,10 +220,7 @@ def _load_hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
         tensors: dict[str, torch.Tensor] = {}
         for f in files:
             if f.suffix == ".safetensors":
-                try:
-                    tensors.update(load_file(str(f)))
-                except Exception as exc:  # safetensors raises its own error types
-                    raise CheckpointError(f"{f}: not a readable safetensors file: {exc}") from exc
+                tensors.update(read_safetensors(f))
             else:
                 tensors.update(_tensor_dict(safe_torch_load(f), f))
         return tensors

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bionemo_lite.errors import InvalidInputError
+from bionemo_lite.options import check_int, check_seed, check_temperature
 from bionemo_lite.records import WHITESPACE, Inputs, Record, as_records, check_protein
 
 ORDERS = ("random", "left_to_right")
@@ -67,21 +68,37 @@ def parse_masked_inputs(inputs: Inputs, max_length: int) -> list[MaskedSeed]:
     return seeds
 
 
-def is_integer(value: object) -> bool:
-    """True for Python and numpy integers, but not for booleans."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+MAX_SAMPLES = 1000  # per seed and call: each sample costs one network pass per masked position
 
 
-def check_sampling(num_samples: int, temperature: float, top_k: int | None, order: str, vocab: int) -> None:
-    """Reject sampling settings that make no sense, with a message saying why."""
-    if not is_integer(num_samples) or num_samples < 1:
-        raise InvalidInputError(f"num_samples must be a positive integer, got {num_samples!r}")
-    if not isinstance(temperature, (int, float)) or not temperature > 0 or not np.isfinite(temperature):
-        raise InvalidInputError(f"temperature must be a positive number, got {temperature!r}")
-    if top_k is not None and (not is_integer(top_k) or not 1 <= top_k <= vocab):
-        raise InvalidInputError(f"top_k must be an integer in 1..{vocab} or None, got {top_k!r}")
+@dataclass(frozen=True)
+class SamplingOptions:
+    """The checked options of one ``generate`` call."""
+
+    num_samples: int
+    temperature: float
+    top_k: int | None
+    seed: int | None
+    order: str
+
+
+def check_sampling(
+    num_samples: object, temperature: object, top_k: object, seed: object, order: object, vocab: int
+) -> SamplingOptions:
+    """Every sampling option typed and in range, before any work.
+
+    Raises:
+        InvalidInputError: naming the option and the accepted range.
+    """
     if order not in ORDERS:
         raise InvalidInputError(f"order must be one of {', '.join(ORDERS)}; got {order!r}")
+    return SamplingOptions(
+        num_samples=check_int("num_samples", num_samples, low=1, high=MAX_SAMPLES),
+        temperature=check_temperature(temperature),
+        top_k=None if top_k is None else check_int("top_k", top_k, low=1, high=vocab),
+        seed=check_seed(seed),
+        order=str(order),
+    )
 
 
 def sample_generator(seed: int, record_id: str, sample: int) -> torch.Generator:

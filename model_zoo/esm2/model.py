@@ -32,7 +32,6 @@ from .generation import (
     check_sampling,
     draw,
     fill_order,
-    is_integer,
     parse_masked_inputs,
     sample_generator,
 )
@@ -401,9 +400,10 @@ class ESM2Model(BioModel):
         Args:
             inputs: seeds with each position to generate written ``<mask>``
                 (e.g. ``"MKT<mask><mask>AYIAK"``); every other character must be a valid residue.
-            num_samples: sequences to draw per seed.
-            temperature: softmax temperature (> 0); lower is greedier.
-            top_k: sample only among the k most likely residues.
+            num_samples: sequences to draw per seed (1-1000).
+            temperature: softmax temperature in [0.001, 100]; lower is greedier
+                (below 0.001 nothing changes but float32 logits overflow; ``top_k=1`` is greedy).
+            top_k: sample only among the k most likely residues (1-20).
             seed: makes the run reproducible (each sample has its own stream).
             order: ``"random"`` (a fresh random order per sample) or ``"left_to_right"``.
             tokens_per_batch: padded-token budget per batch of samples.
@@ -414,11 +414,11 @@ class ESM2Model(BioModel):
             ``scores``; ``stats`` holds the number of masks and the seed used.
         """
         allowed = torch.tensor(ALPHABET.residue_ids(), dtype=torch.long)
-        check_sampling(num_samples, temperature, top_k, order, len(allowed))
-        if seed is not None and (not is_integer(seed) or seed < 0):
-            raise InvalidInputError(f"seed must be a non-negative integer or None, got {seed!r}")
+        opts = check_sampling(num_samples, temperature, top_k, seed, order, len(allowed))
+        num_samples, temperature, top_k, order = opts.num_samples, opts.temperature, opts.top_k, opts.order
+        check_tokens_per_batch(tokens_per_batch)
         seeds = parse_masked_inputs(inputs, self.max_length)
-        run_seed = int(seed) if seed is not None else secrets.randbits(63)
+        run_seed = opts.seed if opts.seed is not None else secrets.randbits(63)
         filled: list[tuple[MaskedSeed, list[str]]] = []
         errors: list[RecordError] = []
         for masked in seeds:

@@ -19,7 +19,9 @@ float32 (fp16 there overflows); on CPU everything is float32 unless asked.
 
 from __future__ import annotations
 
+import json
 import logging
+import pickle
 import threading
 import warnings
 from dataclasses import dataclass
@@ -32,10 +34,11 @@ import torch
 from bionemo_lite.batching import is_out_of_memory
 from bionemo_lite.errors import CheckpointError, InvalidInputError
 from bionemo_lite.model import BioModel
+from bionemo_lite.options import check_int
 from bionemo_lite.results import Structure
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.structures import atoms_from_atom37, render
-from bionemo_lite.weights import resolve_dtype
+from bionemo_lite.weights import check_safetensors, resolve_dtype, safe_torch_load
 
 from .config import differences, read_config, shape_of
 from .inputs import UNKNOWN_INDEX, FoldInput, encode
@@ -151,9 +154,11 @@ class ESMFoldModel(BioModel):
         record_id: str = "sequence",
     ) -> Prediction:
         """Run the network and return the raw arrays (`fold` without the text)."""
+        if num_recycles is not None:
+            num_recycles = check_int("num_recycles", num_recycles, low=0, high=MAX_RECYCLES_ACCEPTED, record=record_id)
+        if chunk_size is not None:
+            chunk_size = check_int("chunk_size", chunk_size, low=0, record=record_id)
         layout = encode(sequence, self.max_length, record_id)
-        _check_count("num_recycles", num_recycles, 0, MAX_RECYCLES_ACCEPTED, record_id)
-        _check_count("chunk_size", chunk_size, 0, None, record_id)
         chunk = self._default_chunk_size if chunk_size is None else (chunk_size or None)
 
         net = self.network
@@ -208,16 +213,6 @@ class ESMFoldModel(BioModel):
     def close(self) -> None:
         self.network = None
         _release_device_memory()
-
-
-def _check_count(name: str, value: int | None, low: int, high: int | None, record: str) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidInputError(f"{name} must be an integer, got {value!r}", record=record)
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise InvalidInputError(f"{name} must be {bound}, got {value}", record=record)
 
 
 def _prediction(layout: FoldInput, out: Any) -> Prediction:
@@ -315,9 +310,46 @@ def load_esmfold(
     return ESMFoldModel(spec, network, str(device), esm_dtype, loaded, max_length=max_length)
 
 
+def _weight_files(folder: Path) -> list[Path]:
+    """The files transformers will read, in its order of preference (safetensors first)."""
+    name = next(n for n in WEIGHT_FILES if (folder / n).is_file())
+    if not name.endswith(".index.json"):
+        return [folder / name]
+    index = folder / name
+    try:
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{index}: not a readable shard index: {exc}") from exc
+    missing = [s for s in shards if not (folder / s).is_file()]
+    if missing:
+        raise CheckpointError(f"{index}: lists shards that are not there: {', '.join(missing[:3])}")
+    return [folder / s for s in shards]
+
+
+def check_weight_files(folder: Path) -> None:
+    """Open every weight file of `folder` our safe way before transformers does.
+
+    A cut-off or random file, or a pickle that would run code, is then a
+    `CheckpointError` naming the file (transformers' own errors are of other
+    types and do not name it). Safetensors files are checked from their
+    header; ``.bin`` files are unpickled tensors-only and memory-mapped, so
+    nothing large is read twice.
+
+    Raises:
+        CheckpointError: naming the first unreadable or refused file.
+    """
+    for path in _weight_files(folder):
+        if path.suffix == ".safetensors":
+            check_safetensors(path)
+        else:
+            safe_torch_load(path, mmap=True)
+
+
 def _load_network(folder: Path) -> Any:
+    from safetensors import SafetensorError
     from transformers import EsmConfig, EsmForProteinFolding
 
+    check_weight_files(folder)
     try:
         config = EsmConfig.from_pretrained(str(folder), local_files_only=True)
         # With fp16_esm set (as in facebook/esmfold_v1) transformers halves the stem before
@@ -325,9 +357,10 @@ def _load_network(folder: Path) -> Any:
         # load at full precision and cast the stem afterwards.
         config.esmfold_config.fp16_esm = False
         network, info = EsmForProteinFolding.from_pretrained(
-            str(folder), config=config, dtype=torch.float32, output_loading_info=True, local_files_only=True
+            str(folder), config=config, dtype=torch.float32, output_loading_info=True, local_files_only=True,
+            weights_only=True,
         )
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as exc:
         raise CheckpointError(f"{folder}: could not load as EsmForProteinFolding: {exc}") from exc
     missing = [k for k in info.get("missing_keys", ()) if not k.endswith(_COMPUTED_KEYS)]
     mismatched = list(info.get("mismatched_keys", ()))

@@ -26,6 +26,7 @@ import os
 import re
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -33,7 +34,7 @@ from typing import Any
 import torch
 
 from bionemo_lite.errors import CheckpointError
-from bionemo_lite.weights import safe_torch_load
+from bionemo_lite.weights import read_safetensors, safe_torch_load
 
 from .network import MegaMolBARTConfig, MegaMolBARTNetwork
 from .tokenizer import MegaMolBARTTokenizer
@@ -282,6 +283,15 @@ def _pick_tokenizer_file(names: list[str], wanted: Any, suffix: str) -> str | No
     return candidates[0] if candidates else None
 
 
+# What reading a damaged tar (or gzip inside it) raises; OSError covers gzip.BadGzipFile.
+_ARCHIVE_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class _Archive:
     """Read access to a ``.nemo`` tar or an extracted folder, by cleaned member name."""
 
@@ -295,18 +305,23 @@ class _Archive:
         else:
             try:
                 self._tar = tarfile.open(path, "r:*")
-            except (tarfile.TarError, OSError) as exc:
-                raise CheckpointError(f"{path}: not a .nemo archive (a tar file): {exc}") from exc
-            self._members = {_clean(m.name): m for m in self._tar.getmembers() if m.isfile()}
+                # getmembers() reads the whole index: a cut-off archive fails here, not later
+                self._members = {_clean(m.name): m for m in self._tar.getmembers() if m.isfile()}
+            except _ARCHIVE_ERRORS as exc:
+                self.close()
+                raise CheckpointError(f"{path}: not a readable .nemo archive (a tar file): {_first_line(exc)}") from exc
             self.names = sorted(self._members)
 
     def read(self, name: str) -> bytes:
-        if self._tar is None:
-            return (self.path / name).read_bytes()
-        fh = self._tar.extractfile(self._members[name])
-        if fh is None:
-            raise CheckpointError(f"{self.path}: cannot read {name}")
-        return fh.read()
+        try:
+            if self._tar is None:
+                return (self.path / name).read_bytes()
+            fh = self._tar.extractfile(self._members[name])
+            if fh is None:
+                raise CheckpointError(f"{self.path}: cannot read {name}")
+            return fh.read()
+        except _ARCHIVE_ERRORS as exc:
+            raise CheckpointError(f"{self.path}: {name} cannot be read: {_first_line(exc)}") from exc
 
     def close(self) -> None:
         if self._tar is not None:
@@ -330,13 +345,7 @@ def _find(names: list[str], filename: str, source: str) -> str:
 
 
 def _load_torch_bytes(data: bytes, name: str, source: str) -> dict[str, Any]:
-    fd, tmp = tempfile.mkstemp(suffix=".ckpt")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        state = safe_torch_load(Path(tmp))
-    finally:
-        os.unlink(tmp)
+    state = safe_torch_load(io.BytesIO(data), name=f"{source}: {name}")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a Lightning checkpoint rather than a bare state dict
     if not isinstance(state, dict):
@@ -451,8 +460,6 @@ def read_pretrained(folder: Path) -> LoadedCheckpoint:
     Raises:
         CheckpointError: a missing file or an unreadable config.
     """
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     for name in (CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE):
         if not (folder / name).is_file():
@@ -470,7 +477,7 @@ def read_pretrained(folder: Path) -> LoadedCheckpoint:
     config = MegaMolBARTConfig.from_dict(meta["architecture"])
     tok = meta.get("tokenizer") or {}
     tokenizer = MegaMolBARTTokenizer.from_text((folder / VOCAB_FILE).read_text(encoding="utf-8"), tok.get("regex"))
-    tensors = load_file(str(folder / WEIGHTS_FILE))
+    tensors = read_safetensors(folder / WEIGHTS_FILE)
     _check_vocab(config, tokenizer, str(folder))
     return LoadedCheckpoint(config, tensors, tokenizer, str(folder), True)
 

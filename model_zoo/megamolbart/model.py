@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from bionemo_lite import chem
-from bionemo_lite.batching import DEFAULT_TOKENS_PER_BATCH, run_batches, token_budget_batches
+from bionemo_lite.batching import check_tokens_per_batch, run_batches, token_budget_batches
 from bionemo_lite.encoding import check_pooling, resolve_layers
 from bionemo_lite.errors import BionemoLiteError, InvalidInputError
 from bionemo_lite.model import BioModel
+from bionemo_lite.options import check_bool, check_float, check_int
 from bionemo_lite.records import Inputs, LengthPolicy, Record, as_records
 from bionemo_lite.results import Embeddings, Generated, GeneratedRecord, RecordError, Scores
 from bionemo_lite.spec import ModelSpec
@@ -35,16 +36,15 @@ from bionemo_lite.weights import resolve_dtype
 from . import decoding
 from .checkpoint import build_network, read_checkpoint, save_pretrained, write_nemo
 from .network import MegaMolBARTConfig, MegaMolBARTNetwork
+from .sampling import DEFAULT_ROUNDS, MAX_BEAMS, Harvest, SamplingPlan, plan_sampling
 from .tokenizer import MegaMolBARTTokenizer
 from . import POOLINGS
 
 logger = logging.getLogger(__name__)
 
 OnInvalid = Literal["error", "skip"]
-GENERATE_METHODS: tuple[str, ...] = ("greedy-perturbate", "topkp-perturbate", "beam-search-perturbate")
 DECODE_METHODS: tuple[str, ...] = ("greedy", "beam")
 SCORE_METHODS: tuple[str, ...] = ("loglik", "loglik_per_token")
-MAX_MOLECULES = 1000
 
 
 def pad_ids(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,6 +151,7 @@ class MegaMolBARTModel(BioModel):
             raise InvalidInputError(f"on_invalid must be 'error' or 'skip', got {on_invalid!r}")
         if on_too_long not in ("error", "truncate"):
             raise InvalidInputError(f"on_too_long must be 'error' or 'truncate', got {on_too_long!r}")
+        canonicalize = check_bool("canonicalize", canonicalize)
         records: list[Record] = []
         token_ids: list[list[int]] = []
         truncated: list[str] = []
@@ -193,7 +194,7 @@ class MegaMolBARTModel(BioModel):
         Raises:
             BionemoLiteError: a row that runs out of memory even alone.
         """
-        budget = max(1, (tokens_per_batch or DEFAULT_TOKENS_PER_BATCH) // max(1, factor))
+        budget = max(1, check_tokens_per_batch(tokens_per_batch) // max(1, factor))
         results, failures = run_batches(token_budget_batches(lengths, budget, extra_tokens=1), run)
         if failures:
             index, reason = next(iter(sorted(failures.items())))
@@ -404,10 +405,13 @@ class MegaMolBARTModel(BioModel):
         """
         if method not in DECODE_METHODS:
             raise InvalidInputError(f"decode method must be one of {', '.join(DECODE_METHODS)}; got {method!r}")
-        if method == "beam" and not 1 <= int(beam_size) <= 100:
-            raise InvalidInputError(f"beam_size must be 1-100, got {beam_size}")
+        beam_size = check_int("beam_size", beam_size, low=1, high=MAX_BEAMS)
+        if max_length is not None:
+            max_length = check_int("max_length", max_length, low=1, high=self.max_length)
+        length_penalty = check_float("length_penalty", length_penalty)
+        check_tokens_per_batch(tokens_per_batch)
         rows = self._as_hiddens(hiddens, mask)
-        out = self._decode_rows(rows, method=method, beam_size=int(beam_size), max_length=max_length,
+        out = self._decode_rows(rows, method=method, beam_size=beam_size, max_length=max_length,
                                 length_penalty=length_penalty, tokens_per_batch=tokens_per_batch)
         return [self.tokenizer.decode(ids) for ids, _ in out]
 
@@ -425,104 +429,92 @@ class MegaMolBARTModel(BioModel):
         beam_size: int = 5,
         seed: int | None = None,
         max_length: int | None = None,
+        max_rounds: int = DEFAULT_ROUNDS,
         tokens_per_batch: int | None = None,
         canonicalize: bool = True,
         on_invalid: OnInvalid = "error",
     ) -> Generated:
         """New molecules around each seed SMILES by perturbing its hiddens (MolMIM-style sampling).
 
-        Each seed's hiddens are repeated `num_molecules` times, perturbed by
-        ``scaled_radius * N(0, 1)`` noise and decoded (greedy, top-k/top-p
-        sampling or beam search). Decoded strings that RDKit cannot read and
-        repeats are dropped and counted.
+        Each round repeats a seed's hiddens `num_molecules` times, perturbs
+        them by ``scaled_radius * N(0, 1)`` noise and decodes them (greedy,
+        top-k/top-p sampling or beam search). Decoded strings that RDKit cannot
+        read and repeats are dropped and counted; rounds are drawn until
+        `num_molecules` unique valid molecules are found or `max_rounds` rounds
+        are spent.
 
         Args:
-            num_molecules: samples drawn per seed (1-1000); at most this many come back.
-            scaled_radius: standard deviation of the noise added to the hiddens.
+            num_molecules: unique valid molecules wanted per seed (1-1000).
+            scaled_radius: standard deviation of the noise added to the hiddens,
+                in [0, 2] (MolMIM's range).
             method: ``"greedy-perturbate"``, ``"topkp-perturbate"`` or ``"beam-search-perturbate"``.
-            top_k / top_p / temperature: sampling filters of ``topkp-perturbate``.
-            beam_size: beams of ``beam-search-perturbate`` (the best beam of each sample is kept).
+            top_k / top_p / temperature: sampling filters of ``topkp-perturbate``
+                (top_k in 1..vocabulary, top_p in (0, 1], temperature in [0.001, 100]).
+            beam_size: beams of ``beam-search-perturbate``, 1-100 (the best beam of each sample is kept).
             seed: makes the result reproducible (per record: independent of batching).
+            max_length: most tokens to emit per molecule (default: the model's positions).
+            max_rounds: rounds of `num_molecules` samples drawn at most (1-20); 1 draws
+                `num_molecules` samples once and returns what they hold.
 
         Returns:
             Per seed, the unique valid canonical SMILES (most likely first),
             their decoder log-likelihoods as ``scores``, ``properties`` (``qed``,
             ``logp``, ``tanimoto`` to the seed on Morgan fingerprints) and
-            ``stats`` (``samples``, ``valid``, ``invalid``, ``duplicates``,
-            ``unique``, ``same_as_seed``).
+            ``stats``: ``requested``; ``samples`` looked at (the last round stops
+            at the molecule that completes the request), of them ``valid``,
+            ``invalid``, ``duplicates``, ``unique`` (= molecules returned) and
+            ``same_as_seed``; ``rounds`` drawn; ``shortfall`` = requested minus
+            returned (0 when the request was met).
+
+        Raises:
+            InvalidInputError: an option of the wrong type or out of range (before
+                any work), or a bad SMILES with ``on_invalid="error"``.
         """
-        if method not in GENERATE_METHODS:
-            raise InvalidInputError(f"method must be one of {', '.join(GENERATE_METHODS)}; got {method!r}")
-        if not 1 <= int(num_molecules) <= MAX_MOLECULES:
-            raise InvalidInputError(f"num_molecules must be 1-{MAX_MOLECULES}, got {num_molecules}")
-        if not float(scaled_radius) >= 0.0:
-            raise InvalidInputError(f"scaled_radius must be >= 0, got {scaled_radius}")
-        if top_k is not None and int(top_k) < 1:
-            raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
-        if top_p is not None and not 0.0 < float(top_p) <= 1.0:
-            raise InvalidInputError(f"top_p must be in (0, 1], got {top_p}")
-        if not float(temperature) > 0.0:
-            raise InvalidInputError(f"temperature must be > 0, got {temperature}")
-        if method == "beam-search-perturbate" and not 1 <= int(beam_size) <= 100:
-            raise InvalidInputError(f"beam_size must be 1-100, got {beam_size}")
+        plan = plan_sampling(
+            method=method, num_molecules=num_molecules, scaled_radius=scaled_radius, top_k=top_k, top_p=top_p,
+            temperature=temperature, beam_size=beam_size, seed=seed, max_length=max_length, max_rounds=max_rounds,
+            tokens_per_batch=tokens_per_batch, vocab_size=len(self.tokenizer.allowed_output_ids()),
+            positions=self.max_length,
+        )
         records, token_ids, _, errors = self._tokens(
             inputs, canonicalize=canonicalize, on_invalid=on_invalid, limit=self.max_length - 1
         )
         last = self.num_layers
         per = self._encode_records(token_ids, (last,), tokens_per_batch) if token_ids else {}
-        out: list[GeneratedRecord] = []
-        for i, rec in enumerate(records):
-            record_seed = _seed_for(seed, rec.index)
-            hidden = per[i][last].float().cpu()
-            noise = torch.randn((int(num_molecules), *hidden.shape),
-                                generator=torch.Generator().manual_seed(record_seed))
-            rows = list(hidden[None] + float(scaled_radius) * noise)
-            decoded = self._decode_rows(
-                rows,
-                method={"greedy-perturbate": "greedy", "topkp-perturbate": "sample",
-                        "beam-search-perturbate": "beam"}[method],
-                beam_size=int(beam_size),
-                max_length=max_length,
-                length_penalty=0.0,
-                tokens_per_batch=tokens_per_batch,
-                generators=[torch.Generator().manual_seed(_seed_for(record_seed, j)) for j in range(len(rows))],
-                top_k=top_k,
-                top_p=top_p,
-                temperature=float(temperature),
-            )
-            out.append(self._collect(rec, [(self.tokenizer.decode(ids), s) for ids, s in decoded]))
+        out = [self._harvest(rec, per[i][last].float().cpu(), plan, tokens_per_batch) for i, rec in enumerate(records)]
         return Generated(model=self.name, records=out, errors=errors)
 
-    def _collect(self, rec: Record, samples: list[tuple[str, float]]) -> GeneratedRecord:
-        """Keep the valid, unique molecules of one seed's samples, with their properties."""
-        best: dict[str, float] = {}
-        invalid = same = 0
-        for text, score in samples:
-            canon = chem.try_canonical(text) if text else None
-            if canon is None:
-                invalid += 1
-                continue
-            same += canon == rec.sequence
-            best[canon] = max(score, best.get(canon, float("-inf")))
-        valid = len(samples) - invalid
-        ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
-        mols = [chem.parse_smiles(s) for s, _ in ranked]
-        props = chem.properties(mols, reference=chem.parse_smiles(rec.sequence))
-        return GeneratedRecord(
-            id=rec.id,
-            seed=rec.sequence,
-            generated=[s for s, _ in ranked],
-            scores=[float(v) for _, v in ranked],
-            properties=props,
-            stats={
-                "samples": len(samples),
-                "valid": valid,
-                "invalid": invalid,
-                "duplicates": valid - len(best),
-                "unique": len(best),
-                "same_as_seed": same,
-            },
-        )
+    def _harvest(
+        self, rec: Record, hidden: torch.Tensor, plan: SamplingPlan, tokens_per_batch: int | None
+    ) -> GeneratedRecord:
+        """Rounds of perturbed decodes of one seed until the request is met or the rounds are spent."""
+        record_seed = _seed_for(plan.seed, rec.index)
+        noise_stream = torch.Generator().manual_seed(record_seed)  # round r continues round r-1's draws
+        harvest = Harvest(rec.sequence, plan.num_molecules)
+        rounds = 1 if plan.deterministic else plan.max_rounds
+        n = plan.num_molecules
+        for r in range(rounds):
+            noise = torch.randn((n, *hidden.shape), generator=noise_stream)
+            rows = list(hidden[None] + plan.scaled_radius * noise)
+            decoded = self._decode_rows(
+                rows,
+                method=plan.decoder,
+                beam_size=plan.beam_size,
+                max_length=plan.max_length,
+                length_penalty=0.0,
+                tokens_per_batch=tokens_per_batch,
+                generators=[torch.Generator().manual_seed(_seed_for(record_seed, r * n + j)) for j in range(n)],
+                top_k=plan.top_k,
+                top_p=plan.top_p,
+                temperature=plan.temperature,
+            )
+            harvest.add_round([(self.tokenizer.decode(ids), score) for ids, score in decoded])
+            if harvest.complete:
+                break
+        if not harvest.complete:
+            logger.info("%s: %d of %d molecules found for record %r in %d rounds (%d samples)", self.name,
+                        len(harvest.best), harvest.wanted, rec.id, harvest.rounds, harvest.samples)
+        return harvest.record(rec.id)
 
     # ----- score ----------------------------------------------------------------------------
     @torch.no_grad()

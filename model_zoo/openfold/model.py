@@ -28,6 +28,7 @@ import torch
 
 from bionemo_lite.errors import BackendUnavailableError, InvalidInputError
 from bionemo_lite.model import BioModel
+from bionemo_lite.options import check_int
 from bionemo_lite.records import Record
 from bionemo_lite.results import Structure
 from bionemo_lite.spec import ModelSpec
@@ -39,6 +40,10 @@ from .inputs import FoldRequest, LigandInput, MsaInput, build_request
 logger = logging.getLogger(__name__)
 
 FORMATS = ("pdb", "mmcif", "cif")
+# Upper bounds so that one request cannot keep a device busy for ever (the defaults are 3, 5 and 200).
+MAX_RECYCLES = 64
+MAX_DIFFUSION_SAMPLES = 100
+MAX_DIFFUSION_STEPS = 10_000
 # openfold3 asks for float32 autocast on CPU (unsupported there, so a no-op) and for
 # CUDA autocast when run on CPU; both only warn. The query-only MSA warns by design.
 _NOISE = (r"In CPU autocast", r"CUDA is not available", r"Expected MSA file")
@@ -131,13 +136,13 @@ class OpenFoldModel(BioModel):
                 SMILES, ``"ccd:CO"`` forces the code), or ``{"smiles": ...}`` /
                 ``{"ccd": ...}``; each ligand is its own chain after the proteins. CCD
                 codes come from the dictionary biotite ships (no download).
-            num_recycles: trunk recycles (default: the config's, 3 for released weights).
+            num_recycles: trunk recycles, 0-64 (default: the config's, 3 for released weights).
             chunk_size: chunk the pair operations to save memory (default: none on CPU;
                 openfold3's predict preset on GPU). On GPU openfold3 tunes it downward.
             seed: seeds featurisation and diffusion; same seed, same structure.
-            num_samples: diffusion samples (default: the config's, 5); the best by
+            num_samples: diffusion samples, 1-100 (default: the config's, 5); the best by
                 openfold3's ranking score is returned.
-            diffusion_steps: denoising steps (default: the config's, 200).
+            diffusion_steps: denoising steps, 1-10000 (default: the config's, 200).
             format: ``"pdb"`` makes a structure that PDB cannot hold an error instead
                 of ``pdb=None``; ``"mmcif"``/``"cif"`` or None never fail on that.
             id: the result's id (default: the record's id, else ``"0"``).
@@ -160,12 +165,13 @@ class OpenFoldModel(BioModel):
             )
         if format is not None and format not in FORMATS:
             raise InvalidInputError(f"format must be one of {', '.join(FORMATS)}, got {format!r}", record=id)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise InvalidInputError(f"seed must be an integer >= 0, got {seed!r}", record=id)
-        for name, value, low in (("num_recycles", num_recycles, 0), ("chunk_size", chunk_size, 1),
-                                 ("num_samples", num_samples, 1), ("diffusion_steps", diffusion_steps, 1)):
-            if value is not None and (not isinstance(value, int) or value < low):
-                raise InvalidInputError(f"{name} must be an integer >= {low}, got {value!r}", record=id)
+        seed = check_int("seed", seed, low=0, record=id)
+        for name, value, low, high in (("num_recycles", num_recycles, 0, MAX_RECYCLES),
+                                       ("chunk_size", chunk_size, 1, None),
+                                       ("num_samples", num_samples, 1, MAX_DIFFUSION_SAMPLES),
+                                       ("diffusion_steps", diffusion_steps, 1, MAX_DIFFUSION_STEPS)):
+            if value is not None:
+                check_int(name, value, low=low, high=high, record=id)
         request = self.prepare(sequence, msa=msa, ligands=ligands, id=id)
         if self.network is None:
             raise BackendUnavailableError(f"{self.name} was closed; load it again")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bionemo_lite.errors import CheckpointError
-from bionemo_lite.weights import safe_torch_load
+from bionemo_lite.weights import read_safetensors, safe_torch_load
 
 from .tokenizer import MIN_VOCAB_SIZE
 
@@ -140,16 +140,6 @@ def _wanted(key: str) -> bool:
     return not key.startswith(IGNORED_PREFIXES)
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            return {k: fh.get_tensor(k) for k in fh.keys() if _wanted(k)}
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from exc
-
-
 def _read_bin(path: Path) -> dict[str, torch.Tensor]:
     import torch
 
@@ -162,7 +152,7 @@ def _read_bin(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _read_file(path: Path) -> dict[str, torch.Tensor]:
-    return _read_safetensors(path) if path.suffix == ".safetensors" else _read_bin(path)
+    return read_safetensors(path, keep=_wanted) if path.suffix == ".safetensors" else _read_bin(path)
 
 
 def read_encoder_tensors(weights: Path) -> dict[str, torch.Tensor]:
