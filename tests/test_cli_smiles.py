@@ -147,3 +147,20 @@ def test_generate_with_no_valid_molecule_is_not_a_failure(nemo, tmp_path):
     assert [(r["id"], r["seed"], r["sample"], r["generated"]) for r in rows] == [
         ("ethanol", "CCO", "", ""), ("benzene", "c1ccccc1", "", "")]
     assert _rows(Path(f"{out}.errors.csv")) == []
+
+
+def test_per_token_embeddings_keep_their_rows_in_every_format(model, nemo, smi, tmp_path):
+    arrays = {}
+    for suffix in (".parquet", ".h5", ".npz"):
+        out = tmp_path / f"tokens{suffix}"
+        result = runner.invoke(app, ["embed", MODEL, str(smi), "-o", str(out), "--weights", str(nemo), "-q",
+                                     "--pooling", "per_token"])
+        assert result.exit_code == 0, result.output
+        arrays[suffix] = read_embeddings(out).arrays
+    expected = model.embed(GOOD, pooling="per_token")
+    for i, rid in enumerate(GOOD):
+        want = expected.by_layer[expected.layers[0]][i]
+        assert want.ndim == 2 and want.shape[1] == expected.dim
+        for suffix, got in arrays.items():
+            assert got[rid].shape == want.shape, suffix  # (L, D), not flattened
+            np.testing.assert_allclose(got[rid], want, rtol=0, atol=1e-6)

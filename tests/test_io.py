@@ -295,3 +295,19 @@ def test_errors_file(tmp_path):
     path = tmp_path / "out.parquet.errors.csv"
     write_errors(path, [("p1", "position 3: invalid residue 'J'"), ("", "record #2 has no id")])
     assert path.read_text().splitlines() == ["id,reason", "p1,position 3: invalid residue 'J'", ",record #2 has no id"]
+
+
+@pytest.mark.parametrize("pooling", ["per_residue", "per_token"])
+@pytest.mark.parametrize("layers", [(3,), (1, 3)])
+def test_every_per_position_pooling_keeps_its_rows_in_parquet(tmp_path, pooling, layers):
+    # MegaMolBART's per-position pooling is called per_token: the parquet writer flattened it to (L*D,).
+    rows = _rows(True, layers=layers)
+    path = tmp_path / "out.parquet"
+    write_embeddings(path, rows, model="m", layers=layers, pooling=pooling)
+    back = read_embeddings(path)
+    for r in rows:
+        want = r.stacked(layers)
+        assert back.arrays[r.id].shape == want.shape and want.shape[-2:] == (r.length, 8)
+        np.testing.assert_array_equal(back.arrays[r.id], want)
+    column = "embedding" if len(layers) == 1 else f"embedding_{layers[0]}"
+    assert pq.read_schema(path).field(column).type == pa.list_(pa.list_(pa.float32()))

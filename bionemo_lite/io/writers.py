@@ -3,7 +3,7 @@
 Embeddings (one row per record):
 - ``.parquet``: columns ``id``, ``sequence``, ``length``, ``truncated`` and
   ``embedding`` as ``list<float32>`` (pooled) or ``list<list<float32>>``
-  (``per_residue``). With several layers, one column ``embedding_<L>`` per
+  (a per-position pooling: ``per_residue``, MegaMolBART's ``per_token``). With several layers, one column ``embedding_<L>`` per
   absolute layer index instead of ``embedding``. The schema metadata key
   ``bionemo_lite`` holds ``{"model", "layers", "pooling"}`` as JSON.
 - ``.h5``: one dataset per id (``[D]`` or ``[L, D]``; with several layers a
@@ -26,7 +26,7 @@ import json
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +132,11 @@ def _write_embeddings_parquet(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    per_residue = pooling == "per_residue"
+    from ..triton.protocol import PER_POSITION_POOLINGS
+
+    first, rows = peek_first(rows)
+    # The arrays say whether they hold one row per position (a family may name its pooling its own way).
+    per_residue = (np.ndim(first.by_layer[layers[0]]) == 2) if first is not None else pooling in PER_POSITION_POOLINGS
     emb_type = pa.list_(pa.list_(pa.float32())) if per_residue else pa.list_(pa.float32())
     fields = [
         pa.field("id", pa.string()),
@@ -312,6 +316,13 @@ def _write_table_parquet(
 def write_errors(path: str | Path, errors: Iterable[tuple[str, str]]) -> int:
     """Write the per-record failures as a CSV with columns ``id``, ``reason`` (atomically)."""
     return write_table(path, ({"id": rid, "reason": reason} for rid, reason in errors), ["id", "reason"])
+
+
+def peek_first(items: Iterable[Any]) -> tuple[Any, Iterator[Any]]:
+    """The first item (None if there is none) and an iterator over all of them."""
+    it = iter(items)
+    first = next(it, None)
+    return first, (it if first is None else chain([first], it))
 
 
 def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

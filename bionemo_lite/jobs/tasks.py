@@ -13,7 +13,6 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from ..batching import is_out_of_memory
 from ..errors import InvalidInputError
+from ..io.writers import peek_first
 from ..model import BioModel
 from ..mutations import duplicate_reason, normalize_mutation, parse_mutation
 from ..records import WHITESPACE, LengthPolicy, Record, check_protein, clean_protein
@@ -87,12 +87,6 @@ def _json_bytes(payload: Any) -> bytes:
     return json.dumps(payload).encode("utf-8")
 
 
-def _peek(items: Iterable[Any]) -> tuple[Any, Iterator[Any]]:
-    it = iter(items)
-    first = next(it, None)
-    return first, (it if first is None else chain([first], it))
-
-
 @dataclass
 class EmbedTask:
     """``embed`` as a job: one row per record with its pooled or per-residue embeddings."""
@@ -143,7 +137,7 @@ class EmbedTask:
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
         from ..io.writers import EmbeddingRow, write_embeddings
 
-        first, rows = _peek(done)
+        first, rows = peek_first(done)
         # Absolute layer indices come from the results (the request may say -1).
         layers = tuple(first[1]["layers"]) if first else tuple(int(x) for x in self.layers)
         return write_embeddings(
@@ -350,7 +344,7 @@ class GenerateTask:
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
         from ..io.writers import write_table
 
-        first, pairs = _peek(done)
+        first, pairs = peek_first(done)
         properties = sorted(first[1]["properties"]) if first else []
 
         def rows() -> Iterator[dict[str, Any]]:
