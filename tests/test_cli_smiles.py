@@ -146,7 +146,7 @@ def test_generate_with_no_valid_molecule_is_not_a_failure(nemo, tmp_path):
     rows = _rows(out)
     assert [(r["id"], r["seed"], r["sample"], r["generated"]) for r in rows] == [
         ("ethanol", "CCO", "", ""), ("benzene", "c1ccccc1", "", "")]
-    assert _rows(Path(f"{out}.errors.csv")) == []
+    assert not Path(f"{out}.errors.csv").exists()  # nothing failed: no errors file
 
 
 def test_per_token_embeddings_keep_their_rows_in_every_format(model, nemo, smi, tmp_path):

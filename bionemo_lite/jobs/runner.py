@@ -7,7 +7,8 @@ token-budget batching inside the chunk). After each chunk the finished records
 are committed to the SQLite manifest (``OUTPUT.job.sqlite``), so a killed job
 re-run with the same command computes only what is missing. At the end the
 output is written atomically from the manifest, in input order, and the
-failures go to ``OUTPUT.errors.csv`` (``id``, ``reason``).
+failures go to ``OUTPUT.errors.csv`` (``id``, ``reason``), which exists only
+while some record failed.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class JobSummary:
 
     Attributes:
         n_ok: records in the output (computed now or resumed from the manifest).
+        errors_path: where the failures are written (the file exists only when `n_failed` > 0).
         n_failed: records in the errors file.
         n_skipped_resumed: records found finished in the manifest and not recomputed.
         n_computed: records computed by this run.
@@ -233,7 +235,10 @@ def run_job(
     from ..io.writers import write_errors
 
     errors.sort(key=lambda e: e[0])  # input order, like the output
-    write_errors(errors_path, ((rid, reason) for _, rid, reason in errors))
+    if errors:
+        write_errors(errors_path, ((rid, reason) for _, rid, reason in errors))
+    else:
+        errors_path.unlink(missing_ok=True)  # an earlier run's failures, all resolved now
     kept: Path | None = manifest_path
     if not errors and not keep_manifest:
         manifest_path.unlink(missing_ok=True)  # the output holds everything now
