@@ -154,8 +154,9 @@ def test_score_mutations(model, esm2_fair_checkpoint, tmp_path, method):
     good = ["K2A", "T3S:A4G", "Y5W"]
     expected = model.score({"wt": wild_type}, method=method, mutations=good)
     rows = pq.read_table(out).to_pylist()
-    assert [(r["id"], r["mutation"], r["sequence"], r["truncated"]) for r in rows] == [
-        ("wt", m, wild_type, False) for m in good]
+    mutants = ["MATAYIAKQRQISFVKSHFSRQ", "MKSGYIAKQRQISFVKSHFSRQ", "MKTAWIAKQRQISFVKSHFSRQ"]
+    assert [(r["id"], r["mutation"], r["sequence"], r["wild_type"], r["truncated"]) for r in rows] == [
+        ("wt", m, mt, wild_type, False) for m, mt in zip(good, mutants)]
     np.testing.assert_allclose([r["score"] for r in rows], expected.scores, rtol=0, atol=1e-6)
     errors = _rows(Path(f"{out}.errors.csv"))
     assert [e["id"] for e in errors] == ["Q2R", "K2A"]
@@ -179,8 +180,9 @@ def test_score_mutations_with_truncate(model, esm2_fair_checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     rows = pq.read_table(out).to_pylist()
     expected = model.score({"wt": wild_type[:1022]}, method="masked_marginals", mutations=["K2A", "R1020A"])
-    assert [(r["mutation"], r["sequence"], r["truncated"]) for r in rows] == [
-        ("K2A", wild_type[:1022], True), ("R1020A", wild_type[:1022], True)]
+    cut = wild_type[:1022]
+    assert [(r["mutation"], r["sequence"], r["wild_type"], r["truncated"]) for r in rows] == [
+        ("K2A", "MA" + cut[2:], cut, True), ("R1020A", cut[:1019] + "A" + cut[1020:], cut, True)]
     np.testing.assert_allclose([r["score"] for r in rows], expected.scores, rtol=0, atol=1e-6)
     errors = _rows(Path(f"{out}.errors.csv"))
     assert [e["id"] for e in errors] == ["A1024G"]

@@ -203,8 +203,9 @@ def test_mutation_job(tmp_path):
     summary = run_job(MutationSource(task.wild_type, mutations), task, tmp_path / "m.parquet", chunk_size=2,
                       progress=False)
     rows = _mutation_rows(tmp_path / "m.parquet")
-    assert [(r["id"], r["mutation"], r["sequence"], r["truncated"]) for r in rows] == [
-        ("wt", "K2R", "MKVLA", False), ("wt", "A5G", "MKVLA", False)]
+    # `sequence` is the mutant scored, `wild_type` the sequence it was made from.
+    assert [(r["id"], r["mutation"], r["sequence"], r["wild_type"], r["truncated"]) for r in rows] == [
+        ("wt", "K2R", "MRVLA", "MKVLA", False), ("wt", "A5G", "MKVLG", "MKVLA", False)]
     reasons = dict(_errors(summary.errors_path))
     assert list(reasons) == ["K2R", "M1W:V3L", "X9Y", "Q2R", "2R"]
     assert reasons["K2R"] == "duplicate mutation (same as 'K2R', listed before); skipped"  # 'k2r': same mutation
@@ -236,8 +237,9 @@ def test_mutation_job_scores_the_truncated_wild_type(tmp_path):
                       tmp_path / "m.parquet", progress=False)
     rows = _mutation_rows(tmp_path / "m.parquet")
     expected = model.score([("wt", "MKVLA" * 8)], method="masked_marginals", mutations=["K2R", "A40G"])
-    assert [(r["mutation"], r["sequence"], r["truncated"], r["score"]) for r in rows] == [
-        (m, "MKVLA" * 8, True, v) for m, v in zip(["K2R", "A40G"], expected.scores.tolist())]
+    mutants = ["MRVLA" + "MKVLA" * 7, "MKVLA" * 7 + "MKVLG"]
+    assert [(r["mutation"], r["sequence"], r["wild_type"], r["truncated"], r["score"]) for r in rows] == [
+        (m, mt, "MKVLA" * 8, True, v) for m, mt, v in zip(["K2R", "A40G"], mutants, expected.scores.tolist())]
     reasons = dict(_errors(summary.errors_path))
     assert list(reasons) == ["M41A", "K42W"]
     assert reasons["M41A"] == (

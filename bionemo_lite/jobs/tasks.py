@@ -163,9 +163,10 @@ def _score_options(method: str | None, truncate: bool, tokens_per_batch: int | N
 
 
 SCORE_COLUMNS = ["id", "sequence", "score", "truncated"]
-# `sequence` is the wild type as scored (cut under --truncate, then `truncated` is true).
-MUTATION_COLUMNS = ["id", "mutation", "sequence", "score", "truncated"]
-_TYPES = {"id": "string", "sequence": "string", "mutation": "string", "score": "float64", "truncated": "bool",
+# `sequence` is the mutant, `wild_type` the wild type as scored (cut under --truncate, then `truncated` is true).
+MUTATION_COLUMNS = ["id", "mutation", "sequence", "wild_type", "score", "truncated"]
+_TYPES = {"id": "string", "sequence": "string", "mutation": "string", "wild_type": "string", "score": "float64",
+          "truncated": "bool",
           "seed": "string", "generated": "string", "sample": "int64", "length": "int64", "path": "string",
           "mean_plddt": "float64", "ptm": "float64"}
 
@@ -245,8 +246,9 @@ class MutationScoreTask:
 
     A protein wild type is checked (and, with ``truncate``, cut) once, here:
     the model scores the cut wild type, each mutation is checked against it
-    (a position past the cut fails alone, with its own message), and the
-    output's ``sequence`` / ``truncated`` columns say what was scored.
+    (a position past the cut fails alone, with its own message). Each output
+    row holds the mutant (``sequence``), the wild type it was made from
+    (``wild_type``, as scored) and whether that was cut (``truncated``).
 
     Attributes:
         wild_type_truncated: whether the wild type was cut to the model's maximum length.
@@ -296,12 +298,20 @@ class MutationScoreTask:
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
         from ..io.writers import write_table
 
+        wild_type = self.wild_type.sequence
         rows = (
-            {"id": self.wild_type.id, "mutation": rec.id, "sequence": self.wild_type.sequence, "score": p["score"],
-             "truncated": self.wild_type_truncated}
+            {"id": self.wild_type.id, "mutation": rec.id, "sequence": self.mutant(rec.id), "wild_type": wild_type,
+             "score": p["score"], "truncated": self.wild_type_truncated}
             for rec, p in done
         )
         return write_table(output, rows, MUTATION_COLUMNS, _TYPES)
+
+    def mutant(self, mutation: str) -> str:
+        """The sequence `mutation` makes of the (scored) wild type."""
+        residues = list(self.wild_type.sequence)
+        for sub in parse_mutation(mutation, self.wild_type.sequence, truncated=self.wild_type_truncated).substitutions:
+            residues[sub.position - 1] = sub.mt
+        return "".join(residues)
 
 
 @dataclass
