@@ -192,6 +192,9 @@ def safe_torch_load(path: Path, allowed_globals: Iterable[Any] = (), mmap: bool 
         ) from exc
     except (RuntimeError, EOFError, OSError) as exc:
         raise CheckpointError(f"{path}: not a readable torch checkpoint: {exc}") from exc
+    except (IndexError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        # What the unpickler raises on arbitrary bytes (e.g. IndexError: pop from empty list).
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})") from exc
 
 
 def resolve_dtype(dtype: str | None, device: str, default_gpu: str = "float16") -> "Any":

@@ -194,3 +194,15 @@ def test_error_messages_rebuild_the_callers_exception():
     assert isinstance(rebuilt, InvalidInputError)
     assert (rebuilt.record, rebuilt.position, rebuilt.reason) == ("second", 4, "invalid residue 'J'")
     assert decode_error("some other failure") is None
+
+
+@pytest.mark.parametrize("command", [["export"], ["triton", "export"]])
+def test_export_of_a_garbage_checkpoint_is_refused_before_anything_is_written(tmp_path, command):
+    garbage = tmp_path / f"{NAME}.pt"
+    garbage.write_bytes(b"this is not a checkpoint\n" * 100)
+    repo = tmp_path / "repo"
+    result = CliRunner().invoke(_cli(), [*command, NAME, "--repository", str(repo), "--weights", str(garbage)])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and str(garbage) in result.output
+    assert "Traceback" not in result.output
+    assert not repo.exists()  # no repository that looks servable
