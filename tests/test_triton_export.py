@@ -206,3 +206,43 @@ def test_export_of_a_garbage_checkpoint_is_refused_before_anything_is_written(tm
     assert result.output.startswith("Error: ") and str(garbage) in result.output
     assert "Traceback" not in result.output
     assert not repo.exists()  # no repository that looks servable
+
+
+def test_triton_serve_defaults_do_not_clash_with_the_api():
+    from typer.main import get_command
+
+    from server.settings import Settings
+
+    params = {p.name: p.default for p in get_command(triton_app).commands["serve"].params}
+    triton_ports = {params["http_port"], params["grpc_port"], params["metrics_port"]}
+    assert len(triton_ports) == 3 and Settings().port not in triton_ports
+    status = {p.name: p.default for p in get_command(triton_app).commands["status"].params}
+    assert status["url"] == f"127.0.0.1:{params['http_port']}"  # status looks where serve listens
+
+
+def test_a_taken_port_is_named_with_its_owner_before_triton_starts(tmp_path, monkeypatch):
+    import os
+    import socket
+
+    from bionemo_lite.triton.launch import free_port
+
+    fake = tmp_path / "tritonserver"  # would leave a marker if it were started
+    fake.write_text(f"#!/bin/sh\ntouch {tmp_path / 'started'}\nsleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv(ENV_BINARY, str(fake))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        result = CliRunner().invoke(_cli(), [
+            "triton", "serve", "--repository", str(repo), "--http-port", str(free_port()),
+            "--grpc-port", str(taken), "--metrics-port", str(free_port()), "--log-file", str(tmp_path / "t.log")])
+    assert result.exit_code == 1, result.output
+    assert f"gRPC (--grpc-port) port {taken} on 127.0.0.1 is taken by pid {os.getpid()} (" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "started").exists() and not (tmp_path / "t.log").exists()
+    same = CliRunner().invoke(_cli(), ["triton", "serve", "--repository", str(repo), "--http-port", "18123",
+                                       "--grpc-port", "18123"])
+    assert same.exit_code == 1 and "ports are both 18123" in same.output
