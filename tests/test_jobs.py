@@ -252,3 +252,42 @@ def test_structure_file_names_are_safe_and_unique():
     a, b = structure_filename("a/b", "cif"), structure_filename("a_b", "cif")
     assert a != b and "/" not in a and a.endswith(".cif")
     assert not structure_filename("..", "pdb").startswith(".")
+
+
+def test_progress_moves_record_by_record_within_a_chunk(tmp_path):
+    # 10 records in one chunk; the model's token budget (64) splits them into several batches.
+    updates: list[int] = []
+    summary = run_job(InputFile(_fasta(tmp_path / "in.fasta", {**SEQS, "bad": "MKJ"})), EmbedTask(CompositionModel()),
+                      tmp_path / "o.h5", chunk_size=512, progress=False, on_records_done=updates.append)
+    assert summary.n_ok == 10 and summary.n_failed == 1
+    assert sum(updates) == 11  # every record once, the failed one too
+    assert len(updates) >= 4 and max(updates) < 10  # not one jump for the whole chunk
+
+
+def test_a_record_retried_alone_is_not_counted_twice(tmp_path):
+    updates: list[int] = []
+    run_job(InputFile(_fasta(tmp_path / "in.fasta", {"a": "MKV", "huge": "MKVYYY", "b": "MKL"})),
+            EmbedTask(CompositionModel(oom_residue="Y")), tmp_path / "o.parquet", progress=False,
+            on_records_done=updates.append)
+    assert sum(updates) == 3
+
+
+def test_the_progress_bar_shows_records_per_second_and_time_left(tmp_path):
+    import io
+
+    from bionemo_lite.jobs.runner import _NoBar, _progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    bar = _progress_bar(InputFile(_fasta(tmp_path / "in.fasta", SEQS)), True, screen)
+    bar.update(4)
+    bar.refresh()
+    bar.close()
+    text = screen.getvalue()
+    assert "4/10" in text and "rec/s" in text and "<" in text  # elapsed<remaining
+    source = InputFile(tmp_path / "in.fasta")
+    assert isinstance(_progress_bar(source, False, screen), _NoBar)  # -q
+    assert isinstance(_progress_bar(source, True, io.StringIO()), _NoBar)  # not a terminal
