@@ -124,6 +124,10 @@ def test_bbbp_style_csv_reports_bad_rows_and_goes_on(model, nemo, tmp_path):
     good = {name: smiles for _, name, _, smiles in BBBP if name in ("Terbutylchlorambucil", "40730", "aspirin")}
     back = read_embeddings(out)
     assert back.ids == list(good)  # the "name" column is the id, file order is kept
+    import pyarrow.parquet as pq
+
+    labels = pq.read_table(out, columns=["id", "num", "p_np"]).to_pylist()
+    assert labels == [{"id": name, "num": num, "p_np": p_np} for num, name, p_np, _ in BBBP if name in good]
     expected = model.embed(good)
     assert np.max(np.abs(np.stack([back.arrays[k] for k in good]) - expected.embeddings)) <= 1e-6
     errors = _rows(Path(f"{out}.errors.csv"))

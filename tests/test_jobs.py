@@ -291,3 +291,50 @@ def test_the_progress_bar_shows_records_per_second_and_time_left(tmp_path):
     source = InputFile(tmp_path / "in.fasta")
     assert isinstance(_progress_bar(source, False, screen), _NoBar)  # -q
     assert isinstance(_progress_bar(source, True, io.StringIO()), _NoBar)  # not a terminal
+
+
+def test_extra_input_columns_pass_through_to_every_output(tmp_path):
+    import pyarrow.parquet as pq
+
+    from bionemo_lite.io import read_embeddings as read
+
+    path = tmp_path / "in.csv"
+    path.write_text("num,id,sequence,label,score,\n1,a,MKV,0.5,high,x\n2,b,MKJ,1,low,y\n3,c,AC,,mid,z\n")
+    src = InputFile(path)
+    run_job(src, EmbedTask(CompositionModel()), tmp_path / "e.parquet", progress=False)
+    table = pq.read_table(tmp_path / "e.parquet")
+    # The result's columns first, as for a FASTA; then the input's others, as text, in header order.
+    assert table.column_names == ["id", "sequence", "length", "truncated", "embedding", "num", "label", "score",
+                                  "column_6"]
+    assert table.select(["id", "num", "label", "score", "column_6"]).to_pylist() == [
+        {"id": "a", "num": "1", "label": "0.5", "score": "high", "column_6": "x"},
+        {"id": "c", "num": "3", "label": "", "score": "mid", "column_6": "z"}]
+    np.testing.assert_array_equal(read(tmp_path / "e.parquet").arrays["c"], expected_vectors("AC", 2).mean(0))
+
+    run_job(src, ScoreTask(CompositionModel(), "pll"), tmp_path / "s.csv", progress=False)
+    with open(tmp_path / "s.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    # An input column named like a result column keeps both: the input's as input_<name>.
+    assert list(rows[0]) == ["id", "sequence", "score", "truncated", "num", "label", "input_score", "column_6"]
+    assert [(r["id"], r["input_score"], r["label"]) for r in rows] == [("a", "high", "0.5"), ("c", "mid", "")]
+    assert float(rows[0]["score"]) == float(CompositionModel().score(["MKV"]).scores[0])
+
+    run_job(src, EmbedTask(CompositionModel(), pooling="per_residue"), tmp_path / "e.h5", progress=False)
+    import h5py
+
+    with h5py.File(tmp_path / "e.h5") as fh:
+        assert fh["a"].attrs["label"] == "0.5" and fh["a"].attrs["num"] == "1"
+
+
+def test_a_mutation_table_s_other_columns_pass_through(tmp_path):
+    from bionemo_lite.io import read_mutation_rows
+
+    muts = tmp_path / "dms.csv"
+    muts.write_text("mutant,DMS_score\nK2R,0.7\nA5G,-1.5\nQ2R,0\n")
+    rows = read_mutation_rows(muts)
+    assert rows == [("K2R", (("DMS_score", "0.7"),)), ("A5G", (("DMS_score", "-1.5"),)), ("Q2R", (("DMS_score", "0"),))]
+    task = MutationScoreTask(CompositionModel(), Record("wt", "MKVLA"), "masked_marginals")
+    run_job(MutationSource(task.wild_type, [m for m, _ in rows], [f for _, f in rows]), task, tmp_path / "m.parquet",
+            progress=False)
+    assert [(r["mutation"], r["DMS_score"]) for r in _mutation_rows(tmp_path / "m.parquet")] == [
+        ("K2R", "0.7"), ("A5G", "-1.5")]
