@@ -26,6 +26,7 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 
 from ..errors import BionemoLiteError
+from ..cli_style import MARKUP_MODE, Command
 from .ports import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,7 +36,7 @@ triton_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    rich_markup_mode=MARKUP_MODE,
 )
 
 
@@ -105,7 +106,7 @@ def export_command(
                f"`bionemo-lite triton serve --repository {report.repository}`")
 
 
-@triton_app.command("serve")
+@triton_app.command("serve", cls=Command)
 @_errors_to_exit
 def serve_command(
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Model repository written by `bionemo-lite export`.")],
@@ -147,7 +148,7 @@ def serve_command(
         signal.signal(signal.SIGTERM, previous)
 
 
-@triton_app.command("status")
+@triton_app.command("status", cls=Command)
 @_errors_to_exit
 def status_command(
     url: Annotated[str, typer.Option("--url", help="host:port of Triton's HTTP (or gRPC) endpoint.")] = f"127.0.0.1:{TRITON_HTTP_PORT}",
@@ -179,4 +180,4 @@ def status_command(
         typer.echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
 
 
-triton_app.command("export")(export_command)
+triton_app.command("export", cls=Command)(export_command)
