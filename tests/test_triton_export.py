@@ -246,3 +246,15 @@ def test_a_taken_port_is_named_with_its_owner_before_triton_starts(tmp_path, mon
     same = CliRunner().invoke(_cli(), ["triton", "serve", "--repository", str(repo), "--http-port", "18123",
                                        "--grpc-port", "18123"])
     assert same.exit_code == 1 and "ports are both 18123" in same.output
+
+
+def test_export_numerics_reach_the_served_model_and_are_checked(tmp_path, esm2_fair_checkpoint):
+    repo = tmp_path / "repo"
+    result = CliRunner().invoke(_cli(), ["export", NAME, "--repository", str(repo), "--weights",
+                                         str(esm2_fair_checkpoint), "--verb", "embed", "--numerics", "reference"])
+    assert result.exit_code == 0, result.output
+    assert read_parameters((repo / NAME / "config.pbtxt").read_text())["numerics"] == "reference"
+    bad = CliRunner().invoke(_cli(), ["export", NAME, "--repository", str(tmp_path / "other"), "--weights",
+                                      str(esm2_fair_checkpoint), "--numerics", "exact"])
+    assert bad.exit_code == 1 and "numerics must be one of fast, reference" in bad.output
+    assert not (tmp_path / "other").exists()
