@@ -390,11 +390,10 @@ def contacts_command(
     from .capabilities import has_method
     from .io.writers import EMBEDDING_FORMATS, output_suffix
     from .jobs import ContactsTask, run_job
+    from .registry import get_spec
 
     setup_logging(quiet)
     output_suffix(output, EMBEDDING_FORMATS)
-    from .registry import get_spec
-
     spec = get_spec(model)
     if has_method(spec, "contacts") is False:
         raise UnsupportedVerbError(spec.name, "predict contacts", sorted(spec.verbs))

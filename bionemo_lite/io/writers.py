@@ -3,8 +3,9 @@
 Embeddings (one row per record):
 - ``.parquet``: columns ``id``, ``sequence``, ``length``, ``truncated`` and
   ``embedding`` as ``list<float32>`` (pooled) or ``list<list<float32>>``
-  (a per-position pooling: ``per_residue``, MegaMolBART's ``per_token``). With several layers, one column ``embedding_<L>`` per
-  absolute layer index instead of ``embedding``. The schema metadata key
+  (a per-position pooling: ``per_residue``, MegaMolBART's ``per_token``).
+  With several layers, one column ``embedding_<L>`` per absolute layer index
+  instead of ``embedding``. The schema metadata key
   ``bionemo_lite`` holds ``{"model", "layers", "pooling"}`` as JSON. Extra
   columns of a CSV/TSV input follow as string columns.
 - ``.h5``: one dataset per id (``[D]`` or ``[L, D]``; with several layers a
@@ -154,7 +155,7 @@ def write_contacts(
     with atomic_path(path) as tmp:
         if suffix == ".parquet":
             return _write_embeddings_parquet(tmp, arrays, (0,), "contacts", meta, tuple(extra_columns),
-                                             columns=(CONTACTS_COLUMN,))
+                                             array_columns=(CONTACTS_COLUMN,))
         if suffix in (".h5", ".hdf5"):
             return _write_arrays_h5(tmp, arrays, (0,), meta)
         return _write_embeddings_npz(tmp, arrays, (0,))
@@ -195,7 +196,7 @@ def _list_array(arrays: list[np.ndarray], per_residue: bool) -> Any:
 
 def _write_embeddings_parquet(
     tmp: Path, rows: Iterable[EmbeddingRow], layers: tuple[int, ...], pooling: str, meta: dict,
-    extra_columns: tuple[str, ...] = (), columns: tuple[str, ...] | None = None,
+    extra_columns: tuple[str, ...] = (), array_columns: tuple[str, ...] | None = None,
 ) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -211,7 +212,7 @@ def _write_embeddings_parquet(
         pa.field("sequence", pa.string()),
         pa.field("length", pa.int32()),
         pa.field("truncated", pa.bool_()),
-    ] + [pa.field(name, emb_type) for name in (columns or [embedding_column(lay, layers) for lay in layers])]
+    ] + [pa.field(name, emb_type) for name in (array_columns or [embedding_column(lay, layers) for lay in layers])]
     fields += [pa.field(name, pa.string()) for name in extra_columns]
     schema = pa.schema(fields, metadata={META_KEY: json.dumps(meta).encode()})
     n = 0

@@ -31,7 +31,7 @@ from .tasks import (
 )
 
 __all__ = [
-    "DEFAULT_CHUNK_SIZE", "ChunkOutcome", "ChunkReport", "ContactsTask", "EmbedTask", "FoldTask", "GenerateTask", "JobSummary",
-    "JobTask", "Manifest", "MutationScoreTask", "MutationSource", "RecordSource", "ScoreTask",
+    "DEFAULT_CHUNK_SIZE", "ChunkOutcome", "ChunkReport", "ContactsTask", "EmbedTask", "FoldTask", "GenerateTask",
+    "JobSummary", "JobTask", "Manifest", "MutationScoreTask", "MutationSource", "RecordSource", "ScoreTask",
     "default_paths", "failure_reason", "params_hash", "run_job", "sequence_hash", "structure_filename",
 ]

@@ -20,8 +20,18 @@ import numpy as np
 
 from ..batching import is_out_of_memory
 from ..errors import InvalidInputError
+from ..io.atomic import write_text_atomic
 from ..io.readers import Fields, TableRecord, record_fields
-from ..io.writers import peek_first
+from ..io.writers import (
+    CONTACTS_COLUMN,
+    ContactRow,
+    EmbeddingRow,
+    embedding_column,
+    peek_first,
+    write_contacts,
+    write_embeddings,
+    write_table,
+)
 from ..model import BioModel
 from ..mutations import duplicate_reason, normalize_mutation, parse_mutation
 from ..records import WHITESPACE, LengthPolicy, Record, check_protein, clean_protein
@@ -164,10 +174,6 @@ class EmbedTask:
         return {**meta, "layers": layers}
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        from ..io.writers import EmbeddingRow, write_embeddings
-
-        from ..io.writers import embedding_column
-
         first, rows = peek_first(done)
         # Absolute layer indices come from the results (the request may say -1).
         layers = tuple(first[1]["layers"]) if first else tuple(int(x) for x in self.layers)
@@ -220,8 +226,6 @@ class ContactsTask:
         return {**meta, "contacts": arrays[0]}
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        from ..io.writers import CONTACTS_COLUMN, ContactRow, write_contacts
-
         first, rows = peek_first(done)
         layout = extra_columns(first, ["id", "sequence", "length", "truncated", "model", "content", CONTACTS_COLUMN])
         return write_contacts(
@@ -287,8 +291,6 @@ class ScoreTask:
         return json.loads(blob)
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        from ..io.writers import write_table
-
         first, pairs = peek_first(done)
         layout = extra_columns(first, SCORE_COLUMNS)
         rows = ({"id": rec.id, **p, **_extras(rec, layout)} for rec, p in pairs)
@@ -386,8 +388,6 @@ class MutationScoreTask:
         return json.loads(blob)
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        from ..io.writers import write_table
-
         wild_type = self.wild_type.sequence
         first, pairs = peek_first(done)
         layout = extra_columns(first, MUTATION_COLUMNS)
@@ -444,8 +444,6 @@ class GenerateTask:
         return json.loads(blob)
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        from ..io.writers import write_table
-
         first, pairs = peek_first(done)
         properties = sorted(first[1]["properties"]) if first else []
         columns = ["id", "seed", "sample", "generated", "score", *properties]
@@ -524,8 +522,6 @@ class FoldTask:
         return bind_options(self.model.fold, options, self.model.name, optional=frozenset({"id"}))
 
     def run(self, records: list[Record]) -> ChunkOutcome:
-        from ..io.atomic import write_text_atomic
-
         out = ChunkOutcome()
         suffix = "cif" if self.format == "cif" else "pdb"
         for record in records:
@@ -561,8 +557,6 @@ class FoldTask:
         return json.loads(blob)
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        from ..io.writers import write_table
-
         first, pairs = peek_first(done)
         layout = extra_columns(first, SUMMARY_COLUMNS)
         rows = ({"id": rec.id, **p, **_extras(rec, layout)} for rec, p in pairs)
