@@ -8,8 +8,10 @@ split in half and retried; a single record that still does not fit fails alone.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from numbers import Integral
 from typing import Any, TypeVar
 
@@ -19,6 +21,26 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_TOKENS_PER_BATCH = 4096  # fair-esm extract.py's default
+
+# Who hears of finished records when a verb's caller passes no `on_progress` (see `reporting_progress`).
+_progress_listener: contextvars.ContextVar[Callable[[int], None] | None] = contextvars.ContextVar(
+    "bionemo_lite_progress_listener", default=None
+)
+
+
+@contextlib.contextmanager
+def reporting_progress(listener: Callable[[int], None]) -> Iterator[None]:
+    """Within the block, every `run_batches` call reports its finished records to `listener`.
+
+    Lets a batch job advance its progress bar batch by batch inside one verb
+    call (a verb call may cover hundreds of records) without every verb
+    taking a callback argument. The listener is per thread / task.
+    """
+    token = _progress_listener.set(listener)
+    try:
+        yield
+    finally:
+        _progress_listener.reset(token)
 
 
 def check_tokens_per_batch(tokens_per_batch: int | None) -> int:
@@ -103,13 +125,15 @@ def run_batches(
     Args:
         batches: lists of record indices.
         run: computes one batch, returning ``{index: result}``.
-        on_progress: called with the number of records finished after each batch.
+        on_progress: called with the number of records finished after each batch
+            (default: the listener of an enclosing `reporting_progress`, if any).
 
     Returns:
         Results by index, and failure reasons by index for records that could
         not be computed even alone. Errors other than out-of-memory propagate:
         a `BionemoLiteError` for one record is the caller's to report.
     """
+    on_progress = on_progress or _progress_listener.get()
     results: dict[int, T] = {}
     failures: dict[int, str] = {}
     pending: list[list[int]] = [list(b) for b in reversed(batches)]

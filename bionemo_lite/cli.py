@@ -1,15 +1,22 @@
 """The ``bionemo-lite`` command line: list models, run batch jobs, manage weights, serve.
 
+    bionemo-lite --version
     bionemo-lite models --verb embed
     bionemo-lite embed esm2_t33_650M_UR50D proteins.fasta -o embeddings.parquet
+    bionemo-lite contacts esm2_t33_650M_UR50D proteins.fasta -o contacts.h5
     bionemo-lite score esm2_t33_650M_UR50D wt.fasta -o effects.csv --method masked_marginals --mutations muts.txt
+    bionemo-lite fold esmfold_v1 proteins.fasta -o structures/ --attention-chunk-size 64
     bionemo-lite weights pull esm2_t33_650M_UR50D
-    bionemo-lite serve --weights esm2_t6_8M_UR50D=esm2_t6_8M_UR50D.pt
+    bionemo-lite serve --weights esm2_t6_8M_UR50D=esm2_t6_8M_UR50D.pt --numerics reference
 
 Batch jobs resume: re-running a killed command computes only the records
-missing from ``OUTPUT.job.sqlite``. Exit status: 0 on success (also when some
-records failed: see ``OUTPUT.errors.csv``), 1 when a `BionemoLiteError` stops
-the command or every record failed, 2 for usage errors. torch, pyarrow and the
+missing from ``OUTPUT.job.sqlite``; ``--chunk-size`` is how many records are
+computed between two checkpoints of that file. Exit status: 0 on success (also
+when some records failed: see ``OUTPUT.errors.csv``, written only then), 1
+when a `BionemoLiteError` stops the command or every record failed, 2 for
+usage errors. The other columns of a CSV/TSV input are copied into the output
+next to each record's results. ``-q`` silences log lines and progress bars,
+the libraries' (transformers, openfold3, ...) too. torch, pyarrow and the
 model code are imported only by the commands that need them, so listing and
 ``--help`` start fast.
 """
@@ -19,14 +26,15 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import typer
 
-from .errors import BionemoLiteError, InvalidInputError
+from .cli_output import command_scope, setup_logging
+from .cli_style import MARKUP_MODE, Command
+from .errors import BionemoLiteError, InvalidInputError, UnsupportedVerbError
 from .triton.cli import export_command, triton_app
 
 if TYPE_CHECKING:
@@ -41,13 +49,41 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=MARKUP_MODE,
 )
-weights_app = typer.Typer(help="List cached weights and download official ones.", no_args_is_help=True)
+weights_app = typer.Typer(help="List cached weights and download official ones.", no_args_is_help=True,
+                          rich_markup_mode=MARKUP_MODE)
 app.add_typer(weights_app, name="weights")
 app.add_typer(triton_app, name="triton")
-app.command("export")(export_command)
+app.command("export", cls=Command)(export_command)
 
 MUTATION_METHODS = ("masked_marginals", "wt_marginals")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bionemo-lite")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        from . import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"bionemo-lite {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    # Options of `bionemo-lite` itself; its help text is the app's.
+    pass
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -67,7 +103,8 @@ def handles_errors(fn: F) -> F:
         from .io.writers import UnsupportedFormatError
 
         try:
-            return fn(*args, **kwargs)
+            with command_scope():  # quiet mode and the like end with the command
+                return fn(*args, **kwargs)
         except UnsupportedFormatError as exc:
             raise _fail(str(exc), 2) from None
         except BionemoLiteError as exc:
@@ -77,14 +114,6 @@ def handles_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def _human_count(n: int | None) -> str:
@@ -103,7 +132,7 @@ def _print_table(header: list[str], rows: list[list[str]]) -> None:
         typer.echo("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths)).rstrip())
 
 
-@app.command("models")
+@app.command("models", cls=Command)
 @handles_errors
 def models_command(
     verb: Optional[str] = typer.Option(
@@ -113,8 +142,13 @@ def models_command(
 ) -> None:
     """List the registered models and whether their weights are available locally."""
     from .registry import list_models, plugin_errors
+    from .spec import CORE_VERBS
     from .weights import weights_available
 
+    if verb is not None:
+        known = sorted(set(CORE_VERBS).union(*(s.verbs for s in list_models())))
+        if verb not in known:
+            raise typer.BadParameter(f"unknown verb {verb!r}; the verbs are: {', '.join(known)}", param_hint="--verb")
     specs = list_models(verb=verb)
     for name, error in plugin_errors.items():
         typer.echo(f"Warning: model plugin {name!r} failed to load: {error}", err=True)
@@ -194,10 +228,23 @@ def check_embed_options(spec: ModelSpec, layers: list[int] | None, pooling: str)
             raise typer.BadParameter(exc.reason, param_hint="--layer") from None
 
 
-def _load_model(spec: ModelSpec, weights: Path | None, device: str, dtype: str | None) -> tuple[Any, dict[str, Any]]:
-    """Check the device and dtype (usage errors), find the weights, then load; returns the model and its identity.
+def check_numerics(spec: ModelSpec, numerics: str | None) -> str | None:
+    """The numerics mode `spec`'s model will run with (None: it has no choice); an unknown one is a usage error."""
+    from .registry import resolve_numerics
 
-    The identity (model, weights fingerprint, device, dtype) keys the job manifest.
+    try:
+        return resolve_numerics(spec, numerics)
+    except InvalidInputError as exc:
+        raise typer.BadParameter(exc.reason, param_hint="--numerics") from None
+
+
+def _load_model(
+    spec: ModelSpec, weights: Path | None, device: str, dtype: str | None, numerics: str | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """Check the device, dtype and numerics (usage errors), find the weights, then load.
+
+    Returns the model and its identity (model, weights fingerprint, device,
+    dtype, numerics where the family has a choice), which keys the job manifest.
     """
     from .registry import load
     from .weights import resolve_weights
@@ -205,15 +252,18 @@ def _load_model(spec: ModelSpec, weights: Path | None, device: str, dtype: str |
     name = spec.name
     check_device(device)
     check_dtype(dtype)
+    mode = check_numerics(spec, numerics)
     path = resolve_weights(spec, weights)
     logging.getLogger("bionemo_lite.cli").info("loading %s from %s on %s", name, path, device)
     try:
-        model = load(name, weights=path, device=device, dtype=dtype)
+        model = load(name, weights=path, device=device, dtype=dtype, numerics=mode)
     except ValueError as exc:
         if isinstance(exc, BionemoLiteError):
             raise
         raise typer.BadParameter(str(exc)) from None  # e.g. an unknown --dtype
     identity = {"model": name, "weights": _weights_fingerprint(path), "device": device, "dtype": dtype}
+    if mode is not None:
+        identity["numerics"] = mode
     return model, identity
 
 
@@ -253,7 +303,15 @@ DeviceOpt = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N.")
 DtypeOpt = typer.Option(
     None, "--dtype", help="float32, float16 or bfloat16 (default: the family's choice for the device)."
 )
-ChunkOpt = typer.Option(512, "--chunk-size", min=1, help="Records per model call and per checkpoint of the job.")
+NumericsOpt = typer.Option(
+    None, "--numerics",
+    help="fast (fused attention kernels) or reference (the reference implementation's exact arithmetic), for "
+         "models that offer both (ESM-2); others ignore it (default: $BIONEMO_LITE_NUMERICS, else fast).",
+)
+ChunkOpt = typer.Option(
+    512, "--chunk-size", min=1,
+    help="Records per model call and per checkpoint of the job (a killed run loses at most one chunk).",
+)
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines.")
 KeepOpt = typer.Option(False, "--keep-manifest", help="Keep OUTPUT.job.sqlite after a fully successful run.")
 TokensOpt = typer.Option(None, "--tokens-per-batch", min=1, help="Padded tokens per batch (default: the model's).")
@@ -263,22 +321,29 @@ TruncateOpt = typer.Option(
 
 
 def _input_argument(help_text: str) -> Any:
-    return typer.Argument(..., exists=True, dir_okay=False, readable=True, help=help_text)
+    return typer.Argument(..., metavar="INPUT", exists=True, dir_okay=False, readable=True, help=help_text)
 
 
-@app.command("embed")
+def _model_argument(verb: str) -> Any:
+    return typer.Argument(..., metavar="MODEL", help=f"Model name (see `bionemo-lite models --verb {verb}`).")
+
+
+@app.command("embed", cls=Command)
 @handles_errors
 def embed_command(
-    model: str = typer.Argument(..., help="Model name (see `bionemo-lite models --verb embed`)."),
+    model: str = _model_argument("embed"),
     input: Path = _input_argument("FASTA, CSV/TSV (id,sequence or id,smiles) or .smi file."),
     output: Path = typer.Option(..., "--output", "-o", help="Output file: .parquet, .h5 or .npz."),
     weights: Optional[Path] = WeightsOpt,
     layer: Optional[list[int]] = typer.Option(
         None, "--layer", help="Layer to return (0 = embeddings, -1 = last; repeat for several)."
     ),
-    pooling: str = typer.Option("mean", "--pooling", help="mean, bos or per_residue."),
+    pooling: str = typer.Option(
+        "mean", "--pooling", help="mean, bos or per_residue (MegaMolBART: mean or per_token)."
+    ),
     device: str = DeviceOpt,
     dtype: Optional[str] = DtypeOpt,
+    numerics: Optional[str] = NumericsOpt,
     tokens_per_batch: Optional[int] = TokensOpt,
     truncate: bool = TruncateOpt,
     chunk_size: int = ChunkOpt,
@@ -289,14 +354,54 @@ def embed_command(
     from .io.writers import EMBEDDING_FORMATS, output_suffix
     from .jobs import EmbedTask, run_job
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     output_suffix(output, EMBEDDING_FORMATS)
     spec = _model_spec(model, "embed")
     check_embed_options(spec, layer, pooling)
     source = _input_file(input, spec.input_kind)
-    loaded, identity = _load_model(spec, weights, device, dtype)
+    loaded, identity = _load_model(spec, weights, device, dtype, numerics)
     task = EmbedTask(loaded, layers=tuple(layer or (-1,)), pooling=pooling, truncate=truncate,
                      tokens_per_batch=tokens_per_batch)
+    summary = run_job(source, task, output, params=identity, chunk_size=chunk_size, progress=not quiet,
+                      keep_manifest=keep_manifest)
+    _finish(summary)
+
+
+@app.command("contacts", cls=Command)
+@handles_errors
+def contacts_command(
+    model: str = typer.Argument(..., metavar="MODEL", help="A model that predicts contacts (ESM-2)."),
+    input: Path = _input_argument("FASTA or CSV/TSV (id,sequence) of proteins."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output file: .h5, .npz or .parquet."),
+    weights: Optional[Path] = typer.Option(
+        None, "--weights", help="Checkpoint (with its -contact-regression.pt beside it; default: the weight cache)."
+    ),
+    device: str = DeviceOpt,
+    dtype: Optional[str] = DtypeOpt,
+    numerics: Optional[str] = NumericsOpt,
+    tokens_per_batch: Optional[int] = TokensOpt,
+    truncate: bool = TruncateOpt,
+    chunk_size: int = ChunkOpt,
+    quiet: bool = QuietOpt,
+    keep_manifest: bool = KeepOpt,
+) -> None:
+    """Predict each record's residue contact map: an L x L float32 array of probabilities per record, as fair-esm's
+    ``return_contacts=True`` (resumable; bad records go to OUTPUT.errors.csv)."""
+    from .capabilities import has_method
+    from .io.writers import EMBEDDING_FORMATS, output_suffix
+    from .jobs import ContactsTask, run_job
+    from .registry import get_spec
+
+    setup_logging(quiet)
+    output_suffix(output, EMBEDDING_FORMATS)
+    spec = get_spec(model)
+    if has_method(spec, "contacts") is False:
+        raise UnsupportedVerbError(spec.name, "predict contacts", sorted(spec.verbs))
+    source = _input_file(input, spec.input_kind)
+    loaded, identity = _load_model(spec, weights, device, dtype, numerics)
+    if not callable(getattr(loaded, "contacts", None)):
+        raise UnsupportedVerbError(spec.name, "predict contacts", sorted(spec.verbs))
+    task = ContactsTask(loaded, truncate=truncate, tokens_per_batch=tokens_per_batch)
     summary = run_job(source, task, output, params=identity, chunk_size=chunk_size, progress=not quiet,
                       keep_manifest=keep_manifest)
     _finish(summary)
@@ -321,10 +426,10 @@ def _wild_type(path: Path, kind: str) -> Any:
     return records[0]
 
 
-@app.command("score")
+@app.command("score", cls=Command)
 @handles_errors
 def score_command(
-    model: str = typer.Argument(..., help="Model name (see `bionemo-lite models --verb score`)."),
+    model: str = _model_argument("score"),
     input: Path = _input_argument("Sequences (or SMILES) to score; with --mutations, the one wild type."),
     output: Path = typer.Option(..., "--output", "-o", help="Output table: .csv, .tsv or .parquet."),
     method: Optional[str] = typer.Option(
@@ -332,11 +437,13 @@ def score_command(
     ),
     mutations: Optional[Path] = typer.Option(
         None, "--mutations", exists=True, dir_okay=False,
-        help="One mutation per line (A42G; several joined by ':') or a CSV with a 'mutation' column.",
+        help="One mutation per line (A42G; several joined by ':') or a CSV with a 'mutation' column "
+             "(its other columns are copied to the output).",
     ),
     weights: Optional[Path] = WeightsOpt,
     device: str = DeviceOpt,
     dtype: Optional[str] = DtypeOpt,
+    numerics: Optional[str] = NumericsOpt,
     tokens_per_batch: Optional[int] = TokensOpt,
     truncate: bool = TruncateOpt,
     chunk_size: int = ChunkOpt,
@@ -344,11 +451,11 @@ def score_command(
     keep_manifest: bool = KeepOpt,
 ) -> None:
     """Score records (one row each) or the mutations of one wild type (one row per mutation)."""
-    from .io.readers import read_mutations
+    from .io.readers import read_mutation_rows
     from .io.writers import TABLE_FORMATS, output_suffix
     from .jobs import MutationScoreTask, MutationSource, ScoreTask, run_job
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     output_suffix(output, TABLE_FORMATS)
     if mutations is not None and method is None:
         method = "masked_marginals"
@@ -361,15 +468,15 @@ def score_command(
     if mutations is not None:
         wild_type = _wild_type(input, kind)
         try:
-            mutation_list = read_mutations(mutations)
+            mutation_rows = read_mutation_rows(mutations)
         except InvalidInputError as exc:
             raise typer.BadParameter(exc.reason, param_hint="--mutations") from None
-        loaded, identity = _load_model(spec, weights, device, dtype)
+        loaded, identity = _load_model(spec, weights, device, dtype, numerics)
         task: Any = MutationScoreTask(loaded, wild_type, method, truncate=truncate, tokens_per_batch=tokens_per_batch)
-        source: Any = MutationSource(task.wild_type, mutation_list)
+        source: Any = MutationSource(task.wild_type, [m for m, _ in mutation_rows], [f for _, f in mutation_rows])
     else:
         source = _input_file(input, kind)
-        loaded, identity = _load_model(spec, weights, device, dtype)
+        loaded, identity = _load_model(spec, weights, device, dtype, numerics)
         task = ScoreTask(loaded, method, truncate=truncate, tokens_per_batch=tokens_per_batch)
     summary = run_job(source, task, output, params=identity, chunk_size=chunk_size, progress=not quiet,
                       keep_manifest=keep_manifest)
@@ -391,10 +498,10 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
     return options
 
 
-@app.command("generate")
+@app.command("generate", cls=Command)
 @handles_errors
 def generate_command(
-    model: str = typer.Argument(..., help="Model name (see `bionemo-lite models --verb generate`)."),
+    model: str = _model_argument("generate"),
     input: Path = _input_argument("Seed sequences (with <mask> to fill) or seed SMILES."),
     output: Path = typer.Option(..., "--output", "-o", help="Output table: .csv, .tsv or .parquet."),
     num_samples: Optional[int] = typer.Option(None, "--num-samples", min=1, help="Samples per seed."),
@@ -405,6 +512,7 @@ def generate_command(
     weights: Optional[Path] = WeightsOpt,
     device: str = DeviceOpt,
     dtype: Optional[str] = DtypeOpt,
+    numerics: Optional[str] = NumericsOpt,
     chunk_size: int = ChunkOpt,
     quiet: bool = QuietOpt,
     keep_manifest: bool = KeepOpt,
@@ -413,7 +521,7 @@ def generate_command(
     from .io.writers import TABLE_FORMATS, output_suffix
     from .jobs import GenerateTask, run_job
 
-    _setup_logging(quiet)
+    setup_logging(quiet)
     output_suffix(output, TABLE_FORMATS)
     options = parse_options(option)
     for key, value in (("num_samples", num_samples), ("temperature", temperature), ("top_k", top_k), ("seed", seed)):
@@ -421,43 +529,64 @@ def generate_command(
             options[key] = value
     spec = _model_spec(model, "generate")
     source = _input_file(input, spec.input_kind)
-    loaded, identity = _load_model(spec, weights, device, dtype)
+    loaded, identity = _load_model(spec, weights, device, dtype, numerics)
     summary = run_job(source, GenerateTask(loaded, options), output,
                       params=identity, chunk_size=chunk_size, progress=not quiet, keep_manifest=keep_manifest)
     _finish(summary)
 
 
-@app.command("fold")
+def _check_takes_msa(name: str, fold: Callable[..., Any] | None) -> None:
+    from .capabilities import takes_option
+
+    if fold is not None and not takes_option(fold, "msa"):
+        raise typer.BadParameter(f"model {name!r} folds from the sequence alone and takes no MSA; drop --msa",
+                                 param_hint="--msa")
+
+
+@app.command("fold", cls=Command)
 @handles_errors
 def fold_command(
-    model: str = typer.Argument(..., help="Model name (see `bionemo-lite models --verb fold`)."),
+    model: str = _model_argument("fold"),
     input: Path = _input_argument("FASTA or CSV of proteins (chains of a complex joined with ':')."),
     output: Path = typer.Option(..., "--output", "-o", file_okay=False, help="Output folder."),
     format: str = typer.Option("pdb", "--format", help="pdb or cif."),
     num_recycles: Optional[int] = typer.Option(None, "--num-recycles", min=0, help="Recycling iterations."),
-    chunk_size: Optional[int] = typer.Option(
-        None, "--chunk-size", min=0, help="Attention chunk size: less memory, slower (0: no chunking)."
+    attention_chunk_size: Optional[int] = typer.Option(
+        None, "--attention-chunk-size", min=0,
+        help="Chunk of the trunk's attention: less memory, slower (0: no chunking; default: the model's).",
     ),
     msa: Optional[Path] = typer.Option(
-        None, "--msa", exists=True, file_okay=False, help="Folder of <id>.a3m alignments, used where present."
+        None, "--msa", exists=True, file_okay=False,
+        help="Folder of <id>.a3m alignments, used where present (models that take MSAs: OpenFold-3).",
     ),
     weights: Optional[Path] = WeightsOpt,
     device: str = DeviceOpt,
     dtype: Optional[str] = DtypeOpt,
+    numerics: Optional[str] = NumericsOpt,
     quiet: bool = QuietOpt,
     keep_manifest: bool = KeepOpt,
 ) -> None:
-    """Predict a structure per record: OUTDIR/<id>.pdb|.cif, OUTDIR/summary.csv and OUTDIR/errors.csv."""
+    """Predict a structure per record: OUTDIR/<id>.pdb|.cif, OUTDIR/summary.csv and OUTDIR/errors.csv.
+
+    Each structure is committed as soon as it is predicted (a re-run resumes after the last one).
+    """
     from .jobs import FoldTask, run_job
 
     if format not in ("pdb", "cif"):
         raise typer.BadParameter("must be pdb or cif", param_hint="--format")
-    _setup_logging(quiet)
+    setup_logging(quiet)
     spec = _model_spec(model, "fold")
+    if msa is not None:
+        from .capabilities import model_class
+
+        _check_takes_msa(spec.name, getattr(model_class(spec), "fold", None))
     source = _input_file(input, "protein")
-    loaded, identity = _load_model(spec, weights, device, dtype)
+    loaded, identity = _load_model(spec, weights, device, dtype, numerics)
+    if msa is not None:
+        _check_takes_msa(spec.name, loaded.fold)  # a plugin whose loader declares no model class
     output.mkdir(parents=True, exist_ok=True)
-    task = FoldTask(loaded, output, format=format, num_recycles=num_recycles, chunk_size=chunk_size, msa_dir=msa)
+    task = FoldTask(loaded, output, format=format, num_recycles=num_recycles, chunk_size=attention_chunk_size,
+                    msa_dir=msa)
     # One record per chunk: each structure is committed as soon as it is predicted.
     summary = run_job(source, task, output / "summary.csv", params=identity, chunk_size=1,
                       progress=not quiet, manifest_path=output / "job.sqlite", errors_path=output / "errors.csv",
@@ -465,7 +594,7 @@ def fold_command(
     _finish(summary)
 
 
-@weights_app.command("list")
+@weights_app.command("list", cls=Command)
 @handles_errors
 def weights_list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """Each model: are its official weights in the cache, and where."""
@@ -484,10 +613,10 @@ def weights_list_command(as_json: bool = typer.Option(False, "--json", help="Pri
     _print_table(["name", "cached", "path"], [[e["name"], "yes" if e["cached"] else "no", e["path"]] for e in entries])
 
 
-@weights_app.command("pull")
+@weights_app.command("pull", cls=Command)
 @handles_errors
 def weights_pull_command(
-    name: str = typer.Argument(..., help="Model name."),
+    name: str = typer.Argument(..., metavar="MODEL", help="Model name."),
     quiet: bool = QuietOpt,
 ) -> None:
     """Download a model's official weights into the cache (sha256-checked, atomic)."""
@@ -498,45 +627,76 @@ def weights_pull_command(
     typer.echo(str(path))
 
 
-@app.command("serve")
+# The service's own defaults (server.settings.Settings), shown in --help; an option left at its default is
+# not passed on, so BIONEMO_LITE_* variables still apply (tests pin the two lists together).
+SERVE_DEFAULTS: dict[str, Any] = {
+    "host": "127.0.0.1", "port": 8000, "device": "cpu", "backend": "inprocess", "triton_protocol": "http",
+    "max_sequences": 32,
+}
+
+
+@app.command("serve", cls=Command)
 @handles_errors
 def serve_command(
-    host: Optional[str] = typer.Option(None, "--host", help="Address to bind [default: 127.0.0.1]."),
-    port: Optional[int] = typer.Option(None, "--port", min=0, max=65535, help="Port [default: 8000]."),
+    ctx: typer.Context,
+    host: str = typer.Option(SERVE_DEFAULTS["host"], "--host", help="Address to bind (0.0.0.0 for other machines)."),
+    port: int = typer.Option(SERVE_DEFAULTS["port"], "--port", min=0, max=65535, help="Port."),
     weights: Optional[list[str]] = typer.Option(
         None, "--weights", help="NAME=PATH checkpoint of a model (repeatable)."
     ),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N [default: cpu]."),
+    device: str = typer.Option(SERVE_DEFAULTS["device"], "--device", help="cpu, cuda or cuda:N."),
     dtype: Optional[str] = DtypeOpt,
-    backend: Optional[str] = typer.Option(None, "--backend", help="inprocess or triton [default: inprocess]."),
+    numerics: Optional[str] = typer.Option(
+        None, "--numerics",
+        help="fast or reference arithmetic for models that offer both (ESM-2) (default: $BIONEMO_LITE_NUMERICS, "
+             "else fast).",
+    ),
+    backend: str = typer.Option(SERVE_DEFAULTS["backend"], "--backend", help="inprocess or triton."),
     triton_url: Optional[str] = typer.Option(
         None, "--triton-url", help="host:port of the Triton server (comma-separated for replicas)."
     ),
-    triton_protocol: Optional[str] = typer.Option(None, "--triton-protocol", help="http or grpc [default: http]."),
-    max_sequences: Optional[int] = typer.Option(
-        None, "--max-sequences", min=1, help="Records per request [default: 32]."
+    triton_protocol: str = typer.Option(SERVE_DEFAULTS["triton_protocol"], "--triton-protocol", help="http or grpc."),
+    max_sequences: int = typer.Option(
+        SERVE_DEFAULTS["max_sequences"], "--max-sequences", min=1, help="Records per request."
     ),
     preload: Optional[list[str]] = typer.Option(None, "--preload", help="Model to load at start-up (repeatable)."),
 ) -> None:
-    """Start the HTTP service. Unset options come from BIONEMO_LITE_* variables, then the defaults."""
+    """Start the HTTP service. Options not given come from BIONEMO_LITE_* variables, then the defaults."""
     from pydantic import ValidationError
 
-    if device is not None:
+    def given_here(name: str) -> bool:
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name != "DEFAULT"
+
+    if given_here("device"):
         check_device(device)
+    if numerics is not None:
+        check_serve_numerics(numerics)
     from server.app import serve
     from server.settings import Settings
 
-    given: dict[str, Any] = {
-        "host": host, "port": port, "device": device, "dtype": dtype, "backend": backend,
+    values: dict[str, Any] = {
+        "host": host, "port": port, "device": device, "dtype": dtype, "numerics": numerics, "backend": backend,
         "triton_url": triton_url, "triton_protocol": triton_protocol, "max_sequences": max_sequences,
         "weights": list(weights) if weights else None, "preload": list(preload) if preload else None,
     }
+    given = {k: v for k, v in values.items() if v is not None and (k not in SERVE_DEFAULTS or given_here(k))}
     try:
-        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+        settings = Settings(**given)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
         raise typer.BadParameter(problems) from None
     serve(settings)
+
+
+def check_serve_numerics(numerics: str) -> None:
+    """A service-wide ``--numerics`` must be a mode some registered family offers (usage error otherwise)."""
+    from .registry import list_models
+
+    modes = sorted({mode for spec in list_models() for mode in spec.numerics})
+    if numerics not in modes:
+        raise typer.BadParameter(f"must be one of {', '.join(modes) or '(no model offers a choice)'}; "
+                                 f"got {numerics!r}", param_hint="--numerics")
 
 
 def main() -> None:  # pragma: no cover - `python -m bionemo_lite.cli`

@@ -63,7 +63,16 @@ def test_models_table_and_json(toy_model):
     mine = next(m for m in listed if m["name"] == SPEC.name)
     assert mine["weights_available"] is False and mine["max_length"] == 40
     assert all("score" in m["verbs"] for m in listed)
-    assert json.loads(runner.invoke(app, ["models", "--json", "--verb", "no-such-verb"]).stdout) == []
+    assert json.loads(runner.invoke(app, ["models", "--json", "--verb", "fold"]).stdout) == [
+        m for m in json.loads(runner.invoke(app, ["models", "--json"]).stdout) if "fold" in m["verbs"]]
+
+
+def test_an_unknown_verb_is_a_usage_error_listing_the_verbs(toy_model):
+    result = runner.invoke(app, ["models", "--verb", "folding"])
+    assert result.exit_code == 2 and result.stdout == ""  # not an empty table and success
+    message = _plain(result.stderr)
+    assert "--verb" in message and "unknown verb 'folding'" in message
+    assert "the verbs are: decode, embed, fold, generate, score" in message
 
 
 def test_models_starts_fast_without_torch():
@@ -139,6 +148,11 @@ ESM2 = "esm2_t6_8M_UR50D"  # registered by the esm2 plugin; no weights in the te
         (["generate", ESM2, "HEADER", "-o", "o.csv"], "INPUT", "has no 'sequence' or 'smiles' column"),
         (["score", ESM2, "WT", "-o", "o.csv", "--mutations", "HEADER"], "--mutations", "has no 'mutation' column"),
         (["embed", ESM2, "IN", "-o", "o.parquet", "--dtype", "float17"], "--dtype", "unknown dtype 'float17'"),
+        (["embed", ESM2, "IN", "-o", "o.parquet", "--numerics", "exact"], "--numerics",
+         "numerics must be one of fast, reference for esm2_t6_8M_UR50D, got 'exact'"),
+        (["score", ESM2, "IN", "-o", "o.csv", "--numerics", "exact"], "--numerics", "numerics must be one of"),
+        (["generate", ESM2, "IN", "-o", "o.csv", "--numerics", "exact"], "--numerics", "numerics must be one of"),
+        (["contacts", ESM2, "IN", "-o", "o.h5", "--numerics", "exact"], "--numerics", "numerics must be one of"),
     ],
 )
 def test_options_and_input_are_checked_before_the_model_loads(fasta, tmp_path, args, hint, message):
@@ -247,3 +261,84 @@ def test_serve_rejects_bad_settings_as_usage_errors():
     assert result.exit_code == 2 and "backend" in _plain(result.stderr)
     result = runner.invoke(app, ["serve", "--weights", "no-equals-sign"])
     assert result.exit_code == 2 and "NAME=PATH" in _plain(result.stderr)
+
+
+# -- paper cuts -------------------------------------------------------------------------------------
+
+
+def test_version():
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"bionemo-lite {version('bionemo-lite')}\n"
+
+
+def _help(*command: str) -> str:
+    result = runner.invoke(app, [*command, "--help"], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    "command, usage",
+    [(["embed"], "MODEL INPUT"), (["contacts"], "MODEL INPUT"), (["score"], "MODEL INPUT"),
+     (["generate"], "MODEL INPUT"), (["fold"], "MODEL INPUT"), (["export"], "MODEL"), (["triton", "export"], "MODEL"),
+     (["weights", "pull"], "MODEL"), (["serve"], ""), (["models"], "")],
+)
+def test_usage_lines_name_the_arguments_in_capitals(command, usage):
+    text = _help(*command)
+    assert text.splitlines()[0].rstrip() == f"Usage: bionemo-lite {' '.join(command)} [OPTIONS] {usage}".rstrip()
+
+
+def test_help_shows_every_default():
+    from server.settings import Settings
+
+    from bionemo_lite.cli import SERVE_DEFAULTS
+
+    serve = " ".join(_help("serve").split())
+    assert "Address to bind (0.0.0.0 for other machines). [default: 127.0.0.1]" in serve
+    assert "Port. [default: 8000; 0<=x<=65535]" in serve and "inprocess or triton. [default: inprocess]" in serve
+    assert "bind ." not in serve and "Records per request. [default: 32; x>=1]" in serve
+    # The shown defaults are the service's own.
+    assert SERVE_DEFAULTS == {name: Settings.model_fields[name].default for name in SERVE_DEFAULTS}
+    embed = " ".join(_help("embed").split())
+    assert "[default: mean]" in embed and "[default: cpu]" in embed and "[default: 512; x>=1]" in embed
+    triton = " ".join(_help("triton", "serve").split())
+    assert "[default: 8010; 1<=x<=65535]" in triton and "[default: 127.0.0.1]" in triton
+
+
+def test_serve_options_left_out_keep_the_environment(tmp_path):
+    """Shown defaults must not override BIONEMO_LITE_* variables: the port comes from the environment."""
+    from server_fixtures import ServerProcess
+
+    server = ServerProcess(lambda port: [sys.executable, "-m", "bionemo_lite.cli", "serve"], {}, tmp_path / "log")
+    server.env.update({"BIONEMO_LITE_PORT": str(server.port), "BIONEMO_LITE_LOG_LEVEL": "warning",
+                       "BIONEMO_LITE_HOME": str(tmp_path / "cache")})
+    server.start(timeout=60)
+    try:
+        import httpx
+
+        assert httpx.get(f"{server.base_url}/v1/health/live", timeout=5).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_serve_numerics_flag():
+    bad = runner.invoke(app, ["serve", "--numerics", "exact"])
+    assert bad.exit_code == 2 and "--numerics" in _plain(bad.stderr)
+    assert "must be one of fast, reference; got 'exact'" in _plain(bad.stderr)
+    # The flag parses and reaches the settings (the lead's end-to-end test checks what the service does with it).
+    parsed = runner.invoke(app, ["serve", "--numerics", "reference", "--backend", "nope"])
+    assert parsed.exit_code == 2 and "No such option" not in parsed.stderr and "backend" in _plain(parsed.stderr)
+
+
+def test_quiet_leaves_no_trace_in_the_process(toy_model, fasta, tmp_path):
+    import logging
+    import os
+
+    before = dict(os.environ)
+    result = runner.invoke(app, ["embed", toy_model, str(fasta), "-o", str(tmp_path / "o.h5"), "--weights",
+                                 str(fasta), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "INFO" not in result.stderr and "wrote 2 records" in result.stderr  # quiet while it ran
+    assert logging.root.manager.disable == logging.NOTSET and dict(os.environ) == before  # and only then

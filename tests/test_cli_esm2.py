@@ -154,8 +154,10 @@ def test_score_mutations(model, esm2_fair_checkpoint, tmp_path, method):
     good = ["K2A", "T3S:A4G", "Y5W"]
     expected = model.score({"wt": wild_type}, method=method, mutations=good)
     rows = pq.read_table(out).to_pylist()
-    assert [(r["id"], r["mutation"], r["sequence"], r["truncated"]) for r in rows] == [
-        ("wt", m, wild_type, False) for m in good]
+    mutants = ["MATAYIAKQRQISFVKSHFSRQ", "MKSGYIAKQRQISFVKSHFSRQ", "MKTAWIAKQRQISFVKSHFSRQ"]
+    assert [(r["id"], r["mutation"], r["sequence"], r["wild_type"], r["truncated"]) for r in rows] == [
+        ("wt", m, mt, wild_type, False) for m, mt in zip(good, mutants)]
+    assert [r["note"] for r in rows] == ["x", "y", "z"]  # the mutations file's other columns pass through
     np.testing.assert_allclose([r["score"] for r in rows], expected.scores, rtol=0, atol=1e-6)
     errors = _rows(Path(f"{out}.errors.csv"))
     assert [e["id"] for e in errors] == ["Q2R", "K2A"]
@@ -179,8 +181,9 @@ def test_score_mutations_with_truncate(model, esm2_fair_checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     rows = pq.read_table(out).to_pylist()
     expected = model.score({"wt": wild_type[:1022]}, method="masked_marginals", mutations=["K2A", "R1020A"])
-    assert [(r["mutation"], r["sequence"], r["truncated"]) for r in rows] == [
-        ("K2A", wild_type[:1022], True), ("R1020A", wild_type[:1022], True)]
+    cut = wild_type[:1022]
+    assert [(r["mutation"], r["sequence"], r["wild_type"], r["truncated"]) for r in rows] == [
+        ("K2A", "MA" + cut[2:], cut, True), ("R1020A", cut[:1019] + "A" + cut[1020:], cut, True)]
     np.testing.assert_allclose([r["score"] for r in rows], expected.scores, rtol=0, atol=1e-6)
     errors = _rows(Path(f"{out}.errors.csv"))
     assert [e["id"] for e in errors] == ["A1024G"]
@@ -361,3 +364,20 @@ def test_serve_starts_the_http_service(model, esm2_fair_checkpoint):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_numerics_choose_the_arithmetic_and_key_the_manifest(esm2_fair_checkpoint, fasta, tmp_path):
+    from esm2_fixtures import load_quietly
+
+    out = tmp_path / "emb.h5"
+    args = ["embed", MODEL, fasta, "-o", out, "--weights", esm2_fair_checkpoint, "--pooling", "per_residue", "-q"]
+    assert _invoke(*args, "--numerics", "reference").exit_code == 0
+    reference = load_quietly(esm2_fair_checkpoint, numerics="reference").embed(GOOD, pooling="per_residue")
+    back = read_embeddings(out)
+    for i, rid in enumerate(GOOD):
+        np.testing.assert_array_equal(back.arrays[rid], reference.embeddings[i])  # the same arithmetic, bit for bit
+    # Another mode is another result: nothing is resumed from the reference run.
+    fast = _invoke(*args, "--numerics", "fast")
+    assert fast.exit_code == 0 and "resumed" not in fast.stderr
+    again = _invoke(*args, "--numerics", "fast")
+    assert f"({len(GOOD)} resumed)" in again.stderr

@@ -47,7 +47,7 @@ def _csv(path: Path) -> list[dict[str, str]]:
 def test_fold_writes_a_structure_per_record(folder, esmfold_dir, fasta, tmp_path):
     outdir = tmp_path / "structures"
     result = runner.invoke(app, ["fold", "esmfold_v1", str(fasta), "-o", str(outdir), "--weights", str(esmfold_dir),
-                                 "--num-recycles", "1", "--chunk-size", "4", "-q"])
+                                 "--num-recycles", "1", "--attention-chunk-size", "4", "-q"])
     assert result.exit_code == 0, result.output
     assert "wrote 3 records" in result.stderr and "1 failed" in result.stderr
     summary = _csv(outdir / "summary.csv")
@@ -83,14 +83,39 @@ def test_fold_cif_and_resume(esmfold_dir, fasta, tmp_path):
     assert second.exit_code == 0 and "(3 resumed)" in second.stderr
 
 
-def test_fold_msa_for_a_model_without_msa_fails_that_record_only(esmfold_dir, fasta, tmp_path):
+def test_fold_msa_for_a_model_without_msa_is_refused_before_it_loads(fasta, tmp_path):
     msa = tmp_path / "msa"
     msa.mkdir()
     (msa / "p1.a3m").write_text(">p1\nMKTAYIAKQRQISFVK\n>hit\nMKTAYIAKQRQISFVR\n")
     outdir = tmp_path / "out"
-    result = runner.invoke(app, ["fold", "esmfold_v1", str(fasta), "-o", str(outdir), "--weights", str(esmfold_dir),
-                                 "--msa", str(msa), "--num-recycles", "0", "-q"])
-    assert result.exit_code == 0, result.output
-    errors = {e["id"]: e["reason"] for e in _csv(outdir / "errors.csv")}
-    assert set(errors) == {"p1", "bad"} and "does not accept the option(s) msa" in errors["p1"]
-    assert [r["id"] for r in _csv(outdir / "summary.csv")] == ["dimer/AB", "p2"]
+    # No weights at that path: had the model been loaded first, this would be "not found" (exit 1).
+    result = runner.invoke(app, ["fold", "esmfold_v1", str(fasta), "-o", str(outdir), "--weights",
+                                 str(tmp_path / "nowhere"), "--msa", str(msa)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.stderr.split())
+    assert "--msa" in message and "'esmfold_v1' folds from the sequence alone and takes no MSA" in message
+    assert not outdir.exists()
+
+
+def test_fold_names_its_attention_chunk_apart_from_the_job_chunk(fasta, esmfold_dir, tmp_path):
+    result = runner.invoke(app, ["fold", "esmfold_v1", str(fasta), "-o", str(tmp_path / "o"), "--weights",
+                                 str(esmfold_dir), "--chunk-size", "4"])
+    assert result.exit_code == 2 and "No such option: --chunk-size" in result.stderr
+    assert "--attention-chunk-size" in result.stderr
+
+
+def test_which_folders_take_an_msa_is_read_from_their_fold_signature():
+    from bionemo_lite.capabilities import model_class, takes_option
+
+    takes = {}
+    for spec in bionemo_lite.list_models(verb="fold"):
+        cls = model_class(spec)  # without any weights
+        assert cls is not None and callable(cls.fold), spec.name
+        takes[spec.family] = takes_option(cls.fold, "msa")
+    assert takes == {"esmfold": False, "openfold": True}
+
+    def with_alignments(sequence, *, alignments=None): ...
+
+    def anything(sequence, **options): ...
+
+    assert takes_option(with_alignments, "msa") and not takes_option(anything, "msa")

@@ -124,6 +124,10 @@ def test_bbbp_style_csv_reports_bad_rows_and_goes_on(model, nemo, tmp_path):
     good = {name: smiles for _, name, _, smiles in BBBP if name in ("Terbutylchlorambucil", "40730", "aspirin")}
     back = read_embeddings(out)
     assert back.ids == list(good)  # the "name" column is the id, file order is kept
+    import pyarrow.parquet as pq
+
+    labels = pq.read_table(out, columns=["id", "num", "p_np"]).to_pylist()
+    assert labels == [{"id": name, "num": num, "p_np": p_np} for num, name, p_np, _ in BBBP if name in good]
     expected = model.embed(good)
     assert np.max(np.abs(np.stack([back.arrays[k] for k in good]) - expected.embeddings)) <= 1e-6
     errors = _rows(Path(f"{out}.errors.csv"))
@@ -146,4 +150,21 @@ def test_generate_with_no_valid_molecule_is_not_a_failure(nemo, tmp_path):
     rows = _rows(out)
     assert [(r["id"], r["seed"], r["sample"], r["generated"]) for r in rows] == [
         ("ethanol", "CCO", "", ""), ("benzene", "c1ccccc1", "", "")]
-    assert _rows(Path(f"{out}.errors.csv")) == []
+    assert not Path(f"{out}.errors.csv").exists()  # nothing failed: no errors file
+
+
+def test_per_token_embeddings_keep_their_rows_in_every_format(model, nemo, smi, tmp_path):
+    arrays = {}
+    for suffix in (".parquet", ".h5", ".npz"):
+        out = tmp_path / f"tokens{suffix}"
+        result = runner.invoke(app, ["embed", MODEL, str(smi), "-o", str(out), "--weights", str(nemo), "-q",
+                                     "--pooling", "per_token"])
+        assert result.exit_code == 0, result.output
+        arrays[suffix] = read_embeddings(out).arrays
+    expected = model.embed(GOOD, pooling="per_token")
+    for i, rid in enumerate(GOOD):
+        want = expected.by_layer[expected.layers[0]][i]
+        assert want.ndim == 2 and want.shape[1] == expected.dim
+        for suffix, got in arrays.items():
+            assert got[rid].shape == want.shape, suffix  # (L, D), not flattened
+            np.testing.assert_allclose(got[rid], want, rtol=0, atol=1e-6)

@@ -87,7 +87,7 @@ def test_fold_command_mmcif_and_options(weights, model, tmp_path):
     fasta.write_text(">x\nMKTAYIAKQRQ\n")
     out = tmp_path / "out"
     result = runner.invoke(app, ["fold", MODEL, str(fasta), "-o", str(out), "--weights", str(weights), "-q",
-                                 "--format", "cif", "--num-recycles", "0", "--chunk-size", "4"])
+                                 "--format", "cif", "--num-recycles", "0", "--attention-chunk-size", "4"])
     assert result.exit_code == 0, result.output
     text = (out / "x.cif").read_text()
     expected = model.fold("MKTAYIAKQRQ", num_recycles=0, chunk_size=4)
@@ -108,5 +108,7 @@ def test_installed_command(fasta, weights, tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
+    # -q: no log lines below WARNING and no progress bar, transformers' "Loading weights" bar included.
+    assert "INFO" not in done.stderr and "Loading weights" not in done.stderr and "it/s" not in done.stderr
     assert sorted(row["id"] for row in _rows(out / "summary.csv")) == sorted(GOOD)
     assert len(_rows(out / "errors.csv")) == 3

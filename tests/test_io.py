@@ -25,6 +25,7 @@ from bionemo_lite.io import (
     write_embeddings,
     write_errors,
     write_table,
+    write_text_atomic,
 )
 from bionemo_lite.records import Record
 from bionemo_lite.results import RecordError
@@ -295,3 +296,39 @@ def test_errors_file(tmp_path):
     path = tmp_path / "out.parquet.errors.csv"
     write_errors(path, [("p1", "position 3: invalid residue 'J'"), ("", "record #2 has no id")])
     assert path.read_text().splitlines() == ["id,reason", "p1,position 3: invalid residue 'J'", ",record #2 has no id"]
+
+
+@pytest.mark.parametrize("pooling", ["per_residue", "per_token"])
+@pytest.mark.parametrize("layers", [(3,), (1, 3)])
+def test_every_per_position_pooling_keeps_its_rows_in_parquet(tmp_path, pooling, layers):
+    # MegaMolBART's per-position pooling is called per_token: the parquet writer flattened it to (L*D,).
+    rows = _rows(True, layers=layers)
+    path = tmp_path / "out.parquet"
+    write_embeddings(path, rows, model="m", layers=layers, pooling=pooling)
+    back = read_embeddings(path)
+    for r in rows:
+        want = r.stacked(layers)
+        assert back.arrays[r.id].shape == want.shape and want.shape[-2:] == (r.length, 8)
+        np.testing.assert_array_equal(back.arrays[r.id], want)
+    column = "embedding" if len(layers) == 1 else f"embedding_{layers[0]}"
+    assert pq.read_schema(path).field(column).type == pa.list_(pa.list_(pa.float32()))
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".h5", ".npz", ".csv"])
+def test_outputs_honour_the_umask(tmp_path, umask_022, suffix):
+    path = tmp_path / f"out{suffix}"
+    if suffix == ".csv":
+        write_table(path, [{"id": "a"}], ["id"])
+    else:
+        write_embeddings(path, _rows(False), model="m", layers=(3,), pooling="mean")
+    assert path.stat().st_mode & 0o777 == 0o644  # like any file the user creates, not mkstemp's 0600
+    os.umask(0o027)
+    write_text_atomic(tmp_path / "s.pdb", "END\n")
+    assert (tmp_path / "s.pdb").stat().st_mode & 0o777 == 0o640

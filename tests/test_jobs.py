@@ -51,7 +51,8 @@ def test_embed_job_writes_every_record_in_input_order(tmp_path):
     for rid, seq in SEQS.items():
         np.testing.assert_array_equal(back.arrays[rid], expected_vectors(seq, 2).mean(0))
     assert summary.manifest is None and not Path(f"{out}.job.sqlite").exists()  # all done: removed
-    assert _errors(summary.errors_path) == []
+    assert not summary.errors_path.exists()  # no failures, no (empty) errors file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.parquet", "in.fasta"]
 
 
 def test_bad_records_go_to_the_errors_file_and_the_job_goes_on(tmp_path):
@@ -168,7 +169,7 @@ def test_out_of_memory_records_fail_alone_and_are_retried_on_rerun(tmp_path):
     bigger = CompositionModel()
     again = run_job(InputFile(fasta), EmbedTask(bigger), out, progress=False)
     assert bigger.records_computed == 1 and (again.n_ok, again.n_failed) == (3, 0)
-    assert _errors(again.errors_path) == []
+    assert not again.errors_path.exists()  # the earlier run's errors file went once its records succeeded
 
 
 def test_every_record_failing(tmp_path):
@@ -202,8 +203,9 @@ def test_mutation_job(tmp_path):
     summary = run_job(MutationSource(task.wild_type, mutations), task, tmp_path / "m.parquet", chunk_size=2,
                       progress=False)
     rows = _mutation_rows(tmp_path / "m.parquet")
-    assert [(r["id"], r["mutation"], r["sequence"], r["truncated"]) for r in rows] == [
-        ("wt", "K2R", "MKVLA", False), ("wt", "A5G", "MKVLA", False)]
+    # `sequence` is the mutant scored, `wild_type` the sequence it was made from.
+    assert [(r["id"], r["mutation"], r["sequence"], r["wild_type"], r["truncated"]) for r in rows] == [
+        ("wt", "K2R", "MRVLA", "MKVLA", False), ("wt", "A5G", "MKVLG", "MKVLA", False)]
     reasons = dict(_errors(summary.errors_path))
     assert list(reasons) == ["K2R", "M1W:V3L", "X9Y", "Q2R", "2R"]
     assert reasons["K2R"] == "duplicate mutation (same as 'K2R', listed before); skipped"  # 'k2r': same mutation
@@ -235,8 +237,9 @@ def test_mutation_job_scores_the_truncated_wild_type(tmp_path):
                       tmp_path / "m.parquet", progress=False)
     rows = _mutation_rows(tmp_path / "m.parquet")
     expected = model.score([("wt", "MKVLA" * 8)], method="masked_marginals", mutations=["K2R", "A40G"])
-    assert [(r["mutation"], r["sequence"], r["truncated"], r["score"]) for r in rows] == [
-        (m, "MKVLA" * 8, True, v) for m, v in zip(["K2R", "A40G"], expected.scores.tolist())]
+    mutants = ["MRVLA" + "MKVLA" * 7, "MKVLA" * 7 + "MKVLG"]
+    assert [(r["mutation"], r["sequence"], r["wild_type"], r["truncated"], r["score"]) for r in rows] == [
+        (m, mt, "MKVLA" * 8, True, v) for m, mt, v in zip(["K2R", "A40G"], mutants, expected.scores.tolist())]
     reasons = dict(_errors(summary.errors_path))
     assert list(reasons) == ["M41A", "K42W"]
     assert reasons["M41A"] == (
@@ -249,3 +252,89 @@ def test_structure_file_names_are_safe_and_unique():
     a, b = structure_filename("a/b", "cif"), structure_filename("a_b", "cif")
     assert a != b and "/" not in a and a.endswith(".cif")
     assert not structure_filename("..", "pdb").startswith(".")
+
+
+def test_progress_moves_record_by_record_within_a_chunk(tmp_path):
+    # 10 records in one chunk; the model's token budget (64) splits them into several batches.
+    updates: list[int] = []
+    summary = run_job(InputFile(_fasta(tmp_path / "in.fasta", {**SEQS, "bad": "MKJ"})), EmbedTask(CompositionModel()),
+                      tmp_path / "o.h5", chunk_size=512, progress=False, on_records_done=updates.append)
+    assert summary.n_ok == 10 and summary.n_failed == 1
+    assert sum(updates) == 11  # every record once, the failed one too
+    assert len(updates) >= 4 and max(updates) < 10  # not one jump for the whole chunk
+
+
+def test_a_record_retried_alone_is_not_counted_twice(tmp_path):
+    updates: list[int] = []
+    run_job(InputFile(_fasta(tmp_path / "in.fasta", {"a": "MKV", "huge": "MKVYYY", "b": "MKL"})),
+            EmbedTask(CompositionModel(oom_residue="Y")), tmp_path / "o.parquet", progress=False,
+            on_records_done=updates.append)
+    assert sum(updates) == 3
+
+
+def test_the_progress_bar_shows_records_per_second_and_time_left(tmp_path):
+    import io
+
+    from bionemo_lite.jobs.runner import _NoBar, _progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    bar = _progress_bar(InputFile(_fasta(tmp_path / "in.fasta", SEQS)), True, screen)
+    bar.update(4)
+    bar.refresh()
+    bar.close()
+    text = screen.getvalue()
+    assert "4/10" in text and "rec/s" in text and "<" in text  # elapsed<remaining
+    source = InputFile(tmp_path / "in.fasta")
+    assert isinstance(_progress_bar(source, False, screen), _NoBar)  # -q
+    assert isinstance(_progress_bar(source, True, io.StringIO()), _NoBar)  # not a terminal
+
+
+def test_extra_input_columns_pass_through_to_every_output(tmp_path):
+    import pyarrow.parquet as pq
+
+    from bionemo_lite.io import read_embeddings as read
+
+    path = tmp_path / "in.csv"
+    path.write_text("num,id,sequence,label,score,\n1,a,MKV,0.5,high,x\n2,b,MKJ,1,low,y\n3,c,AC,,mid,z\n")
+    src = InputFile(path)
+    run_job(src, EmbedTask(CompositionModel()), tmp_path / "e.parquet", progress=False)
+    table = pq.read_table(tmp_path / "e.parquet")
+    # The result's columns first, as for a FASTA; then the input's others, as text, in header order.
+    assert table.column_names == ["id", "sequence", "length", "truncated", "embedding", "num", "label", "score",
+                                  "column_6"]
+    assert table.select(["id", "num", "label", "score", "column_6"]).to_pylist() == [
+        {"id": "a", "num": "1", "label": "0.5", "score": "high", "column_6": "x"},
+        {"id": "c", "num": "3", "label": "", "score": "mid", "column_6": "z"}]
+    np.testing.assert_array_equal(read(tmp_path / "e.parquet").arrays["c"], expected_vectors("AC", 2).mean(0))
+
+    run_job(src, ScoreTask(CompositionModel(), "pll"), tmp_path / "s.csv", progress=False)
+    with open(tmp_path / "s.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    # An input column named like a result column keeps both: the input's as input_<name>.
+    assert list(rows[0]) == ["id", "sequence", "score", "truncated", "num", "label", "input_score", "column_6"]
+    assert [(r["id"], r["input_score"], r["label"]) for r in rows] == [("a", "high", "0.5"), ("c", "mid", "")]
+    assert float(rows[0]["score"]) == float(CompositionModel().score(["MKV"]).scores[0])
+
+    run_job(src, EmbedTask(CompositionModel(), pooling="per_residue"), tmp_path / "e.h5", progress=False)
+    import h5py
+
+    with h5py.File(tmp_path / "e.h5") as fh:
+        assert fh["a"].attrs["label"] == "0.5" and fh["a"].attrs["num"] == "1"
+
+
+def test_a_mutation_table_s_other_columns_pass_through(tmp_path):
+    from bionemo_lite.io import read_mutation_rows
+
+    muts = tmp_path / "dms.csv"
+    muts.write_text("mutant,DMS_score\nK2R,0.7\nA5G,-1.5\nQ2R,0\n")
+    rows = read_mutation_rows(muts)
+    assert rows == [("K2R", (("DMS_score", "0.7"),)), ("A5G", (("DMS_score", "-1.5"),)), ("Q2R", (("DMS_score", "0"),))]
+    task = MutationScoreTask(CompositionModel(), Record("wt", "MKVLA"), "masked_marginals")
+    run_job(MutationSource(task.wild_type, [m for m, _ in rows], [f for _, f in rows]), task, tmp_path / "m.parquet",
+            progress=False)
+    assert [(r["mutation"], r["DMS_score"]) for r in _mutation_rows(tmp_path / "m.parquet")] == [
+        ("K2R", "0.7"), ("A5G", "-1.5")]

@@ -194,3 +194,67 @@ def test_error_messages_rebuild_the_callers_exception():
     assert isinstance(rebuilt, InvalidInputError)
     assert (rebuilt.record, rebuilt.position, rebuilt.reason) == ("second", 4, "invalid residue 'J'")
     assert decode_error("some other failure") is None
+
+
+@pytest.mark.parametrize("command", [["export"], ["triton", "export"]])
+def test_export_of_a_garbage_checkpoint_is_refused_before_anything_is_written(tmp_path, command):
+    garbage = tmp_path / f"{NAME}.pt"
+    garbage.write_bytes(b"this is not a checkpoint\n" * 100)
+    repo = tmp_path / "repo"
+    result = CliRunner().invoke(_cli(), [*command, NAME, "--repository", str(repo), "--weights", str(garbage)])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and str(garbage) in result.output
+    assert "Traceback" not in result.output
+    assert not repo.exists()  # no repository that looks servable
+
+
+def test_triton_serve_defaults_do_not_clash_with_the_api():
+    from typer.main import get_command
+
+    from server.settings import Settings
+
+    params = {p.name: p.default for p in get_command(triton_app).commands["serve"].params}
+    triton_ports = {params["http_port"], params["grpc_port"], params["metrics_port"]}
+    assert len(triton_ports) == 3 and Settings().port not in triton_ports
+    status = {p.name: p.default for p in get_command(triton_app).commands["status"].params}
+    assert status["url"] == f"127.0.0.1:{params['http_port']}"  # status looks where serve listens
+
+
+def test_a_taken_port_is_named_with_its_owner_before_triton_starts(tmp_path, monkeypatch):
+    import os
+    import socket
+
+    from bionemo_lite.triton.launch import free_port
+
+    fake = tmp_path / "tritonserver"  # would leave a marker if it were started
+    fake.write_text(f"#!/bin/sh\ntouch {tmp_path / 'started'}\nsleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv(ENV_BINARY, str(fake))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        result = CliRunner().invoke(_cli(), [
+            "triton", "serve", "--repository", str(repo), "--http-port", str(free_port()),
+            "--grpc-port", str(taken), "--metrics-port", str(free_port()), "--log-file", str(tmp_path / "t.log")])
+    assert result.exit_code == 1, result.output
+    assert f"gRPC (--grpc-port) port {taken} on 127.0.0.1 is taken by pid {os.getpid()} (" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "started").exists() and not (tmp_path / "t.log").exists()
+    same = CliRunner().invoke(_cli(), ["triton", "serve", "--repository", str(repo), "--http-port", "18123",
+                                       "--grpc-port", "18123"])
+    assert same.exit_code == 1 and "ports are both 18123" in same.output
+
+
+def test_export_numerics_reach_the_served_model_and_are_checked(tmp_path, esm2_fair_checkpoint):
+    repo = tmp_path / "repo"
+    result = CliRunner().invoke(_cli(), ["export", NAME, "--repository", str(repo), "--weights",
+                                         str(esm2_fair_checkpoint), "--verb", "embed", "--numerics", "reference"])
+    assert result.exit_code == 0, result.output
+    assert read_parameters((repo / NAME / "config.pbtxt").read_text())["numerics"] == "reference"
+    bad = CliRunner().invoke(_cli(), ["export", NAME, "--repository", str(tmp_path / "other"), "--weights",
+                                      str(esm2_fair_checkpoint), "--numerics", "exact"])
+    assert bad.exit_code == 1 and "numerics must be one of fast, reference" in bad.output
+    assert not (tmp_path / "other").exists()

@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def _create_temporary(dest: Path) -> Path:
+    """An empty new file next to `dest`, with the permissions any file the user creates gets.
+
+    ``tempfile.mkstemp`` would make it 0600 whatever the umask, and the rename
+    keeps that mode; opening with 0666 lets the kernel apply the umask (0644
+    under the usual 022), as ``open(dest, "w")`` would.
+    """
+    while True:
+        tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+        os.close(fd)
+        return tmp
 
 
 @contextlib.contextmanager
@@ -15,12 +32,11 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
 
     The temporary file lives in the same directory (so `os.replace` is an
     atomic rename on the same file system) and is removed if the body raises.
+    The published file's mode follows the umask.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_temporary(dest)
     try:
         yield tmp
         _fsync(tmp)

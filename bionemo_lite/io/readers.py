@@ -7,6 +7,10 @@ come out of `InputFile.items` as `RecordError`s in file order, so a batch job
 writes them to its errors file and goes on. The sequences themselves are not
 validated here (that depends on the model: protein or SMILES).
 
+The other columns of a CSV/TSV row (BBBP's ``p_np``, a measured label, a
+note) travel with its record as `TableRecord.fields`, and batch jobs write
+them next to their results.
+
     >>> src = InputFile("proteins.fasta")
     >>> for item in src.items():
     ...     print(item)  # Record(...) or RecordError(...)
@@ -27,6 +31,26 @@ from ..records import Record
 from ..results import RecordError
 
 InputFormat = Literal["fasta", "csv", "tsv", "smi"]
+Fields = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class TableRecord(Record):
+    """A record read from a CSV/TSV row, with the row's other columns.
+
+    Attributes:
+        fields: ``(column, text)`` pairs of the columns that are neither the id
+            nor the sequence/SMILES, in header order (the cells as written).
+    """
+
+    fields: Fields = ()
+
+
+def record_fields(record: Record) -> dict[str, str]:
+    """The extra input columns a record carries (none for FASTA and ``.smi`` records)."""
+    return dict(getattr(record, "fields", ()))
+
+
 ReadItem = Union[Record, RecordError]
 
 FASTA_SUFFIXES = frozenset({".fasta", ".fa", ".faa", ".fas", ".fna", ".ffn", ".mfa", ".seq"})
@@ -113,7 +137,7 @@ class InputFile:
         A record's `index` is its 0-based position among all records of the file.
         An id seen before in the file makes that later record a `RecordError`.
         """
-        parse: Callable[[IO[str]], Iterator[tuple[str | None, str, str]]] = {
+        parse: Callable[[IO[str]], Iterator[tuple[str | None, str, str, Fields]]] = {
             "fasta": self._parse_fasta,
             "csv": lambda fh: self._parse_table(fh, ","),
             "tsv": lambda fh: self._parse_table(fh, "\t"),
@@ -121,7 +145,7 @@ class InputFile:
         }[self.format]  # type: ignore[index]
         seen: dict[str, int] = {}
         with _open_text(self.path) as fh:
-            for index, (rid, sequence, where) in enumerate(parse(fh)):
+            for index, (rid, sequence, where, fields) in enumerate(parse(fh)):
                 if not rid:
                     yield RecordError("", index, f"record #{index + 1} ({where}) has no id")
                 elif rid in seen:
@@ -132,7 +156,7 @@ class InputFile:
                     yield RecordError(rid, index, "empty sequence")
                 else:
                     seen[rid] = index
-                    yield Record(rid, sequence, index)
+                    yield TableRecord(rid, sequence, index, fields) if fields else Record(rid, sequence, index)
 
     def __iter__(self) -> Iterator[Record]:
         """The usable records only; the others are collected in `errors`."""
@@ -155,19 +179,19 @@ class InputFile:
                 n = max(0, sum(1 for line in fh if line.strip()) - 1)  # minus the header
         return n
 
-    # -- parsers: yield (id or None, text, where-in-the-file) ------------------------------------
+    # -- parsers: yield (id or None, text, where-in-the-file, other columns) ----------------------
 
-    def _parse_fasta(self, fh: IO[str]) -> Iterator[tuple[str | None, str, str]]:
+    def _parse_fasta(self, fh: IO[str]) -> Iterator[tuple[str | None, str, str, Fields]]:
         from Bio import SeqIO
 
         try:
             for n, rec in enumerate(SeqIO.parse(fh, "fasta"), start=1):
                 # Biopython joins the lines and drops spaces; case is kept (cleaned later).
-                yield rec.id, str(rec.seq), f"FASTA entry {n}"
+                yield rec.id, str(rec.seq), f"FASTA entry {n}", ()
         except ValueError as exc:  # e.g. text before the first '>'
             raise InvalidInputError(f"{self.path}: not a readable FASTA file: {str(exc).splitlines()[0]}") from exc
 
-    def _parse_table(self, fh: IO[str], delimiter: str) -> Iterator[tuple[str | None, str, str]]:
+    def _parse_table(self, fh: IO[str], delimiter: str) -> Iterator[tuple[str | None, str, str, Fields]]:
         reader = csv.reader(fh, delimiter=delimiter)
         header = next(reader, None)
         if header is None:
@@ -177,6 +201,7 @@ class InputFile:
         id_col = self._pick_column(columns, (self.id_column,) if self.id_column else ID_COLUMNS)
         if self.id_column and id_col is None:
             raise InvalidInputError(f"{self.path}: no column {self.id_column!r} in the header {header}")
+        extras = [(i, name) for i, name in enumerate(column_names(header)) if i not in (text_col, id_col)]
         row_number = 0
         for row in reader:
             if not any(cell.strip() for cell in row):
@@ -187,7 +212,8 @@ class InputFile:
                 rid: str | None = str(row_number)  # no id column: the 1-based data row is the id
             else:
                 rid = row[id_col].strip() if id_col < len(row) else ""
-            yield rid, text, f"line {reader.line_num}"
+            fields = tuple((name, row[i] if i < len(row) else "") for i, name in extras)
+            yield rid, text, f"line {reader.line_num}", fields
 
     def _pick_text_column(self, columns: dict[str, int], header: list[str]) -> int:
         if self.sequence_column:
@@ -211,7 +237,7 @@ class InputFile:
                 return columns[name.lower()]
         return None
 
-    def _parse_smi(self, fh: IO[str]) -> Iterator[tuple[str | None, str, str]]:
+    def _parse_smi(self, fh: IO[str]) -> Iterator[tuple[str | None, str, str, Fields]]:
         for line_number, line in enumerate(fh, start=1):
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):
@@ -219,7 +245,19 @@ class InputFile:
             parts = stripped.split(None, 1)
             # "SMILES [whitespace name]"; without a name the line number is the id.
             rid = parts[1].strip() if len(parts) > 1 else str(line_number)
-            yield rid, parts[0], f"line {line_number}"
+            yield rid, parts[0], f"line {line_number}", ()
+
+
+def column_names(header: list[str]) -> list[str]:
+    """A header's names as output column names: stripped, unnamed ones ``column_<n>``, repeats ``<name>_<k>``."""
+    names: list[str] = []
+    for n, raw in enumerate(header, start=1):
+        name = raw.strip() or f"column_{n}"
+        base, k = name, 2
+        while name in names:
+            name, k = f"{base}_{k}", k + 1
+        names.append(name)
+    return names
 
 
 def read_records(path: str | Path, format: InputFormat | None = None, kind: str = "protein") -> list[Record]:
@@ -249,6 +287,11 @@ def read_mutations(path: str | Path) -> list[str]:
     Raises:
         InvalidInputError: an empty file or a CSV without a mutation column.
     """
+    return [mutation for mutation, _ in read_mutation_rows(path)]
+
+
+def read_mutation_rows(path: str | Path) -> list[tuple[str, Fields]]:
+    """Like `read_mutations`, each mutation with the other columns of its CSV/TSV row (none for plain lists)."""
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"mutations file {str(path)!r} does not exist")
@@ -259,14 +302,17 @@ def read_mutations(path: str | Path) -> list[str]:
         raise InvalidInputError(f"{path}: no mutations in the file")
     delimiter = "\t" if "\t" in lines[0] else ","
     first = [c.strip().lower() for c in lines[0].split(delimiter)]
+    rows: list[tuple[str, Fields]]
     if path.suffix.lower() in (".csv", ".tsv") or len(first) > 1 or first[0] in MUTATION_COLUMNS:
         col = next((first.index(name) for name in MUTATION_COLUMNS if name in first), None)
         if col is None:
             raise InvalidInputError(f"{path}: the header {lines[0]!r} has no 'mutation' column")
-        rows = csv.reader(lines[1:], delimiter=delimiter)
-        mutations = [row[col].strip() for row in rows if col < len(row) and row[col].strip()]
+        reader = csv.reader(lines, delimiter=delimiter)
+        extras = [(i, name) for i, name in enumerate(column_names(next(reader))) if i != col]
+        rows = [(row[col].strip(), tuple((name, row[i] if i < len(row) else "") for i, name in extras))
+                for row in reader if col < len(row) and row[col].strip()]
     else:
-        mutations = lines
-    if not mutations:
+        rows = [(line, ()) for line in lines]
+    if not rows:
         raise InvalidInputError(f"{path}: no mutations in the file")
-    return mutations
+    return rows

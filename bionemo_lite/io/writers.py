@@ -3,15 +3,22 @@
 Embeddings (one row per record):
 - ``.parquet``: columns ``id``, ``sequence``, ``length``, ``truncated`` and
   ``embedding`` as ``list<float32>`` (pooled) or ``list<list<float32>>``
-  (``per_residue``). With several layers, one column ``embedding_<L>`` per
-  absolute layer index instead of ``embedding``. The schema metadata key
-  ``bionemo_lite`` holds ``{"model", "layers", "pooling"}`` as JSON.
+  (a per-position pooling: ``per_residue``, MegaMolBART's ``per_token``).
+  With several layers, one column ``embedding_<L>`` per absolute layer index
+  instead of ``embedding``. The schema metadata key
+  ``bionemo_lite`` holds ``{"model", "layers", "pooling"}`` as JSON. Extra
+  columns of a CSV/TSV input follow as string columns.
 - ``.h5``: one dataset per id (``[D]`` or ``[L, D]``; with several layers a
   leading layer axis). File attributes ``model``, ``layers``, ``pooling``;
   dataset attributes ``id`` (the exact id: ``/`` and ``%`` are escaped in
-  dataset names), ``length``, ``truncated``.
+  dataset names), ``length``, ``truncated`` and the input's extra columns.
 - ``.npz``: one array per id, same shapes as ``.h5`` (ragged per-residue
   arrays need one key each).
+
+Contact maps (one ``[L, L]`` float32 array per record, `write_contacts`): the
+same three formats, the array under the id in ``.h5`` / ``.npz`` (file
+attribute ``content = "contacts"``) and in a ``contacts`` column
+(``list<list<float32>>``) in ``.parquet``.
 
 Tables (scores, generated samples, summaries): ``.parquet``, ``.csv``, ``.tsv``.
 
@@ -26,7 +33,7 @@ import json
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +75,7 @@ class EmbeddingRow:
     length: int
     by_layer: dict[int, np.ndarray]
     truncated: bool = False
+    extras: dict[str, str] = field(default_factory=dict)
 
     def stacked(self, layers: Sequence[int]) -> np.ndarray:
         """The array stored per id in ``.h5``/``.npz``: one layer as is, several stacked on axis 0."""
@@ -88,25 +96,85 @@ class EmbeddingFile:
     lengths: dict[str, int] = field(default_factory=dict)
 
 
+CONTACTS_COLUMN = "contacts"
+
+
+@dataclass
+class ContactRow:
+    """One record's contact map: ``contacts[i, j]`` is the probability that residues i and j touch."""
+
+    id: str
+    sequence: str
+    length: int
+    contacts: np.ndarray
+    truncated: bool = False
+    extras: dict[str, str] = field(default_factory=dict)
+
+    def as_embedding_row(self) -> EmbeddingRow:
+        # The map travels through the per-record array writers as the one "layer" of the file.
+        return EmbeddingRow(self.id, self.sequence, self.length, {0: self.contacts}, self.truncated, self.extras)
+
+
 def embedding_column(layer: int, layers: Sequence[int]) -> str:
     """The parquet column holding `layer`."""
     return "embedding" if len(layers) == 1 else f"embedding_{layer}"
 
 
 def write_embeddings(
-    path: str | Path, rows: Iterable[EmbeddingRow], *, model: str, layers: Sequence[int], pooling: str
+    path: str | Path, rows: Iterable[EmbeddingRow], *, model: str, layers: Sequence[int], pooling: str,
+    extra_columns: Sequence[str] = (),
 ) -> int:
-    """Stream `rows` into `path` (format by extension), atomically; returns the rows written."""
+    """Stream `rows` into `path` (format by extension), atomically; returns the rows written.
+
+    Args:
+        extra_columns: names of the `EmbeddingRow.extras` to store (parquet
+            columns, h5 dataset attributes; not in ``.npz``).
+    """
     path = Path(path)
     suffix = output_suffix(path, EMBEDDING_FORMATS)
     layers = tuple(int(x) for x in layers)
     meta = {"model": model, "layers": list(layers), "pooling": pooling}
     with atomic_path(path) as tmp:
         if suffix == ".parquet":
-            return _write_embeddings_parquet(tmp, rows, layers, pooling, meta)
+            return _write_embeddings_parquet(tmp, rows, layers, pooling, meta, tuple(extra_columns))
         if suffix in (".h5", ".hdf5"):
-            return _write_embeddings_h5(tmp, rows, layers, meta)
+            attrs = {"model": model, "layers": np.asarray(layers, dtype=np.int64), "layer": layers[0],
+                     "pooling": pooling}
+            return _write_arrays_h5(tmp, rows, layers, attrs)
         return _write_embeddings_npz(tmp, rows, layers)
+
+
+def write_contacts(
+    path: str | Path, rows: Iterable[ContactRow], *, model: str, extra_columns: Sequence[str] = ()
+) -> int:
+    """Stream contact maps into `path` (``.h5``, ``.npz`` or ``.parquet``), atomically; returns the rows written."""
+    path = Path(path)
+    suffix = output_suffix(path, EMBEDDING_FORMATS)
+    meta = {"model": model, "content": CONTACTS_COLUMN}
+    arrays = (row.as_embedding_row() for row in rows)
+    with atomic_path(path) as tmp:
+        if suffix == ".parquet":
+            return _write_embeddings_parquet(tmp, arrays, (0,), "contacts", meta, tuple(extra_columns),
+                                             array_columns=(CONTACTS_COLUMN,))
+        if suffix in (".h5", ".hdf5"):
+            return _write_arrays_h5(tmp, arrays, (0,), meta)
+        return _write_embeddings_npz(tmp, arrays, (0,))
+
+
+def read_contacts(path: str | Path) -> EmbeddingFile:
+    """Read a file written by `write_contacts`: ``arrays[id]`` is that record's ``[L, L]`` map."""
+    path = Path(path)
+    suffix = output_suffix(path, EMBEDDING_FORMATS)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
+        ids = table.column("id").to_pylist()
+        maps = _list_column_to_numpy(table.column(CONTACTS_COLUMN).combine_chunks())
+        return EmbeddingFile(ids, dict(zip(ids, maps)), meta.get("model"), None, CONTACTS_COLUMN,
+                             dict(zip(ids, table.column("length").to_pylist())))
+    return read_embeddings(path)
 
 
 def _list_array(arrays: list[np.ndarray], per_residue: bool) -> Any:
@@ -127,19 +195,25 @@ def _list_array(arrays: list[np.ndarray], per_residue: bool) -> Any:
 
 
 def _write_embeddings_parquet(
-    tmp: Path, rows: Iterable[EmbeddingRow], layers: tuple[int, ...], pooling: str, meta: dict
+    tmp: Path, rows: Iterable[EmbeddingRow], layers: tuple[int, ...], pooling: str, meta: dict,
+    extra_columns: tuple[str, ...] = (), array_columns: tuple[str, ...] | None = None,
 ) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    per_residue = pooling == "per_residue"
+    from ..triton.protocol import PER_POSITION_POOLINGS
+
+    first, rows = peek_first(rows)
+    # The arrays say whether they hold one row per position (a family may name its pooling its own way).
+    per_residue = (np.ndim(first.by_layer[layers[0]]) == 2) if first is not None else pooling in PER_POSITION_POOLINGS
     emb_type = pa.list_(pa.list_(pa.float32())) if per_residue else pa.list_(pa.float32())
     fields = [
         pa.field("id", pa.string()),
         pa.field("sequence", pa.string()),
         pa.field("length", pa.int32()),
         pa.field("truncated", pa.bool_()),
-    ] + [pa.field(embedding_column(lay, layers), emb_type) for lay in layers]
+    ] + [pa.field(name, emb_type) for name in (array_columns or [embedding_column(lay, layers) for lay in layers])]
+    fields += [pa.field(name, pa.string()) for name in extra_columns]
     schema = pa.schema(fields, metadata={META_KEY: json.dumps(meta).encode()})
     n = 0
     with pq.ParquetWriter(tmp, schema) as writer:
@@ -152,7 +226,7 @@ def _write_embeddings_parquet(
             ] + [
                 _list_array([np.asarray(r.by_layer[lay], np.float32) for r in batch], per_residue)
                 for lay in layers
-            ]
+            ] + [pa.array([r.extras.get(name) for r in batch], pa.string()) for name in extra_columns]
             writer.write_table(pa.Table.from_arrays(columns, schema=schema))
             n += len(batch)
     return n
@@ -164,20 +238,20 @@ def h5_key(record_id: str) -> str:
     return "%2E" + key[1:] if key.startswith(".") else key
 
 
-def _write_embeddings_h5(tmp: Path, rows: Iterable[EmbeddingRow], layers: tuple[int, ...], meta: dict) -> int:
+def _write_arrays_h5(tmp: Path, rows: Iterable[EmbeddingRow], layers: tuple[int, ...], attrs: dict) -> int:
     import h5py
 
     n = 0
     with h5py.File(tmp, "w", track_order=True) as fh:  # datasets iterate in input order
-        fh.attrs["model"] = meta["model"]
-        fh.attrs["layers"] = np.asarray(layers, dtype=np.int64)
-        fh.attrs["layer"] = layers[0]
-        fh.attrs["pooling"] = meta["pooling"]
+        for key, value in attrs.items():
+            fh.attrs[key] = value
         for row in rows:
             ds = fh.create_dataset(h5_key(row.id), data=row.stacked(layers))
             ds.attrs["id"] = row.id
             ds.attrs["length"] = row.length
             ds.attrs["truncated"] = row.truncated
+            for name, value in row.extras.items():
+                ds.attrs[name] = value
             n += 1
     return n
 
@@ -208,8 +282,9 @@ def read_embeddings(path: str | Path) -> EmbeddingFile:
         import h5py
 
         with h5py.File(path, "r") as fh:
-            out = EmbeddingFile([], {}, str(fh.attrs["model"]), tuple(int(x) for x in fh.attrs["layers"]),
-                                str(fh.attrs["pooling"]))
+            layers = tuple(int(x) for x in fh.attrs["layers"]) if "layers" in fh.attrs else None
+            kind = fh.attrs.get("pooling", fh.attrs.get("content"))
+            out = EmbeddingFile([], {}, str(fh.attrs["model"]), layers, None if kind is None else str(kind))
             for key in fh:
                 rid = str(fh[key].attrs["id"])
                 out.ids.append(rid)
@@ -312,6 +387,13 @@ def _write_table_parquet(
 def write_errors(path: str | Path, errors: Iterable[tuple[str, str]]) -> int:
     """Write the per-record failures as a CSV with columns ``id``, ``reason`` (atomically)."""
     return write_table(path, ({"id": rid, "reason": reason} for rid, reason in errors), ["id", "reason"])
+
+
+def peek_first(items: Iterable[Any]) -> tuple[Any, Iterator[Any]]:
+    """The first item (None if there is none) and an iterator over all of them."""
+    it = iter(items)
+    first = next(it, None)
+    return first, (it if first is None else chain([first], it))
 
 
 def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

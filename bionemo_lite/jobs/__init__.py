@@ -20,6 +20,7 @@ from .runner import (
     run_job,
 )
 from .tasks import (
+    ContactsTask,
     EmbedTask,
     FoldTask,
     GenerateTask,
@@ -30,7 +31,7 @@ from .tasks import (
 )
 
 __all__ = [
-    "DEFAULT_CHUNK_SIZE", "ChunkOutcome", "ChunkReport", "EmbedTask", "FoldTask", "GenerateTask", "JobSummary",
-    "JobTask", "Manifest", "MutationScoreTask", "MutationSource", "RecordSource", "ScoreTask",
+    "DEFAULT_CHUNK_SIZE", "ChunkOutcome", "ChunkReport", "ContactsTask", "EmbedTask", "FoldTask", "GenerateTask",
+    "JobSummary", "JobTask", "Manifest", "MutationScoreTask", "MutationSource", "RecordSource", "ScoreTask",
     "default_paths", "failure_reason", "params_hash", "run_job", "sequence_hash", "structure_filename",
 ]

@@ -7,7 +7,8 @@ token-budget batching inside the chunk). After each chunk the finished records
 are committed to the SQLite manifest (``OUTPUT.job.sqlite``), so a killed job
 re-run with the same command computes only what is missing. At the end the
 output is written atomically from the manifest, in input order, and the
-failures go to ``OUTPUT.errors.csv`` (``id``, ``reason``).
+failures go to ``OUTPUT.errors.csv`` (``id``, ``reason``), which exists only
+while some record failed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from ..batching import is_out_of_memory
+from ..batching import is_out_of_memory, reporting_progress
 from ..errors import InvalidInputError
 from ..records import Record
 from ..results import RecordError
@@ -95,6 +96,7 @@ class JobSummary:
 
     Attributes:
         n_ok: records in the output (computed now or resumed from the manifest).
+        errors_path: where the failures are written (the file exists only when `n_failed` > 0).
         n_failed: records in the errors file.
         n_skipped_resumed: records found finished in the manifest and not recomputed.
         n_computed: records computed by this run.
@@ -137,6 +139,7 @@ def run_job(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
     on_chunk_done: Callable[[ChunkReport], None] | None = None,
+    on_records_done: Callable[[int], None] | None = None,
     manifest_path: str | Path | None = None,
     errors_path: str | Path | None = None,
     keep_manifest: bool = False,
@@ -150,8 +153,12 @@ def run_job(
         params: job parameters outside the task (model name, weights, device,
             dtype); together with ``task.params()`` they key the manifest.
         chunk_size: records per model call and per manifest commit.
-        progress: show a tqdm bar (only when stderr is a terminal).
+        progress: show a tqdm bar (records, records/s, time left; only when
+            stderr is a terminal).
         on_chunk_done: called after each committed chunk (progress hooks, tests).
+        on_records_done: called with a count of records as they finish (computed,
+            resumed or failed): within a chunk after each batch the model ran,
+            so it moves record by record, not chunk by chunk. The bar follows it.
         manifest_path: default ``OUTPUT.job.sqlite``.
         errors_path: default ``OUTPUT.errors.csv``.
         keep_manifest: keep the manifest even when every record succeeded
@@ -176,6 +183,14 @@ def run_job(
     if manifest.removed_stale:
         logger.info("%s: %d results of a run with other parameters discarded", manifest_path, manifest.removed_stale)
     bar = _progress_bar(source, progress)
+
+    def advance(n: int) -> None:
+        if n <= 0:
+            return
+        bar.update(n)
+        if on_records_done is not None:
+            on_records_done(n)
+
     try:
         chunk: list[Record] = []
         shas: dict[str, str] = {}
@@ -183,14 +198,25 @@ def run_job(
 
         def flush() -> None:
             nonlocal chunk_index, computed
-            outcome = _run_isolating(task, chunk)
+            reported = 0
+
+            def batch_done(n: int) -> None:
+                # A record retried alone after a failure must not count twice.
+                nonlocal reported
+                n = min(n, len(chunk) - reported)
+                if n > 0:
+                    reported += n
+                    advance(n)
+
+            with reporting_progress(batch_done):
+                outcome = _run_isolating(task, chunk)
             for rid, payload in outcome.results.items():
                 manifest.add(rid, shas[rid], task.encode(payload))
             manifest.commit()
             index = {r.id: r.index for r in chunk}
             errors.extend((index.get(rid, -1), rid, reason) for rid, reason in outcome.errors.items())
             computed += len(outcome.results)
-            bar.update(len(chunk))
+            advance(len(chunk) - reported)  # records of verbs that do not batch through `run_batches`
             report = ChunkReport(chunk_index, len(chunk), len(outcome.results), len(outcome.errors))
             chunk.clear()
             shas.clear()
@@ -201,18 +227,18 @@ def run_job(
         for item in source.items():
             if isinstance(item, RecordError):
                 errors.append((item.index, item.id, item.reason))
-                bar.update(1)
+                advance(1)
                 continue
             sha = sequence_hash(item.sequence)
             if manifest.is_done(item.id, sha):
                 skipped += 1
-                bar.update(1)
+                advance(1)
                 continue
             try:
                 prepared = task.prepare(item)
             except InvalidInputError as exc:
                 errors.append((item.index, item.id, failure_reason(exc)))
-                bar.update(1)
+                advance(1)
                 continue
             chunk.append(prepared)
             shas[prepared.id] = sha
@@ -233,7 +259,10 @@ def run_job(
     from ..io.writers import write_errors
 
     errors.sort(key=lambda e: e[0])  # input order, like the output
-    write_errors(errors_path, ((rid, reason) for _, rid, reason in errors))
+    if errors:
+        write_errors(errors_path, ((rid, reason) for _, rid, reason in errors))
+    else:
+        errors_path.unlink(missing_ok=True)  # an earlier run's failures, all resolved now
     kept: Path | None = manifest_path
     if not errors and not keep_manifest:
         manifest_path.unlink(missing_ok=True)  # the output holds everything now
@@ -342,11 +371,13 @@ class _NoBar:
         pass
 
 
-def _progress_bar(source: RecordSource, enabled: bool) -> Any:
-    if not enabled or not sys.stderr.isatty():
+def _progress_bar(source: RecordSource, enabled: bool, stream: Any = None) -> Any:
+    """A bar of records (with records/s, and the time left when the source can count its records)."""
+    stream = stream if stream is not None else sys.stderr
+    if not enabled or not stream.isatty():
         return _NoBar()
     from tqdm.auto import tqdm
 
     count = getattr(source, "count", None)
     total = count() if callable(count) else None
-    return tqdm(total=total, unit="rec", dynamic_ncols=True, file=sys.stderr)
+    return tqdm(total=total, unit="rec", dynamic_ncols=True, file=stream, smoothing=0.1)

@@ -1,4 +1,4 @@
-"""The verbs as batch-job tasks: embed, score (per record or per mutation), generate, fold.
+"""The verbs as batch-job tasks: embed, contacts, score (per record or per mutation), generate, fold.
 
 Each task works against a verb Protocol of `bionemo_lite.model` only, never a
 model family: validate a record (`prepare`), run a chunk through the verb
@@ -13,7 +13,6 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,18 @@ import numpy as np
 
 from ..batching import is_out_of_memory
 from ..errors import InvalidInputError
+from ..io.atomic import write_text_atomic
+from ..io.readers import Fields, TableRecord, record_fields
+from ..io.writers import (
+    CONTACTS_COLUMN,
+    ContactRow,
+    EmbeddingRow,
+    embedding_column,
+    peek_first,
+    write_contacts,
+    write_embeddings,
+    write_table,
+)
 from ..model import BioModel
 from ..mutations import duplicate_reason, normalize_mutation, parse_mutation
 from ..records import WHITESPACE, LengthPolicy, Record, check_protein, clean_protein
@@ -83,14 +94,36 @@ def _decode_arrays(blob: bytes) -> tuple[dict[str, Any], dict[int, np.ndarray]]:
     return meta, arrays
 
 
+def extra_columns(first: tuple[Record, Any] | None, taken: Sequence[str]) -> list[tuple[str, str]]:
+    """``(input column, output column)`` for the extra input columns the records carry (`TableRecord`).
+
+    They follow the result's own columns; one whose name the output uses
+    already (``score``, ``length``...) is written as ``input_<name>``.
+    """
+    if first is None:
+        return []
+    layout: list[tuple[str, str]] = []
+    used = set(taken)
+    for name in record_fields(first[0]):
+        column = name
+        while column in used:
+            column = f"input_{column}"
+        used.add(column)
+        layout.append((name, column))
+    return layout
+
+
+def _extras(record: Record, layout: list[tuple[str, str]]) -> dict[str, str]:
+    fields = record_fields(record)
+    return {column: fields.get(name) for name, column in layout}
+
+
+def _string_types(layout: list[tuple[str, str]]) -> dict[str, str]:
+    return {**_TYPES, **{column: "string" for _, column in layout}}
+
+
 def _json_bytes(payload: Any) -> bytes:
     return json.dumps(payload).encode("utf-8")
-
-
-def _peek(items: Iterable[Any]) -> tuple[Any, Iterator[Any]]:
-    it = iter(items)
-    first = next(it, None)
-    return first, (it if first is None else chain([first], it))
 
 
 @dataclass
@@ -141,17 +174,66 @@ class EmbedTask:
         return {**meta, "layers": layers}
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        from ..io.writers import EmbeddingRow, write_embeddings
-
-        first, rows = _peek(done)
+        first, rows = peek_first(done)
         # Absolute layer indices come from the results (the request may say -1).
         layers = tuple(first[1]["layers"]) if first else tuple(int(x) for x in self.layers)
+        taken = ["id", "sequence", "length", "truncated", "layer", "layers", "model", "pooling",
+                 *(embedding_column(lay, layers) for lay in layers)]
+        layout = extra_columns(first, taken)
         return write_embeddings(
             output,
-            (EmbeddingRow(rec.id, p["sequence"], p["length"], p["layers"], p["truncated"]) for rec, p in rows),
+            (EmbeddingRow(rec.id, p["sequence"], p["length"], p["layers"], p["truncated"], _extras(rec, layout))
+             for rec, p in rows),
             model=self.model.name,
             layers=layers,
             pooling=self.pooling,
+            extra_columns=[column for _, column in layout],
+        )
+
+
+@dataclass
+class ContactsTask:
+    """Contact maps as a job: one ``[L, L]`` array of contact probabilities per record (ESM-2's ``contacts``)."""
+
+    model: Any  # a model with ``contacts(inputs, on_too_long=..., tokens_per_batch=...) -> list[np.ndarray]``
+    truncate: bool = False
+    tokens_per_batch: int | None = None
+    verb: str = field(default="contacts", init=False)
+
+    def params(self) -> dict[str, Any]:
+        return {"truncate": self.truncate}
+
+    def prepare(self, record: Record) -> Record:
+        return _prepare(self.model, record, self.truncate)
+
+    def run(self, records: list[Record]) -> ChunkOutcome:
+        maps = self.model.contacts(records, on_too_long=_policy(self.truncate), tokens_per_batch=self.tokens_per_batch)
+        out = ChunkOutcome()
+        for record, contacts in zip(records, maps):
+            out.results[record.id] = {
+                "sequence": record.sequence,
+                "length": int(np.shape(contacts)[0]),
+                "truncated": len(record.sequence) > self.model.max_length,
+                "contacts": np.asarray(contacts, dtype=np.float32),
+            }
+        return out
+
+    def encode(self, payload: dict[str, Any]) -> bytes:
+        return _encode_arrays({k: payload[k] for k in ("sequence", "length", "truncated")}, {0: payload["contacts"]})
+
+    def decode(self, blob: bytes) -> dict[str, Any]:
+        meta, arrays = _decode_arrays(blob)
+        return {**meta, "contacts": arrays[0]}
+
+    def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
+        first, rows = peek_first(done)
+        layout = extra_columns(first, ["id", "sequence", "length", "truncated", "model", "content", CONTACTS_COLUMN])
+        return write_contacts(
+            output,
+            (ContactRow(rec.id, p["sequence"], p["length"], p["contacts"], p["truncated"], _extras(rec, layout))
+             for rec, p in rows),
+            model=self.model.name,
+            extra_columns=[column for _, column in layout],
         )
 
 
@@ -169,9 +251,10 @@ def _score_options(method: str | None, truncate: bool, tokens_per_batch: int | N
 
 
 SCORE_COLUMNS = ["id", "sequence", "score", "truncated"]
-# `sequence` is the wild type as scored (cut under --truncate, then `truncated` is true).
-MUTATION_COLUMNS = ["id", "mutation", "sequence", "score", "truncated"]
-_TYPES = {"id": "string", "sequence": "string", "mutation": "string", "score": "float64", "truncated": "bool",
+# `sequence` is the mutant, `wild_type` the wild type as scored (cut under --truncate, then `truncated` is true).
+MUTATION_COLUMNS = ["id", "mutation", "sequence", "wild_type", "score", "truncated"]
+_TYPES = {"id": "string", "sequence": "string", "mutation": "string", "wild_type": "string", "score": "float64",
+          "truncated": "bool",
           "seed": "string", "generated": "string", "sample": "int64", "length": "int64", "path": "string",
           "mean_plddt": "float64", "ptm": "float64"}
 
@@ -208,10 +291,10 @@ class ScoreTask:
         return json.loads(blob)
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        from ..io.writers import write_table
-
-        rows = ({"id": rec.id, **p} for rec, p in done)
-        return write_table(output, rows, SCORE_COLUMNS, _TYPES)
+        first, pairs = peek_first(done)
+        layout = extra_columns(first, SCORE_COLUMNS)
+        rows = ({"id": rec.id, **p, **_extras(rec, layout)} for rec, p in pairs)
+        return write_table(output, rows, SCORE_COLUMNS + [c for _, c in layout], _string_types(layout))
 
 
 @dataclass
@@ -226,8 +309,10 @@ class MutationSource:
 
     wild_type: Record
     mutations: Sequence[str]
+    fields: Sequence[Fields] | None = None
 
     def items(self) -> Iterator[Record | RecordError]:
+        """One record per mutation (a `TableRecord` with its row's other columns, if `fields` are given)."""
         first_spelling: dict[str, str] = {}
         for i, mutation in enumerate(self.mutations):
             try:
@@ -239,7 +324,9 @@ class MutationSource:
                 yield RecordError(name, i, f"{duplicate_reason(first_spelling[name])}; skipped")
                 continue
             first_spelling[name] = mutation
-            yield Record(name, self.wild_type.sequence, i)
+            fields = self.fields[i] if self.fields is not None else ()
+            text = self.wild_type.sequence
+            yield TableRecord(name, text, i, fields) if fields else Record(name, text, i)
 
     def count(self) -> int:
         return len(self.mutations)
@@ -251,8 +338,9 @@ class MutationScoreTask:
 
     A protein wild type is checked (and, with ``truncate``, cut) once, here:
     the model scores the cut wild type, each mutation is checked against it
-    (a position past the cut fails alone, with its own message), and the
-    output's ``sequence`` / ``truncated`` columns say what was scored.
+    (a position past the cut fails alone, with its own message). Each output
+    row holds the mutant (``sequence``), the wild type it was made from
+    (``wild_type``, as scored) and whether that was cut (``truncated``).
 
     Attributes:
         wild_type_truncated: whether the wild type was cut to the model's maximum length.
@@ -300,14 +388,22 @@ class MutationScoreTask:
         return json.loads(blob)
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        from ..io.writers import write_table
-
+        wild_type = self.wild_type.sequence
+        first, pairs = peek_first(done)
+        layout = extra_columns(first, MUTATION_COLUMNS)
         rows = (
-            {"id": self.wild_type.id, "mutation": rec.id, "sequence": self.wild_type.sequence, "score": p["score"],
-             "truncated": self.wild_type_truncated}
-            for rec, p in done
+            {"id": self.wild_type.id, "mutation": rec.id, "sequence": self.mutant(rec.id), "wild_type": wild_type,
+             "score": p["score"], "truncated": self.wild_type_truncated, **_extras(rec, layout)}
+            for rec, p in pairs
         )
-        return write_table(output, rows, MUTATION_COLUMNS, _TYPES)
+        return write_table(output, rows, MUTATION_COLUMNS + [c for _, c in layout], _string_types(layout))
+
+    def mutant(self, mutation: str) -> str:
+        """The sequence `mutation` makes of the (scored) wild type."""
+        residues = list(self.wild_type.sequence)
+        for sub in parse_mutation(mutation, self.wild_type.sequence, truncated=self.wild_type_truncated).substitutions:
+            residues[sub.position - 1] = sub.mt
+        return "".join(residues)
 
 
 @dataclass
@@ -348,17 +444,18 @@ class GenerateTask:
         return json.loads(blob)
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        from ..io.writers import write_table
-
-        first, pairs = _peek(done)
+        first, pairs = peek_first(done)
         properties = sorted(first[1]["properties"]) if first else []
+        columns = ["id", "seed", "sample", "generated", "score", *properties]
+        layout = extra_columns(first, columns)
 
         def rows() -> Iterator[dict[str, Any]]:
             for rec, p in pairs:
+                extras = _extras(rec, layout)
                 if not p["generated"]:
                     # Nothing kept (e.g. every sampled SMILES was invalid): one empty row, so the
                     # seed is in the output instead of silently missing.
-                    yield {"id": rec.id, "seed": p["seed"]}
+                    yield {"id": rec.id, "seed": p["seed"], **extras}
                     continue
                 for k, text in enumerate(p["generated"]):
                     row = {"id": rec.id, "seed": p["seed"], "sample": k, "generated": text,
@@ -366,10 +463,9 @@ class GenerateTask:
                     for name in properties:
                         values = p["properties"].get(name, [])
                         row[name] = values[k] if k < len(values) else None
-                    yield row
+                    yield {**row, **extras}
 
-        columns = ["id", "seed", "sample", "generated", "score", *properties]
-        return write_table(output, rows(), columns, _TYPES)
+        return write_table(output, rows(), columns + [c for _, c in layout], _string_types(layout))
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._|=+-]")
@@ -426,8 +522,6 @@ class FoldTask:
         return bind_options(self.model.fold, options, self.model.name, optional=frozenset({"id"}))
 
     def run(self, records: list[Record]) -> ChunkOutcome:
-        from ..io.atomic import write_text_atomic
-
         out = ChunkOutcome()
         suffix = "cif" if self.format == "cif" else "pdb"
         for record in records:
@@ -463,6 +557,7 @@ class FoldTask:
         return json.loads(blob)
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        from ..io.writers import write_table
-
-        return write_table(output, ({"id": rec.id, **p} for rec, p in done), SUMMARY_COLUMNS, _TYPES)
+        first, pairs = peek_first(done)
+        layout = extra_columns(first, SUMMARY_COLUMNS)
+        rows = ({"id": rec.id, **p, **_extras(rec, layout)} for rec, p in pairs)
+        return write_table(output, rows, SUMMARY_COLUMNS + [c for _, c in layout], _string_types(layout))

@@ -151,6 +151,7 @@ class TritonPythonModel:
             weights=self._path(weights) if weights else None,
             device=self.device,
             dtype=params.get("dtype") or None,
+            numerics=params.get("numerics") or None,
         )
         self.max_length = self.model.max_length
 

@@ -2,12 +2,15 @@
 
     bionemo-lite export esm2_t33_650M_UR50D --repository model_repository --weights esm2_t33_650M_UR50D.pt --kind gpu
     bionemo-lite export megamolbart --repository model_repository --weights megamolbart_0_2_0.nemo --verb embed --verb decode
-    bionemo-lite triton serve --repository model_repository
-    bionemo-lite triton status --url 127.0.0.1:8000
+    bionemo-lite triton serve --repository model_repository      # HTTP 8010, gRPC 8011, metrics 8012
+    bionemo-lite triton status --url 127.0.0.1:8010
 
 `triton_app` is mounted as ``bionemo-lite triton`` and `export_command` as
-``bionemo-lite export`` by ``bionemo_lite.cli``. Errors are one line on stderr
-and exit status 1; Ctrl-C or SIGTERM stops Triton cleanly.
+``bionemo-lite export`` (and ``bionemo-lite triton export``) by
+``bionemo_lite.cli``. Errors are one line on stderr and exit status 1; Ctrl-C
+or SIGTERM stops Triton cleanly. ``triton serve`` listens on 8010-8012, not
+Triton's usual 8000-8002, so it never clashes with the API's 8000; a port that
+is taken is reported (with the process holding it) before Triton starts.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 
 from ..errors import BionemoLiteError
+from ..cli_style import MARKUP_MODE, Command
+from .ports import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +36,7 @@ triton_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=MARKUP_MODE,
 )
 
 
@@ -54,7 +60,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 @_errors_to_exit
 def export_command(
-    model: Annotated[str, typer.Argument(help="Registered model name, e.g. esm2_t33_650M_UR50D.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Registered model name, e.g. esm2_t33_650M_UR50D.")],
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Triton model repository folder (created if needed).")],
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Checkpoint file or folder (default: the cache).")] = None,
     format: Annotated[str, typer.Option("--format",
@@ -76,15 +82,21 @@ def export_command(
     onnx_runtime: Annotated[str, typer.Option("--onnx-runtime",
                                               help="triton (the graph as a Triton onnxruntime model: NVIDIA's container) or "
                                                    "embedded (onnxruntime inside the python backend: any tritonserver).")] = "triton",
+    numerics: Annotated[Optional[str], typer.Option(
+        "--numerics", help="fast or reference arithmetic in the server, for models that offer both "
+                           "(default: $BIONEMO_LITE_NUMERICS, else fast).", show_default=False)] = None,
 ) -> None:
-    """Write MODEL as a Triton model repository (config.pbtxt with dynamic batching + 1/...)."""
+    """Write MODEL as a Triton model repository (config.pbtxt with dynamic batching + 1/...).
+
+    The checkpoint is loaded first: one the model cannot read is an error and nothing is written.
+    """
     from .export import export_model
 
     report = export_model(
         model, repository, weights=weights, format=format,
         max_batch_size=max_batch_size, instances=instances, kind=kind,
         max_queue_delay_us=max_queue_delay_us, preferred_batch_sizes=preferred_batch_size or None,
-        verbs=verb or None, dtype=dtype, num_threads=num_threads, onnx_runtime=onnx_runtime,
+        verbs=verb or None, dtype=dtype, num_threads=num_threads, onnx_runtime=onnx_runtime, numerics=numerics,
     )
     for verb_name, triton_name in report.triton_models.items():
         typer.echo(f"{triton_name}\t{verb_name}")
@@ -94,22 +106,31 @@ def export_command(
                f"`bionemo-lite triton serve --repository {report.repository}`")
 
 
-@triton_app.command("serve")
+@triton_app.command("serve", cls=Command)
 @_errors_to_exit
 def serve_command(
     repository: Annotated[Path, typer.Option("--repository", "-r", help="Model repository written by `bionemo-lite export`.")],
-    http_port: Annotated[int, typer.Option("--http-port", min=1, max=65535)] = 8000,
-    grpc_port: Annotated[int, typer.Option("--grpc-port", min=1, max=65535)] = 8001,
-    metrics_port: Annotated[int, typer.Option("--metrics-port", min=1, max=65535)] = 8002,
+    http_port: Annotated[int, typer.Option("--http-port", min=1, max=65535,
+                                           help="HTTP/REST port (not Triton's usual 8000: the API's).")] = TRITON_HTTP_PORT,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", min=1, max=65535, help="gRPC port.")] = TRITON_GRPC_PORT,
+    metrics_port: Annotated[int, typer.Option("--metrics-port", min=1, max=65535,
+                                              help="Prometheus metrics port.")] = TRITON_METRICS_PORT,
     host: Annotated[str, typer.Option("--host", help="Address to bind (0.0.0.0 for other machines).")] = "127.0.0.1",
     log_file: Annotated[Optional[Path], typer.Option("--log-file", help="Server log (default: <repository>/../tritonserver.log).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds to wait for every model to load.")] = 600.0,
 ) -> None:
-    """Start tritonserver on REPOSITORY and keep it running until Ctrl-C or SIGTERM."""
-    from .launch import TritonServer
+    """Start tritonserver on REPOSITORY and keep it running until Ctrl-C or SIGTERM.
+
+    Taken ports are reported, with the process holding them, before anything starts.
+    """
+    from .launch import TritonServer, find_tritonserver
+    from .ports import check_ports_free
 
     log_path = log_file or Path(repository).resolve().parent / "tritonserver.log"
     server = TritonServer(repository, http_port, grpc_port, metrics_port, log_path, host=host, startup_timeout=timeout)
+    server.installation = find_tritonserver()
+    check_ports_free(host, {"HTTP (--http-port)": http_port, "gRPC (--grpc-port)": grpc_port,
+                            "metrics (--metrics-port)": metrics_port})
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         typer.echo(f"starting tritonserver on {server.repository} (log: {server.log_path})", err=True)
@@ -127,10 +148,10 @@ def serve_command(
         signal.signal(signal.SIGTERM, previous)
 
 
-@triton_app.command("status")
+@triton_app.command("status", cls=Command)
 @_errors_to_exit
 def status_command(
-    url: Annotated[str, typer.Option("--url", help="host:port of Triton's HTTP (or gRPC) endpoint.")] = "127.0.0.1:8000",
+    url: Annotated[str, typer.Option("--url", help="host:port of Triton's HTTP (or gRPC) endpoint.")] = f"127.0.0.1:{TRITON_HTTP_PORT}",
     protocol: Annotated[str, typer.Option("--protocol", help="http or grpc.")] = "http",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -157,3 +178,6 @@ def status_command(
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     for line in [header, *rows]:
         typer.echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
+
+
+triton_app.command("export", cls=Command)(export_command)

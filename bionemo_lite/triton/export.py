@@ -173,6 +173,7 @@ def export_model(
     onnx_runtime: OnnxRuntime = "triton",
     onnx_tolerance: float = 1e-4,
     copy: bool = True,
+    numerics: str | None = None,
 ) -> ExportReport:
     """Write `name` as a Triton model repository under `repository`.
 
@@ -198,6 +199,11 @@ def export_model(
         onnx_tolerance: largest ONNX-vs-torch difference accepted.
         copy: copy the weights into the repository (False: reference them by
             absolute path; the repository then cannot move).
+        numerics: ``"fast"`` or ``"reference"`` arithmetic in the server, for
+            families that offer the choice (see `bionemo_lite.load`); None: the family's default.
+
+    The checkpoint is loaded on the CPU, and so checked, before anything is
+    written: a file the family cannot read leaves the repository untouched.
 
     Raises:
         UnknownModelError, WeightsNotFoundError, CheckpointError: as `bionemo_lite.load`.
@@ -223,8 +229,11 @@ def export_model(
     if not wanted:
         raise UnsupportedVerbError(name, "be served on Triton", sorted(spec.verbs))
     root = Path(repository).expanduser().resolve()
-    root.mkdir(parents=True, exist_ok=True)
     source = resolve_weights(spec, weights)
+    # Load before writing anything: a file that is no checkpoint of this family (or a wrong shape, a
+    # truncated download) fails here with the loader's own error instead of in Triton at serve time.
+    model = load(name, weights=source, device="cpu", dtype=None if format == "python" else "float32",
+                 numerics=numerics)
     common = {
         "max_batch_size": max_batch_size,
         "instances": instances,
@@ -234,6 +243,7 @@ def export_model(
         "dtype": dtype,
         "num_threads": num_threads,
         "tokens_per_batch": tokens_per_batch,
+        "numerics": numerics,
     }
     instance_kind = "KIND_GPU" if kind == "gpu" else "KIND_CPU"
     batching = DynamicBatching(sizes, max_queue_delay_us)
@@ -244,15 +254,20 @@ def export_model(
         "dtype": dtype,
         "num_threads": num_threads,
         "tokens_per_batch": tokens_per_batch,
+        "numerics": numerics,
     }
-    if format == "onnx":
-        report = _export_onnx(name, root, source, spec, base_params, batching, max_batch_size, instance_kind,
-                              instances, onnx_runtime, onnx_tolerance)
-        report.settings = {**common, "onnx_runtime": onnx_runtime}
-    else:
-        report = _export_python(name, root, source, spec, wanted, base_params, batching, max_batch_size,
-                                instance_kind, instances, copy)
-        report.settings = common
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if format == "onnx":
+            report = _export_onnx(model, root, spec, base_params, batching, max_batch_size, instance_kind,
+                                  instances, onnx_runtime, onnx_tolerance)
+            report.settings = {**common, "onnx_runtime": onnx_runtime}
+        else:
+            report = _export_python(name, root, source, spec, wanted, base_params, batching, max_batch_size,
+                                    instance_kind, instances, copy)
+            report.settings = common
+    finally:
+        model.close()
     report.seconds = round(time.perf_counter() - started, 3)
     (root / triton_model_name(name, wanted[0]) / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
@@ -291,34 +306,31 @@ def _export_python(
 
 
 def _export_onnx(
-    name: str, root: Path, source: Path, spec: ModelSpec, base_params: dict[str, Any], batching: DynamicBatching,
+    model: Any, root: Path, spec: ModelSpec, base_params: dict[str, Any], batching: DynamicBatching,
     max_batch_size: int, instance_kind: str, instances: int, runtime: str, tolerance: float,
 ) -> ExportReport:
     from .onnx_export import check_parity, check_sequences, check_tokenizer, encoder_width, export_onnx
     from .tokens import CharTokenizer
 
-    model = load(name, weights=source, device="cpu", dtype="float32")
-    try:
-        encoder = model.onnx_encoder()
-        if "tokenizer" not in encoder.extra:
-            raise UnsupportedVerbError(name, "be served from ONNX (its encoder declares no tokenizer)", ["embed"])
-        tokenizer = CharTokenizer.from_dict(encoder.extra["tokenizer"])
-        num_layers = int(encoder.extra.get("num_layers", model.config.get("num_layers", 0)))
-        layers = [int(v) for v in encoder.extra.get("layers", [num_layers])]
-        check_tokenizer(encoder, tokenizer, check_sequences())
-        front = _replace_dir(root / name)
-        onnx_name = triton_model_name(name, "embed") + "__onnx"
-        if runtime == "triton":
-            graph_dir = _replace_dir(root / onnx_name)
-            graph_path = export_onnx(encoder, graph_dir / "1" / "model.onnx")
-        else:
-            if (root / onnx_name).exists():
-                shutil.rmtree(root / onnx_name)  # a stale graph model from an earlier export
-            graph_path = export_onnx(encoder, front / "1" / "model.onnx")
-        parity = check_parity(encoder, graph_path, tolerance)
-        dim = encoder_width(encoder)
-    finally:
-        model.close()
+    name = model.name
+    encoder = model.onnx_encoder()
+    if "tokenizer" not in encoder.extra:
+        raise UnsupportedVerbError(name, "be served from ONNX (its encoder declares no tokenizer)", ["embed"])
+    tokenizer = CharTokenizer.from_dict(encoder.extra["tokenizer"])
+    num_layers = int(encoder.extra.get("num_layers", model.config.get("num_layers", 0)))
+    layers = [int(v) for v in encoder.extra.get("layers", [num_layers])]
+    check_tokenizer(encoder, tokenizer, check_sequences())
+    front = _replace_dir(root / name)
+    onnx_name = triton_model_name(name, "embed") + "__onnx"
+    if runtime == "triton":
+        graph_dir = _replace_dir(root / onnx_name)
+        graph_path = export_onnx(encoder, graph_dir / "1" / "model.onnx")
+    else:
+        if (root / onnx_name).exists():
+            shutil.rmtree(root / onnx_name)  # a stale graph model from an earlier export
+        graph_path = export_onnx(encoder, front / "1" / "model.onnx")
+    parity = check_parity(encoder, graph_path, tolerance)
+    dim = encoder_width(encoder)
     (front / "1" / "tokenizer.json").write_text(json.dumps(tokenizer.to_dict(), indent=1) + "\n")
     shutil.copy2(BACKEND_MODEL, front / "1" / "model.py")
     params = string_parameters({
