@@ -22,12 +22,11 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bionemo_lite.errors import InvalidInputError
+from bionemo_lite.options import MAX_TEMPERATURE, MIN_TEMPERATURE, check_temperature
 from bionemo_lite.records import Record, as_records
 
 MAX_ID_LENGTH = 256
-# Log-probabilities divided by a temperature near 0 overflow float32 (1e-40 was a 500). Below 1e-3 sampling
-# is already the arg-max (a 0.01-nat gap becomes 10 nats), so the bound takes nothing away.
-MIN_TEMPERATURE = 1e-3
 
 ArrayFormat = Literal["json", "npz", "h5"]
 FORMAT_DESCRIPTION = (
@@ -210,19 +209,20 @@ class GenerateRequest(RecordsRequest, FamilyOptionsBody):
         description='Samples per seed. Alias: "num_molecules".',
     )
     temperature: float | None = Field(
-        None, json_schema_extra={"minimum": MIN_TEMPERATURE},
-        description=f"Softmax temperature, at least {MIN_TEMPERATURE}: below it the scaled logits overflow "
-                    "(for the most likely choice use top_k=1).")
+        None, json_schema_extra={"minimum": MIN_TEMPERATURE, "maximum": MAX_TEMPERATURE},
+        description=f"Softmax temperature in [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}]: below it the scaled logits "
+                    "overflow (for the most likely choice use top_k=1).")
     top_k: int | None = Field(None, ge=1, description="Sample among the k most likely tokens.")
     seed: int | None = Field(None, ge=0, description="Makes the samples reproducible.")
 
     @field_validator("temperature")
     @classmethod
     def _temperature_the_logits_survive(cls, value: float | None) -> float | None:
-        if value is not None and value < MIN_TEMPERATURE:
-            raise ValueError(f"must be at least {MIN_TEMPERATURE}, got {value!r}: below it the logits divided by "
-                             "the temperature overflow (for the most likely token use top_k=1)")
-        return value
+        # The core's bound, checked here too so that no model is loaded for a request that must fail.
+        try:
+            return None if value is None else check_temperature(value)
+        except InvalidInputError as exc:
+            raise ValueError(exc.reason) from None
 
     def options(self) -> dict[str, Any]:
         """The sampling options that were set, family options included."""

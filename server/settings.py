@@ -2,7 +2,7 @@
 
     BIONEMO_LITE_WEIGHTS='esm2_t6_8M_UR50D=/models/esm2_t6_8M_UR50D.pt'   # or a JSON object
     BIONEMO_LITE_PRELOAD=esm2_t6_8M_UR50D                                  # or a JSON list
-    BIONEMO_LITE_BACKEND=triton BIONEMO_LITE_TRITON_URL=127.0.0.1:8001
+    BIONEMO_LITE_BACKEND=triton BIONEMO_LITE_TRITON_URL=127.0.0.1:8011
     BIONEMO_LITE_NUMERICS=reference                                        # bit-exact ESM-2 (default: fast)
     BIONEMO_LITE_DEFAULT_MODEL=off                                         # never download at start-up
 

@@ -72,7 +72,7 @@ def test_an_unknown_verb_is_a_usage_error_listing_the_verbs(toy_model):
     assert result.exit_code == 2 and result.stdout == ""  # not an empty table and success
     message = _plain(result.stderr)
     assert "--verb" in message and "unknown verb 'folding'" in message
-    assert "the verbs are: decode, embed, fold, generate, score" in message
+    assert "the verbs are: contacts, decode, embed, fold, generate, score" in message
 
 
 def test_models_starts_fast_without_torch():

@@ -77,22 +77,30 @@ def _environment(home: Path) -> dict[str, str]:
 
 
 def _run_session(argv: list[str], script: str, cwd: Path, env: dict[str, str], timeout: float) -> str:
-    """Run one session in its own process group; whatever it started in the background dies with it."""
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            cwd=cwd, env=env, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(script, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"README session timed out after {timeout} s; output:\n{out[-4000:]}")
-    finally:
+    """Run one session in its own process group; whatever it started in the background dies with it.
+
+    Output goes to a file, not a pipe: a server the session leaves running keeps its
+    copy of the output open, and a pipe would never reach end-of-file.
+    """
+    log = cwd / f"session-{Path(argv[0]).name}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                text=True, start_new_session=True)
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    assert proc.returncode == 0, f"README session failed ({proc.returncode}); output:\n{out[-6000:]}"
-    return out
+            proc.stdin.write(script)
+            proc.stdin.close()
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"README session timed out after {timeout} s; output:\n{log.read_text()[-4000:]}")
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 0, f"README session failed ({proc.returncode}); output:\n{text[-6000:]}"
+    return text
 
 
 @pytest.mark.slow

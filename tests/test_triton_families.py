@@ -126,8 +126,15 @@ def same_error(served: InvalidInputError, local: InvalidInputError) -> None:
 
 
 def error_body(exc: InvalidInputError) -> dict:
-    """The 422 body the in-process backend answers for `exc`."""
+    """The 422 body the in-process backend answers for `exc` (less its per-request ``request_id``)."""
     return {"error": "invalid_input", "detail": str(exc), **exc.to_dict()}
+
+
+def body_of(response) -> dict:
+    """A JSON error body without its ``request_id``, which every answer has and no two share."""
+    body = dict(response.json())
+    assert body.pop("request_id") == response.headers["x-request-id"]
+    return body
 
 
 # ---------------------------------------------------------------- the repository
@@ -423,20 +430,20 @@ def test_api_bad_inputs_are_422_with_the_inprocess_body(api, local):
     bad = {"aspirin": SMILES["aspirin"], "broken": "C1CC"}
     got = api.post(f"/v1/models/{MMB}/embed", json={"sequences": [{"id": k, "sequence": v} for k, v in bad.items()]})
     assert got.status_code == 422, got.text
-    assert got.json() == error_body(invalid_input(local[MMB].embed, bad))
+    assert body_of(got) == error_body(invalid_input(local[MMB].embed, bad))
 
     got = api.post(f"/v1/models/{MMB}/score", json={"sequences": list(bad.values())})
     assert got.status_code == 422, got.text
-    assert got.json() == error_body(invalid_input(local[MMB].score, list(bad.values())))
+    assert body_of(got) == error_body(invalid_input(local[MMB].score, list(bad.values())))
 
     got = api.post(f"/v1/models/{ESMFOLD}/fold", json={"sequence": "MKTJAYI"})
     assert got.status_code == 422, got.text
-    assert got.json() == error_body(invalid_input(local[ESMFOLD].fold, "MKTJAYI"))
+    assert body_of(got) == error_body(invalid_input(local[ESMFOLD].fold, "MKTJAYI"))
 
     # Found by the model inside Triton (routes do not know ESMFold's options).
     got = api.post(f"/v1/models/{ESMFOLD}/fold", json={"sequence": "MKTAYI", "temperature": 0.5})
     assert got.status_code == 422, got.text
-    assert got.json() == error_body(invalid_input(local[ESMFOLD].fold, "MKTAYI", temperature=0.5))
+    assert body_of(got) == error_body(invalid_input(local[ESMFOLD].fold, "MKTAYI", temperature=0.5))
 
     got = api.post(f"/v1/models/{PROTT5}/embed", json={"sequences": [{"id": "x", "sequence": "MK1"}]})
     assert got.status_code == 422 and got.json()["record"] == "x" and got.json()["position"] == 3

@@ -1,7 +1,7 @@
 """A typed client for bionemo-lite models served by Triton (HTTP or gRPC).
 
     >>> from bionemo_lite.triton import TritonClient
-    >>> with TritonClient("127.0.0.1:8001", protocol="grpc") as client:
+    >>> with TritonClient("127.0.0.1:8011", protocol="grpc") as client:
     ...     emb = client.embed("esm2_t6_8M_UR50D", ["MKTAYIAKQR", "GSHMLE"], pooling="per_residue")
     >>> emb.embeddings[0].shape
     (10, 320)
@@ -379,13 +379,13 @@ class TritonClient(_Base):
     """Synchronous client (one thread at a time).
 
     Args:
-        url: ``host:port`` of the HTTP (default 8000) or gRPC (8001) endpoint; a scheme is allowed.
+        url: ``host:port`` of the HTTP (default 8010, as `triton serve` binds) or gRPC (8011) endpoint; a scheme is allowed.
         protocol: ``"http"`` or ``"grpc"``.
         timeout: seconds a call may take.
         max_message_bytes: gRPC send/receive limit.
     """
 
-    def __init__(self, url: str = "127.0.0.1:8000", protocol: Protocol = "http", *, timeout: float = 300.0,
+    def __init__(self, url: str = "127.0.0.1:8010", protocol: Protocol = "http", *, timeout: float = 300.0,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
         super().__init__(url, protocol, False, timeout, max_message_bytes)
 
@@ -514,7 +514,7 @@ class AsyncTritonClient(_Base):
     Create it inside the running event loop that uses it.
     """
 
-    def __init__(self, url: str = "127.0.0.1:8000", protocol: Protocol = "http", *, timeout: float = 300.0,
+    def __init__(self, url: str = "127.0.0.1:8010", protocol: Protocol = "http", *, timeout: float = 300.0,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
         super().__init__(url, protocol, True, timeout, max_message_bytes)
 

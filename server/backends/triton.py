@@ -1,7 +1,7 @@
 """The Triton backend: the same routes and JSON, answered by Triton Inference Server(s).
 
-    bionemo-lite serve --backend triton --triton-url 127.0.0.1:8000
-    BIONEMO_LITE_BACKEND=triton BIONEMO_LITE_TRITON_URL=gpu1:8001,gpu2:8001 BIONEMO_LITE_TRITON_PROTOCOL=grpc \\
+    bionemo-lite serve --backend triton --triton-url 127.0.0.1:8010
+    BIONEMO_LITE_BACKEND=triton BIONEMO_LITE_TRITON_URL=gpu1:8011,gpu2:8011 BIONEMO_LITE_TRITON_PROTOCOL=grpc \\
         bionemo-lite serve
 
 Models are exported with ``bionemo-lite export`` and served by ``bionemo-lite
@@ -32,6 +32,7 @@ import numpy as np
 from bionemo_lite.errors import BackendUnavailableError
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.triton.client import AsyncTritonClient
+from bionemo_lite.triton.ports import TRITON_PORTS
 from bionemo_lite.triton.protocol import split_model_name
 
 from .base import BackendBase
@@ -43,11 +44,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
+DEFAULT_PORTS = {"http": TRITON_PORTS["http"], "grpc": TRITON_PORTS["grpc"]}  # what `triton serve` binds
 
 
 def parse_urls(value: str | None, protocol: str) -> list[str]:
-    """``"a:8001, b:8001"`` -> ``["a:8001", "b:8001"]``; None -> Triton's local default port."""
+    """``"a:8011, b:8011"`` -> ``["a:8011", "b:8011"]``; None -> the local port `triton serve` binds."""
     urls = [u.strip() for u in (value or "").split(",") if u.strip()]
     return urls or [f"127.0.0.1:{DEFAULT_PORTS[protocol]}"]
 
