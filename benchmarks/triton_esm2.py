@@ -66,7 +66,7 @@ def write_random_checkpoint(folder: Path, arch: dict[str, Any]) -> Path:
 
     import torch
 
-    from model_zoo.esm2.network import Esm2Arch, ESM2Network
+    from bionemo_lite.zoo.esm2.network import Esm2Arch, ESM2Network
 
     torch.manual_seed(0)
     network = ESM2Network(Esm2Arch(arch["num_layers"], arch["embed_dim"], arch["attention_heads"]))

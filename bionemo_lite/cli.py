@@ -627,7 +627,7 @@ def weights_pull_command(
     typer.echo(str(path))
 
 
-# The service's own defaults (server.settings.Settings), shown in --help; an option left at its default is
+# The service's own defaults (bionemo_lite.server.settings.Settings), shown in --help; an option left at its default is
 # not passed on, so BIONEMO_LITE_* variables still apply (tests pin the two lists together).
 SERVE_DEFAULTS: dict[str, Any] = {
     "host": "127.0.0.1", "port": 8000, "device": "cpu", "backend": "inprocess", "triton_protocol": "http",
@@ -672,8 +672,8 @@ def serve_command(
         check_device(device)
     if numerics is not None:
         check_serve_numerics(numerics)
-    from server.app import serve
-    from server.settings import Settings
+    from bionemo_lite.server.app import serve
+    from bionemo_lite.server.settings import Settings
 
     values: dict[str, Any] = {
         "host": host, "port": port, "device": device, "dtype": dtype, "numerics": numerics, "backend": backend,

@@ -1,6 +1,6 @@
 """What a ``bionemo-lite`` command prints besides its results: log lines and progress bars.
 
-Our own loggers (``bionemo_lite``, ``model_zoo``, ``server``) speak from INFO
+Our own loggers (``bionemo_lite``, its families and its server) speak from INFO
 up, the libraries' only from WARNING (openfold3 logs "Removed 11 hydrogen
 atoms." once per residue at INFO). ``-q`` switches off every INFO line and
 every progress bar, the libraries' included (transformers' "Loading weights",
@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 
-OWN_LOGGERS = ("bionemo_lite", "model_zoo", "server")
+OWN_LOGGERS = ("bionemo_lite",)  # the families (bionemo_lite.zoo) and the server (bionemo_lite.server) too
 # Read by the libraries when they are imported later in the command (tqdm reads its TQDM_* at import).
 QUIET_ENVIRONMENT = {
     "TQDM_DISABLE": "1",

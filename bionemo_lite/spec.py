@@ -15,6 +15,7 @@ Verb = Literal["embed", "fold", "generate", "score"]
 InputKind = Literal["protein", "smiles"]
 CORE_VERBS: tuple[str, ...] = ("embed", "fold", "generate", "score")
 DEFAULT_POOLINGS: tuple[str, ...] = ("mean", "bos", "per_residue")
+PER_POSITION_POOLINGS: tuple[str, ...] = ("per_residue", "per_token")  # one vector per residue/token
 
 
 @dataclass(frozen=True)

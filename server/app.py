@@ -1,6 +1,6 @@
 """The FastAPI application: `create_app(settings)` and `serve(settings)`.
 
-    uvicorn --factory server.app:create_app      # settings from BIONEMO_LITE_* variables
+    uvicorn --factory bionemo_lite.server.app:create_app      # settings from BIONEMO_LITE_* variables
     bionemo-lite serve --weights esm2_t6_8M_UR50D=esm2_t6_8M_UR50D.pt
 
 The service answers at once; models named for start-up (`server.preload`) load in

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from model_zoo.esm2.checkpoint import hf_key_for
+from bionemo_lite.zoo.esm2.checkpoint import hf_key_for
 
 
 @dataclass(frozen=True)

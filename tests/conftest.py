@@ -62,8 +62,8 @@ def trained():
     import torch
     from megamolbart_fixtures import DRUG_SMILES, TINY_TRAINING_CONFIG
 
-    from model_zoo.megamolbart.model import MegaMolBARTModel
-    from model_zoo.megamolbart.training import train_autoencoder
+    from bionemo_lite.zoo.megamolbart.model import MegaMolBARTModel
+    from bionemo_lite.zoo.megamolbart.training import train_autoencoder
 
     old = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model on a shared 2-core machine: one thread is fastest

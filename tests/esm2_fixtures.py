@@ -34,7 +34,7 @@ SEQUENCES = {
 
 def load_quietly(weights: Path | str, **options) -> bl.BioModel:
     """`bl.load` of the tiny checkpoint, which is (on purpose) not the published shape."""
-    from model_zoo.esm2.loading import ArchitectureWarning
+    from bionemo_lite.zoo.esm2.loading import ArchitectureWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ArchitectureWarning)

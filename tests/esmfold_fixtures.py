@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from model_zoo.esmfold.config import hf_config_dict
+from bionemo_lite.zoo.esmfold.config import hf_config_dict
 
 TINY_SHAPE = {
     "esm_layers": 2,

@@ -296,7 +296,7 @@ class ToySmiles(ToyModel):
 
 def toy_app():
     """uvicorn factory: the real app, with the toy family registered (settings from the environment)."""
-    from server.app import create_app
+    from bionemo_lite.server.app import create_app
 
     register_toys()
     return create_app()
@@ -321,7 +321,7 @@ def numerics_toy_spec() -> ModelSpec:
 def startup_toy_app():
     """uvicorn factory: `toy_app` plus ``toy_download``, whose weights URL is ``$TOY_DOWNLOAD_URL``
     (sha256 ``$TOY_DOWNLOAD_SHA256`` when set), for the start-up tests."""
-    from server.app import create_app
+    from bionemo_lite.server.app import create_app
 
     register_toys()
     register(downloadable_toy_spec(os.environ["TOY_DOWNLOAD_URL"], os.environ.get("TOY_DOWNLOAD_SHA256") or None))

@@ -9,8 +9,8 @@ import pytest
 
 from bionemo_lite.binding import bind_options
 from bionemo_lite.errors import InvalidInputError
-from model_zoo.esm2.model import ESM2Model
-from model_zoo.megamolbart.model import MegaMolBARTModel
+from bionemo_lite.zoo.esm2.model import ESM2Model
+from bionemo_lite.zoo.megamolbart.model import MegaMolBARTModel
 
 MMB = "megamolbart"
 

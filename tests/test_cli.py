@@ -291,7 +291,7 @@ def test_usage_lines_name_the_arguments_in_capitals(command, usage):
 
 
 def test_help_shows_every_default():
-    from server.settings import Settings
+    from bionemo_lite.server.settings import Settings
 
     from bionemo_lite.cli import SERVE_DEFAULTS
 

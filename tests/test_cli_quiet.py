@@ -15,7 +15,7 @@ BIN = Path(sys.executable).parent / "bionemo-lite"
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    from model_zoo.openfold.testing import write_tiny_checkpoint
+    from bionemo_lite.zoo.openfold.testing import write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("of3") / "of3-tiny.ckpt", "training", seed=0)
 

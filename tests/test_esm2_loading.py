@@ -21,8 +21,8 @@ from checkpoints import random_fair_esm2
 from corrupt_files import DAMAGES, assert_refused, damage
 from esm2_fixtures import *  # noqa: F403  (fixtures and reference helpers)
 from esm2_fixtures import ESM2_NAME, PARITY_TOL, SEQUENCES, load_quietly, max_diff
-from model_zoo.esm2 import count_parameters, specs
-from model_zoo.esm2.loading import ArchitectureWarning, load_esm2
+from bionemo_lite.zoo.esm2 import count_parameters, specs
+from bionemo_lite.zoo.esm2.loading import ArchitectureWarning, load_esm2
 
 PUBLISHED = {
     "esm2_t6_8M_UR50D": (6, 320, 20),
@@ -77,7 +77,7 @@ def test_parameter_formula_matches_fair_esm(tiny_esm2_arch):
 
 
 def test_listing_does_not_import_torch():
-    code = "import sys, model_zoo.esm2 as m; m.specs(); print('torch' in sys.modules)"
+    code = "import sys, bionemo_lite.zoo.esm2 as m; m.specs(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

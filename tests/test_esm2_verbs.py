@@ -15,7 +15,7 @@ from bionemo_lite.errors import BionemoLiteError, CheckpointError, InvalidInputE
 from checkpoints import write_fair_esm_checkpoint
 from esm2_fixtures import *  # noqa: F403  (fixtures and reference helpers)
 from esm2_fixtures import ESM2_NAME, PARITY_TOL, SEQUENCES, load_quietly, max_diff
-from model_zoo.esm2.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
+from bionemo_lite.zoo.esm2.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
 
 STANDARD = set(STANDARD_AMINO_ACIDS)
 
@@ -125,7 +125,7 @@ def test_length_policy_error_and_truncate(fair_model):
 def test_truncated_ids_reported_by_score(fair_model):
     from dataclasses import replace
 
-    from model_zoo.esm2.loading import ArchitectureWarning, load_esm2
+    from bionemo_lite.zoo.esm2.loading import ArchitectureWarning, load_esm2
 
     small = replace(fair_model.spec, max_length=8)  # a spec copy with a short limit keeps PLL cheap
     with pytest.warns(ArchitectureWarning):
@@ -229,7 +229,7 @@ def _short_model(fair_model, max_length: int):
     """The session model's weights under a spec with a short length limit (keeps truncation cases cheap)."""
     from dataclasses import replace
 
-    from model_zoo.esm2.loading import ArchitectureWarning, load_esm2
+    from bionemo_lite.zoo.esm2.loading import ArchitectureWarning, load_esm2
 
     with pytest.warns(ArchitectureWarning):
         return load_esm2(replace(fair_model.spec, max_length=max_length), fair_model.checkpoint_path)
@@ -381,7 +381,7 @@ def test_generate_error_position_counts_mask_as_one_residue(fair_model):
 
 def test_seeds_are_cleaned_like_every_protein_input(fair_model):
     from bionemo_lite.records import WHITESPACE
-    from model_zoo.esm2 import generation
+    from bionemo_lite.zoo.esm2 import generation
 
     assert generation.WHITESPACE is WHITESPACE  # one definition of what is stripped, in the core
     spaced = fair_model.generate({"s": " m k\t<mask>\nay "}, seed=3).records[0].generated

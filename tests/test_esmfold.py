@@ -18,7 +18,7 @@ from bionemo_lite.errors import CheckpointError, InvalidInputError
 from bionemo_lite.structures import ATOM37_NAMES, parse_structure
 from corrupt_files import DAMAGES, assert_refused, damage
 from esmfold_fixtures import write_tiny_esmfold_dir
-from model_zoo.esmfold.inputs import CHAIN_LINKER, RESIDUE_INDEX_OFFSET, encode
+from bionemo_lite.zoo.esmfold.inputs import CHAIN_LINKER, RESIDUE_INDEX_OFFSET, encode
 
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQACDNPW"  # all 20 residues
 CA = ATOM37_NAMES.index("CA")
@@ -81,7 +81,7 @@ def test_spec_is_registered():
 def test_params_match_the_published_architecture():
     from transformers import EsmConfig, EsmForProteinFolding
 
-    from model_zoo.esmfold.config import hf_config_dict
+    from bionemo_lite.zoo.esmfold.config import hf_config_dict
 
     with torch.device("meta"):
         net = EsmForProteinFolding(EsmConfig(**hf_config_dict()))
@@ -89,7 +89,7 @@ def test_params_match_the_published_architecture():
 
 
 def test_listing_imports_no_torch():
-    code = "import sys, model_zoo.esmfold as m; m.specs(); print('torch' in sys.modules)"
+    code = "import sys, bionemo_lite.zoo.esmfold as m; m.specs(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -123,7 +123,7 @@ def test_loading_from_a_file_inside_the_directory(tiny_dir):
 def test_fair_esm_file_gets_the_conversion_hint(tmp_path):
     pt = tmp_path / "esmfold_3B_v1.pt"
     pt.write_bytes(b"not needed")
-    with pytest.raises(CheckpointError, match="model_zoo.esmfold.convert"):
+    with pytest.raises(CheckpointError, match="bionemo_lite.zoo.esmfold.convert"):
         bl.load("esmfold_v1", weights=pt)
 
 

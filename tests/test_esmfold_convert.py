@@ -1,4 +1,4 @@
-"""fair-esm ESMFold checkpoints -> Hugging Face directory (`model_zoo.esmfold.convert`).
+"""fair-esm ESMFold checkpoints -> Hugging Face directory (`bionemo_lite.zoo.esmfold.convert`).
 
 The fixtures write the fair-esm layout from real fair-esm modules where they
 import (the ESM-2 stem is fair-esm's own ``ESM2``; fair-esm's ESMFold needs
@@ -20,8 +20,8 @@ import torch
 import bionemo_lite as bl
 from bionemo_lite.errors import CheckpointError
 from esmfold_fixtures import FAIR_CFG, TINY_SHAPE, fair_esm2_stem, save_with_fake_dictconfig, write_fair_esmfold
-from model_zoo.esmfold.config import shape_of
-from model_zoo.esmfold.convert import convert_fair_esmfold, load_fair_checkpoint
+from bionemo_lite.zoo.esmfold.config import shape_of
+from bionemo_lite.zoo.esmfold.convert import convert_fair_esmfold, load_fair_checkpoint
 
 
 class Payload:
@@ -52,7 +52,7 @@ def test_config_is_read_from_the_pickled_dictconfig_without_omegaconf(tmp_path, 
     assert "omegaconf.dictconfig.DictConfig" in names
     monkeypatch.setitem(sys.modules, "omegaconf", None)  # the reader must work without omegaconf
     data = load_fair_checkpoint(pt)
-    from model_zoo.esmfold.convert import _model_cfg
+    from bionemo_lite.zoo.esmfold.convert import _model_cfg
 
     cfg = _model_cfg(data)
     assert cfg["trunk"]["max_recycles"] == TINY_SHAPE["max_recycles"]
@@ -111,14 +111,14 @@ def test_stem_inside_the_esmfold_file_gives_the_same_weights(converted, tmp_path
 def test_command_line(tmp_path):
     pt, _ = write_fair_esmfold(tmp_path / "fair")
     out = tmp_path / "hf"
-    done = subprocess.run([sys.executable, "-m", "model_zoo.esmfold.convert", str(pt), str(out)],
+    done = subprocess.run([sys.executable, "-m", "bionemo_lite.zoo.esmfold.convert", str(pt), str(out)],
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
 
 
 def test_command_line_errors_are_one_line(tmp_path, capsys):
-    from model_zoo.esmfold.convert import main
+    from bionemo_lite.zoo.esmfold.convert import main
 
     pt, _ = write_fair_esmfold(tmp_path / "fair")
     assert main([str(pt), str(tmp_path / "hf"), "--esm2", str(tmp_path / "nope.pt")]) == 1

@@ -132,7 +132,7 @@ def test_contacts_are_listed_as_an_esm2_verb(client):
 def test_the_triton_backend_says_it_does_not_serve_contacts(tmp_path):
     env = {"BIONEMO_LITE_HOME": str(tmp_path / "cache"), "BIONEMO_LITE_BACKEND": "triton",
            "BIONEMO_LITE_TRITON_URL": f"127.0.0.1:{free_port()}"}  # nothing listens: no Triton is needed
-    with running_server(uvicorn_factory("server.app:create_app"), env, tmp_path) as api:
+    with running_server(uvicorn_factory("bionemo_lite.server.app:create_app"), env, tmp_path) as api:
         r = httpx.post(f"{api.base_url}/v1/models/{NAME}/contacts", json={"sequences": ["MKT"]}, timeout=60)
     assert r.status_code == 404, r.text
     assert r.json()["error"] == "unsupported_verb" and "triton backend" in r.json()["detail"]

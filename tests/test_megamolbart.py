@@ -23,10 +23,10 @@ from megamolbart_fixtures import (
     reference_forward,
     write_nemo_archive,
 )
-from model_zoo.megamolbart import count_parameters, specs
-from model_zoo.megamolbart.model import MegaMolBARTModel, pad_ids
-from model_zoo.megamolbart.network import MegaMolBARTConfig, MegaMolBARTNetwork
-from model_zoo.megamolbart.tokenizer import CHEM_TOKEN_START, SMILES_REGEX, MegaMolBARTTokenizer, default_vocabulary
+from bionemo_lite.zoo.megamolbart import count_parameters, specs
+from bionemo_lite.zoo.megamolbart.model import MegaMolBARTModel, pad_ids
+from bionemo_lite.zoo.megamolbart.network import MegaMolBARTConfig, MegaMolBARTNetwork
+from bionemo_lite.zoo.megamolbart.tokenizer import CHEM_TOKEN_START, SMILES_REGEX, MegaMolBARTTokenizer, default_vocabulary
 
 FEW = ["CC(=O)Oc1ccccc1C(=O)O", "CCO", "Cn1cnc2c1c(=O)n(C)c(=O)n2C", "c1ccccc1", "CC(C)Cc1ccc(cc1)C(C)C(=O)O"]
 LAYOUTS = {
@@ -385,7 +385,7 @@ def test_chem_helpers_validate_canonicalise_and_compare():
 
 
 def test_training_utility_with_masking_and_augmentation():
-    from model_zoo.megamolbart.training import train_autoencoder
+    from bionemo_lite.zoo.megamolbart.training import train_autoencoder
 
     cfg = {"hidden_size": 32, "num_layers": 1, "decoder_num_layers": 1, "ffn_hidden_size": 64,
            "num_attention_heads": 4, "max_position_embeddings": 64}

@@ -15,8 +15,8 @@ import pytest
 import bionemo_lite as bl
 from bionemo_lite import chem
 from megamolbart_fixtures import DRUG_SMILES, scrambled_smiles
-from model_zoo.megamolbart.sampling import DEFAULT_ROUNDS
-from model_zoo.megamolbart.training import reconstruction_accuracy
+from bionemo_lite.zoo.megamolbart.sampling import DEFAULT_ROUNDS
+from bionemo_lite.zoo.megamolbart.training import reconstruction_accuracy
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 TRAINING = list(DRUG_SMILES.values())

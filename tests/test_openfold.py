@@ -26,9 +26,9 @@ import bionemo_lite as bl  # noqa: E402
 from bionemo_lite.errors import CheckpointError, InvalidInputError  # noqa: E402
 from bionemo_lite.structures import StructureFormatError, parse_structure  # noqa: E402
 from corrupt_files import DAMAGES, assert_refused, damage  # noqa: E402
-from model_zoo.openfold.checkpoint import read_checkpoint  # noqa: E402
-from model_zoo.openfold.model import OpenFoldModel, load_openfold  # noqa: E402
-from model_zoo.openfold.testing import TINY_MODEL_UPDATE, write_tiny_checkpoint  # noqa: E402
+from bionemo_lite.zoo.openfold.checkpoint import read_checkpoint  # noqa: E402
+from bionemo_lite.zoo.openfold.model import OpenFoldModel, load_openfold  # noqa: E402
+from bionemo_lite.zoo.openfold.testing import TINY_MODEL_UPDATE, write_tiny_checkpoint  # noqa: E402
 
 NAME = "openbind-2025-06-30-174k"
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"  # 33 residues

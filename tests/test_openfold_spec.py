@@ -10,8 +10,8 @@ import pytest
 
 import bionemo_lite as bl
 from bionemo_lite.errors import InvalidInputError, WeightsNotFoundError
-from model_zoo.openfold import MAX_TOKENS, specs
-from model_zoo.openfold.inputs import build_request, parse_a3m
+from bionemo_lite.zoo.openfold import MAX_TOKENS, specs
+from bionemo_lite.zoo.openfold.inputs import build_request, parse_a3m
 
 NAME = "openbind-2025-06-30-174k"
 URL = "https://openfold3-data.s3.amazonaws.com/openfold3-parameters/of3-ob-2025-06-30-174k.pt"
@@ -26,7 +26,7 @@ def test_spec_is_declared_without_importing_torch():
     assert source.format == "openfold3" and source.entry == "of3-ob-2025-06-30-174k.pt"
     assert source.files[0].url == URL
     assert bl.get_spec(NAME) == spec  # registered through the entry point
-    code = "import sys, model_zoo.openfold as m; m.specs(); print('torch' in sys.modules, 'openfold3' in sys.modules)"
+    code = "import sys, bionemo_lite.zoo.openfold as m; m.specs(); print('torch' in sys.modules, 'openfold3' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

@@ -138,7 +138,7 @@ def tiny_spec(name: str = FULL) -> bl.ModelSpec:
 
 
 def load_quiet(folder: Path, name: str = FULL, **options):
-    from model_zoo.prott5.model import load_prott5
+    from bionemo_lite.zoo.prott5.model import load_prott5
 
     return load_prott5(tiny_spec(name), folder, **options)
 
@@ -199,14 +199,14 @@ def test_specs_are_registered_with_the_published_architecture():
 
 
 def test_listing_the_plugin_does_not_import_torch():
-    code = "import sys, model_zoo.prott5 as p; p.specs(); print('torch' in sys.modules)"
+    code = "import sys, bionemo_lite.zoo.prott5 as p; p.specs(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 # ---------------------------------------------------------------- tokenizer
 def test_tokenizer_ids_for_all_25_letters(spiece_model):
-    from model_zoo.prott5.tokenizer import ProtT5Tokenizer, spiece_residue_ids
+    from bionemo_lite.zoo.prott5.tokenizer import ProtT5Tokenizer, spiece_residue_ids
 
     tok = ProtT5Tokenizer()
     expected = {aa: 3 + PUBLISHED_ORDER.index(aa) for aa in "ACDEFGHIKLMNPQRSTVWYX"} | dict.fromkeys("UZOB", 23)
@@ -306,9 +306,9 @@ def test_fp16_encoder_only_checkpoint_computes_in_fp32_on_cpu(half_dir):
 
 def test_half_precision_path_keeps_wo_and_norms_in_fp32(full_dir):
     """The GPU default (fp16 matmuls, fp32 residual stream, fp32 `wo`), run on CPU where torch allows it."""
-    from model_zoo.prott5.checkpoint import encoder_state_dict, find_weights, read_config, read_encoder_tensors
-    from model_zoo.prott5.network import build_encoder
-    from model_zoo.prott5.tokenizer import ProtT5Tokenizer
+    from bionemo_lite.zoo.prott5.checkpoint import encoder_state_dict, find_weights, read_config, read_encoder_tensors
+    from bionemo_lite.zoo.prott5.network import build_encoder
+    from bionemo_lite.zoo.prott5.tokenizer import ProtT5Tokenizer
 
     arch = read_config(full_dir)
     state = encoder_state_dict(read_encoder_tensors(find_weights(full_dir)), arch, full_dir)

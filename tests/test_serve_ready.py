@@ -24,7 +24,7 @@ import bionemo_lite
 from bionemo_lite.registry import unregister
 from server_fixtures import free_port, numerics_toy_spec, register_toys, running_server, uvicorn_factory, \
     write_toy_weights
-from server.settings import DEFAULT_MODEL, Settings
+from bionemo_lite.server.settings import DEFAULT_MODEL, Settings
 
 FIX = ["bionemo-lite weights pull toy_download", 'make serve WEIGHTS="toy_download=/path/to/toy.npz"',
        "bionemo-lite serve --weights toy_download=/path/to/toy.npz"]
@@ -104,7 +104,7 @@ def test_numerics_setting_reaches_the_loader(tmp_path, monkeypatch, numerics_toy
     """Settings(numerics=...) is what `bionemo-lite serve --numerics` sets; the loader must get it."""
     import asyncio
 
-    from server.backends.inprocess import InProcessBackend
+    from bionemo_lite.server.backends.inprocess import InProcessBackend
 
     monkeypatch.delenv("BIONEMO_LITE_NUMERICS", raising=False)
     weights = {"toy_numerics": str(write_toy_weights(tmp_path / "toy.npz"))}

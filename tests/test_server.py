@@ -15,7 +15,7 @@ import pytest
 
 import bionemo_lite
 from server_fixtures import parallel_posts, register_toys, running_server, uvicorn_factory, write_toy_weights
-from server.settings import Settings
+from bionemo_lite.server.settings import Settings
 
 MAX_SEQUENCES = 4
 MAX_BODY = 64 * 1024
@@ -91,7 +91,7 @@ def test_settings_refuse_typos_and_bad_values():
 
 
 def test_unknown_weights_name_fails_at_start(monkeypatch):
-    from server.app import create_app
+    from bionemo_lite.server.app import create_app
 
     register_toys()
     with pytest.raises(bionemo_lite.UnknownModelError, match="toy_encoder"):

@@ -16,10 +16,10 @@ import pytest
 import bionemo_lite
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.records import Record
-from server.backends.batcher import merge_records, run_group
-from server.backends.inprocess import InProcessBackend, embeddings_to_json
-from server.schemas import EmbedRequest
-from server.settings import Settings
+from bionemo_lite.server.backends.batcher import merge_records, run_group
+from bionemo_lite.server.backends.inprocess import InProcessBackend, embeddings_to_json
+from bionemo_lite.server.schemas import EmbedRequest
+from bionemo_lite.server.settings import Settings
 from server_fixtures import parallel_posts, serve_cli
 
 NAME = "esm2_t6_8M_UR50D"

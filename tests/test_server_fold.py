@@ -33,7 +33,7 @@ def server(tmp_path_factory, weights):
     tmp = tmp_path_factory.mktemp("foldserver")
     env = {"BIONEMO_LITE_HOME": str(tmp / "empty-cache"), "BIONEMO_LITE_TORCH_THREADS": "1",
            "BIONEMO_LITE_WEIGHTS": json.dumps({NAME: str(weights)})}
-    with running_server(uvicorn_factory("server.app:create_app"), env, tmp) as srv:
+    with running_server(uvicorn_factory("bionemo_lite.server.app:create_app"), env, tmp) as srv:
         yield srv
 
 

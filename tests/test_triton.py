@@ -188,7 +188,7 @@ def test_api_batches_through_triton_and_survives_a_restart(triton, model, tmp_pa
               for i in range(64)]
     with TritonClient(server.http_url) as stats_client:
         before = settled_batching(stats_client, NAME)
-        with running_server(uvicorn_factory("server.app:create_app"), env, tmp_path / "api") as api:
+        with running_server(uvicorn_factory("bionemo_lite.server.app:create_app"), env, tmp_path / "api") as api:
             listed = {m["name"]: m for m in httpx.get(f"{api.base_url}/v1/models", timeout=30).json()["models"]}
             assert listed[NAME]["loaded"] is True and listed[NAME]["triton_verbs"] == ["embed", "score"]
             responses = parallel_posts(api.base_url, f"/v1/models/{NAME}/embed", bodies)

@@ -211,7 +211,7 @@ def test_export_of_a_garbage_checkpoint_is_refused_before_anything_is_written(tm
 def test_triton_serve_defaults_do_not_clash_with_the_api():
     from typer.main import get_command
 
-    from server.settings import Settings
+    from bionemo_lite.server.settings import Settings
 
     params = {p.name: p.default for p in get_command(triton_app).commands["serve"].params}
     triton_ports = {params["http_port"], params["grpc_port"], params["metrics_port"]}

@@ -109,7 +109,7 @@ def local(checkpoints) -> dict:
 def api(triton, tmp_path_factory):
     env = {"BIONEMO_LITE_BACKEND": "triton", "BIONEMO_LITE_TRITON_URL": triton.grpc_url,
            "BIONEMO_LITE_TRITON_PROTOCOL": "grpc", "BIONEMO_LITE_LOG_LEVEL": "warning"}
-    with running_server(uvicorn_factory("server.app:create_app"), env, tmp_path_factory.mktemp("api")) as server:
+    with running_server(uvicorn_factory("bionemo_lite.server.app:create_app"), env, tmp_path_factory.mktemp("api")) as server:
         with httpx.Client(base_url=server.base_url, timeout=120) as http:
             yield http
 

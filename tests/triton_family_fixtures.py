@@ -58,8 +58,8 @@ def write_prott5_half_encoder(folder: Path, seed: int = 2) -> Path:
 
 def write_trained_megamolbart(folder: Path) -> Path:
     """Train the tiny MegaMolBART on `TRAINING_SMILES` (fixed seed) and save it; returns the folder."""
-    from model_zoo.megamolbart.model import MegaMolBARTModel
-    from model_zoo.megamolbart.training import train_autoencoder
+    from bionemo_lite.zoo.megamolbart.model import MegaMolBARTModel
+    from bionemo_lite.zoo.megamolbart.training import train_autoencoder
 
     smiles = list(TRAINING_SMILES.values())
     old = torch.get_num_threads()

@@ -201,7 +201,7 @@ def _write_embeddings_parquet(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..triton.protocol import PER_POSITION_POOLINGS
+    from ..spec import PER_POSITION_POOLINGS
 
     first, rows = peek_first(rows)
     # The arrays say whether they hold one row per position (a family may name its pooling its own way).

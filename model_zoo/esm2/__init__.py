@@ -10,7 +10,7 @@ from __future__ import annotations
 from bionemo_lite.spec import ModelSpec, WeightFile, WeightSource
 
 FAMILY = "esm2"
-LOADER = "model_zoo.esm2.loading:load_esm2"
+LOADER = "bionemo_lite.zoo.esm2.loading:load_esm2"
 VOCAB_SIZE = 33
 MAX_POSITIONS = 1026  # the published config value
 MAX_RESIDUES = 1022  # fair-esm's limit (scripts/extract.py): 1022 residues + BOS + EOS were trained

@@ -1,4 +1,4 @@
-"""The ESM-2 loader named in every ESM-2 spec (``model_zoo.esm2.loading:load_esm2``)."""
+"""The ESM-2 loader named in every ESM-2 spec (``bionemo_lite.zoo.esm2.loading:load_esm2``)."""
 
 from __future__ import annotations
 

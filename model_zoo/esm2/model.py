@@ -102,7 +102,7 @@ class ESM2Model(BioModel):
             torch.cuda.empty_cache()
 
     def onnx_encoder(self, layers: int | Sequence[int] = -1) -> Any:
-        """The encoder as a traceable module for ONNX export (see `model_zoo.esm2.onnx`)."""
+        """The encoder as a traceable module for ONNX export (see `bionemo_lite.zoo.esm2.onnx`)."""
         from .onnx import esm2_onnx_encoder
 
         return esm2_onnx_encoder(self, layers)

@@ -1,10 +1,10 @@
 """ESMFold plugin: single-sequence structure prediction on an ESM-2 3B stem (Lin et al. 2023).
 
 Declares the variant only (no torch import, so listing models stays instant);
-`model_zoo.esmfold.model.load_esmfold` loads it and runs transformers'
+`bionemo_lite.zoo.esmfold.model.load_esmfold` loads it and runs transformers'
 ``EsmForProteinFolding``. fair-esm's own ``esmfold_3B_v1.pt`` (with
 ``esm2_t36_3B_UR50D.pt`` for its stem) converts to the same Hugging Face
-layout with `model_zoo.esmfold.convert.convert_fair_esmfold`.
+layout with `bionemo_lite.zoo.esmfold.convert.convert_fair_esmfold`.
 
 Length limit: ``max_length`` counts the residues of all chains (the 25-residue
 linkers between chains are not counted). It is 1022, the window ESM-2 was
@@ -21,7 +21,7 @@ from bionemo_lite.spec import ModelSpec, WeightFile, WeightSource
 from .config import PUBLISHED
 
 FAMILY = "esmfold"
-LOADER = "model_zoo.esmfold.model:load_esmfold"
+LOADER = "bionemo_lite.zoo.esmfold.model:load_esmfold"
 MAX_RESIDUES = 1022
 HF_REPO = "https://huggingface.co/facebook/esmfold_v1"
 FAIR_ESM_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/esmfold_3B_v1.pt"
@@ -55,7 +55,7 @@ def specs() -> list[ModelSpec]:
             description=(
                 "ESMFold v1: structure from a single sequence (ESM-2 3B stem + 48 folding blocks); "
                 "complexes as chains joined by ':'. Weights: Hugging Face facebook/esmfold_v1; fair-esm's "
-                f"esmfold_3B_v1.pt ({FAIR_ESM_URL}) converts with `python -m model_zoo.esmfold.convert`."
+                f"esmfold_3B_v1.pt ({FAIR_ESM_URL}) converts with `python -m bionemo_lite.zoo.esmfold.convert`."
             ),
         )
     ]

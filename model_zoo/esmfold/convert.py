@@ -1,6 +1,6 @@
 """Convert fair-esm's ``esmfold_3B_v1.pt`` to the Hugging Face ``EsmForProteinFolding`` layout.
 
-    python -m model_zoo.esmfold.convert esmfold_3B_v1.pt OUT_DIR [--esm2 esm2_t36_3B_UR50D.pt]
+    python -m bionemo_lite.zoo.esmfold.convert esmfold_3B_v1.pt OUT_DIR [--esm2 esm2_t36_3B_UR50D.pt]
 
 What is confirmed, and from where:
 
@@ -42,7 +42,7 @@ from typing import Any
 from bionemo_lite.errors import BionemoLiteError, CheckpointError
 from bionemo_lite.weights import safe_torch_load
 
-from model_zoo.esm2.checkpoint import hf_key_for  # ESMFold's stem is an ESM-2: one key table for both
+from bionemo_lite.zoo.esm2.checkpoint import hf_key_for  # ESMFold's stem is an ESM-2: one key table for both
 
 from .config import ESM2_VOCAB, hf_config_dict
 
@@ -350,7 +350,7 @@ def _unshared(tensors: Mapping[str, Any]) -> dict[str, Any]:
 
 def create_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m model_zoo.esmfold.convert",
+        prog="python -m bionemo_lite.zoo.esmfold.convert",
         description="Convert fair-esm esmfold_3B_v1.pt to a Hugging Face directory for bionemo-lite's esmfold_v1.",
     )
     parser.add_argument("esmfold_pt", type=Path, help="fair-esm ESMFold checkpoint (esmfold_3B_v1.pt)")

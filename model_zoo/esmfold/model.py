@@ -251,7 +251,7 @@ def _checkpoint_folder(path: Path) -> Path:
     if path.suffix == ".pt":
         raise CheckpointError(
             f"{path} looks like a fair-esm checkpoint (esmfold_3B_v1.pt); convert it once to the Hugging Face "
-            f"layout: `python -m model_zoo.esmfold.convert {path} OUT_DIR --esm2 esm2_t36_3B_UR50D.pt`, "
+            f"layout: `python -m bionemo_lite.zoo.esmfold.convert {path} OUT_DIR --esm2 esm2_t36_3B_UR50D.pt`, "
             "then pass OUT_DIR as the weights"
         )
     if path.name in WEIGHT_FILES or path.name == "config.json":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from bionemo_lite.spec import ModelSpec, WeightFile, WeightSource
 
 FAMILY = "megamolbart"
-LOADER = "model_zoo.megamolbart.model:load_megamolbart"
+LOADER = "bionemo_lite.zoo.megamolbart.model:load_megamolbart"
 NGC_MODEL_PAGE = "https://catalog.ngc.nvidia.com/orgs/nvidia/teams/clara/models/megamolbart_0_2"
 NGC_FILES = "https://api.ngc.nvidia.com/v2/models/nvidia/clara/megamolbart_0_2/versions/0.2.0/files"
 NEMO_FILENAME = "megamolbart_0_2_0.nemo"

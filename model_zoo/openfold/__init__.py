@@ -6,7 +6,7 @@ optional MSAs in, an all-atom structure with pLDDT, PAE, pTM and ipTM out.
 
 This module only declares the variants; it imports neither torch nor
 ``openfold3`` (an optional extra: ``pip install bionemo-lite[openfold]``), so
-listing models stays instant. `model_zoo.openfold.model.load_openfold` builds
+listing models stays instant. `bionemo_lite.zoo.openfold.model.load_openfold` builds
 the network once; every ``fold`` then runs in-process and offline: no ColabFold
 MSA server, no template search, no download of any kind.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 from bionemo_lite.spec import ModelSpec, WeightFile, WeightSource
 
 FAMILY = "openfold"
-LOADER = "model_zoo.openfold.model:load_openfold"
+LOADER = "bionemo_lite.zoo.openfold.model:load_openfold"
 
 # openfold3 0.5.0, entry_points/parameters.py: the public S3 bucket and key prefix its
 # own `setup_openfold` downloads from (s3://openfold3-data/openfold3-parameters/<file>).

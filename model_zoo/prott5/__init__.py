@@ -9,7 +9,7 @@ d_ff 16384, 32 heads of 128, ReLU feed-forward, 32 relative-position buckets):
   (2.4 GB), which the authors recommend for embedding.
 
 This module is plain data (no torch import) so that listing models stays
-instant; the loader lives in `model_zoo.prott5.model`.
+instant; the loader lives in `bionemo_lite.zoo.prott5.model`.
 
 Length limit: T5 has relative positions (every distance beyond 128 shares the
 last bucket), so no position table caps the input. What limits it is memory:
@@ -27,7 +27,7 @@ from __future__ import annotations
 from bionemo_lite.spec import ModelSpec, WeightFile, WeightSource
 
 FAMILY = "prott5"
-LOADER = "model_zoo.prott5.model:load_prott5"
+LOADER = "bionemo_lite.zoo.prott5.model:load_prott5"
 DEFAULT_MAX_LENGTH = 4000
 POOLINGS = ("mean", "per_residue")  # T5 has no BOS/CLS token
 
@@ -98,7 +98,7 @@ def _variant(name: str, description: str, weights: tuple[WeightSource, ...]) -> 
 
 
 def specs() -> list[ModelSpec]:
-    """The ProtT5 variants (entry point ``model_zoo.prott5:specs``)."""
+    """The ProtT5 variants (entry point ``bionemo_lite.zoo.prott5:specs``)."""
     full = _variant(
         "prot_t5_xl_uniref50",
         "ProtT5-XL-UniRef50 encoder (from the full fp32 encoder-decoder checkpoint), 1024-d embeddings",

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from bionemo_lite.spec import ModelSpec
-from bionemo_lite.triton.protocol import PER_POSITION_POOLINGS
+from bionemo_lite.spec import PER_POSITION_POOLINGS
 
 from ..deps import BackendDep, SettingsDep, model_with
 from ..errors import ERROR_RESPONSES
