@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import CheckpointError, DownloadError, InvalidInputError, WeightsNotFoundError
+from .io.atomic import atomic_path
 from .spec import ModelSpec, WeightFile, WeightSource
 
 logger = logging.getLogger(__name__)
@@ -106,14 +106,13 @@ def download_file(file: WeightFile, dest: Path, progress: bool = True, timeout: 
     import httpx
     from tqdm.auto import tqdm
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
     digest = hashlib.sha256()
     # A short connect timeout: behind a firewall that drops packets, "offline" shows in seconds, not minutes.
     limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
     try:
-        with os.fdopen(fd, "wb") as out, httpx.stream("GET", file.url, follow_redirects=True, timeout=limits) as resp:
+        # atomic_path: a killed download never looks complete, and the file's mode follows the umask.
+        with atomic_path(dest) as tmp, tmp.open("wb") as out, \
+                httpx.stream("GET", file.url, follow_redirects=True, timeout=limits) as resp:
             if resp.status_code != 200:
                 raise DownloadError(f"GET {file.url} answered HTTP {resp.status_code}")
             total = int(resp.headers.get("content-length") or 0) or file.size_bytes
@@ -122,15 +121,13 @@ def download_file(file: WeightFile, dest: Path, progress: bool = True, timeout: 
                     out.write(block)
                     digest.update(block)
                     bar.update(len(block))
-        if file.sha256 and digest.hexdigest() != file.sha256:
-            raise DownloadError(
-                f"{file.filename}: sha256 {digest.hexdigest()} does not match the published {file.sha256}"
-            )
-        os.replace(tmp, dest)
+            out.flush()
+            if file.sha256 and digest.hexdigest() != file.sha256:
+                raise DownloadError(
+                    f"{file.filename}: sha256 {digest.hexdigest()} does not match the published {file.sha256}"
+                )
     except httpx.HTTPError as exc:
         raise DownloadError(f"could not download {file.url}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 

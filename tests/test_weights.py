@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import os
 import pickle
+import stat
 import threading
 
 import pytest
@@ -74,6 +76,17 @@ def test_pull_downloads_checks_sha_and_resolves(file_server):
     path = pull(spec, progress=False)
     assert path.read_bytes() == payload
     assert resolve_weights(spec) == path  # the optional file's 404 did not fail the pull
+
+
+def test_pulled_weights_follow_the_umask(file_server):
+    root, base = file_server
+    (root / "tiny.pt").write_bytes(b"weights")
+    old = os.umask(0o022)
+    try:
+        path = pull(make_spec(base), progress=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # mkstemp's 0600 would hide them from other users
 
 
 def test_pull_with_wrong_sha_leaves_nothing(file_server):
