@@ -6,9 +6,9 @@ layouts also take ``name=``), and the grid loads it under every variant's name:
 
 - Python API (all variants): the model is an instance of the verb's Protocol and one call returns
   the verb's result type;
-- CLI, HTTP (in-process ASGI app) and the Triton export (one variant per family, every verb):
-  one call each. The Triton export loads the checkpoint and writes the repository; serving it
-  from a real tritonserver is `test_triton_families.py`'s job (minutes for every family).
+- CLI, HTTP (in-process ASGI app) and Triton (one variant per family, every verb): one call
+  each; for Triton every family is exported into one repository served by one real tritonserver
+  (marked slow).
 
 A verb the grid has no case for fails `test_every_declared_verb_has_a_case`: a new verb brings
 its row here.
@@ -85,6 +85,8 @@ class VerbCase:
         cli: the CLI arguments after ``VERB NAME INPUT`` (None: the CLI has no such command).
         output: the CLI output name.
         http: the JSON body of ``POST /v1/models/{name}/{verb}`` for a model.
+        cli_inputs: the records the CLI input file holds.
+        triton: one `TritonClient` call (None: Triton does not serve the verb).
     """
 
     protocol: type | None
@@ -94,6 +96,7 @@ class VerbCase:
     output: str
     http: Callable[[Any, ModelSpec], dict[str, Any]]
     cli_inputs: Callable[[ModelSpec], dict[str, str]] = field(default=records)
+    triton: Callable[[Any, Any, ModelSpec], Any] | None = None
 
 
 def _body(inputs: dict[str, str], **extra: Any) -> dict[str, Any]:
@@ -102,19 +105,23 @@ def _body(inputs: dict[str, str], **extra: Any) -> dict[str, Any]:
 
 CASES: dict[str, VerbCase] = {
     "embed": VerbCase(
-        Embedder, Embeddings, lambda m, s: m.embed(records(s)), (), "out.parquet", lambda m, s: _body(records(s))
+        Embedder, Embeddings, lambda m, s: m.embed(records(s)), (), "out.parquet", lambda m, s: _body(records(s)),
+        triton=lambda c, m, s: c.embed(s.name, records(s)),
     ),
     "score": VerbCase(
-        Scorer, Scores, lambda m, s: m.score(records(s)), (), "out.csv", lambda m, s: _body(records(s))
+        Scorer, Scores, lambda m, s: m.score(records(s)), (), "out.csv", lambda m, s: _body(records(s)),
+        triton=lambda c, m, s: c.score(s.name, records(s)),
     ),
     "generate": VerbCase(
         Generator, Generated, lambda m, s: m.generate(generation_seeds(s), seed=0),
         ("--num-samples", "2", "--seed", "0"), "out.csv",
         lambda m, s: _body(generation_seeds(s), num_samples=2, seed=0), cli_inputs=generation_seeds,
+        triton=lambda c, m, s: c.generate(s.name, generation_seeds(s), seed=0),
     ),
     "fold": VerbCase(
         Folder, Structure, lambda m, s: m.fold(FOLD_SEQUENCE), (), "structures",
         lambda m, s: {"sequence": FOLD_SEQUENCE}, cli_inputs=lambda s: {"f1": FOLD_SEQUENCE},
+        triton=lambda c, m, s: c.fold(s.name, FOLD_SEQUENCE),
     ),
     "contacts": VerbCase(
         None, check_contacts, lambda m, s: m.contacts(records(s)), (), "out.npz", lambda m, s: _body(records(s))
@@ -122,6 +129,7 @@ CASES: dict[str, VerbCase] = {
     "decode": VerbCase(
         None, check_decoded, lambda m, s: m.decode(*decode_inputs(m)), None, "",
         lambda m, s: dict(zip(("hiddens", "mask"), (np.asarray(a).tolist() for a in decode_inputs(m)))),
+        triton=lambda c, m, s: c.decode(s.name, *decode_inputs(m)),
     ),
 }
 
@@ -241,3 +249,42 @@ def test_triton_export(tiny, tmp_path, spec):
     assert report.triton_models == {verb: triton_model_name(spec.name, verb) for verb in servable}
     for model in report.triton_models.values():
         assert (tmp_path / "repository" / model / "config.pbtxt").is_file()
+
+
+@pytest.fixture(scope="module")
+def triton(tiny, tmp_path_factory):
+    """One tritonserver serving every family's tiny checkpoint (python backend); yields a client."""
+    from bionemo_lite.triton.client import TritonClient
+    from bionemo_lite.triton.export import export_model
+    from bionemo_lite.triton.launch import TritonServer, find_tritonserver
+
+    if find_tritonserver() is None:
+        pytest.skip("no tritonserver binary (install the triton extra)")
+    repository = tmp_path_factory.mktemp("conformance") / "repository"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for spec in ONE_PER_FAMILY.values():
+            export_model(spec.name, repository, weights=tiny.path(spec), num_threads=1)
+    server = TritonServer(repository, log_path=tmp_path_factory.mktemp("tlog") / "triton.log", startup_timeout=240)
+    server.start()
+    try:
+        with TritonClient(server.http_url, "http") as client:
+            yield client
+    finally:
+        server.stop()
+
+
+TRITON_VERBS = [pytest.param(s, v, id=f"{s.name}-{v}") for s, v in (p.values for p in DOOR_VERBS)
+                if CASES[v].triton is not None]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec, verb", TRITON_VERBS)
+def test_triton(tiny, triton, spec, verb):
+    case = CASES[verb]
+    result = case.triton(triton, tiny.model(spec), spec)
+    if isinstance(case.result, type):
+        assert isinstance(result, case.result)
+        assert not getattr(result, "errors", [])
+    else:
+        case.result(result, spec)
