@@ -13,18 +13,16 @@ from __future__ import annotations
 import argparse
 import platform
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the random-checkpoint writers the tests use
+import bionemo_lite as bl
+from bionemo_lite.batching import token_budget_batches
 
-import bionemo_lite as bl  # noqa: E402
-from bionemo_lite.batching import token_budget_batches  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def create_parser() -> argparse.ArgumentParser:
@@ -80,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         weights = args.weights
         if weights is None:
-            from checkpoints import TinyEsm2, write_fair_esm_checkpoint
+            from bionemo_lite.zoo.esm2.testing import TinyEsm2, write_fair_esm_checkpoint
 
             arch = TinyEsm2(spec.config["num_layers"], spec.config["embed_dim"], spec.config["attention_heads"])
             weights = write_fair_esm_checkpoint(Path(tmp), args.variant, arch)
@@ -111,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
 
             rows.append(("fair-esm", time_it(run_fair, args.repeat)))
 
-            from checkpoints import write_hf_esm_dir
+            from bionemo_lite.zoo.esm2.testing import write_hf_esm_dir
             from transformers import EsmModel
 
             if args.weights is None:

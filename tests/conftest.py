@@ -1,20 +1,22 @@
-"""Shared fixtures: random-weight checkpoints in the official formats, written once per run."""
+"""Shared fixtures: random-weight checkpoints in the official formats (written once per run) and their references.
+
+The checkpoints come from each family's `testing` module (`bionemo_lite.zoo.<family>.testing`);
+the upstream references they are compared with (fair-esm, transformers) are loaded here.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 # Every test gets an empty weight cache: nothing from the user's machine leaks in.
 os.environ.setdefault("BIONEMO_LITE_HOME", str(Path(os.environ.get("TMPDIR", "/tmp")) / f"bionemo-lite-test-{os.getpid()}"))
 
-from checkpoints import TinyEsm2, write_fair_esm_checkpoint, write_hf_esm_dir  # noqa: E402
-
-ESM2_TEST_NAME = "esm2_t6_8M_UR50D"  # tiny random weights stored under a real variant's name
+from bionemo_lite.zoo.esm2.testing import TinyEsm2, write_fair_esm_checkpoint, write_hf_esm_dir  # noqa: E402
+from esm2_fixtures import ESM2_NAME, load_quietly  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -25,13 +27,49 @@ def tiny_esm2_arch() -> TinyEsm2:
 @pytest.fixture(scope="session")
 def esm2_fair_checkpoint(tmp_path_factory, tiny_esm2_arch) -> Path:
     """``esm2_t6_8M_UR50D.pt`` + ``-contact-regression.pt`` with tiny random weights (fair-esm layout)."""
-    return write_fair_esm_checkpoint(tmp_path_factory.mktemp("fair"), ESM2_TEST_NAME, tiny_esm2_arch)
+    return write_fair_esm_checkpoint(tmp_path_factory.mktemp("fair"), ESM2_NAME, tiny_esm2_arch)
 
 
 @pytest.fixture(scope="session")
 def esm2_hf_dir(tmp_path_factory, tiny_esm2_arch) -> Path:
     """The same weights as a Hugging Face ``EsmForMaskedLM`` directory."""
-    return write_hf_esm_dir(tmp_path_factory.mktemp("hf") / ESM2_TEST_NAME, tiny_esm2_arch)
+    return write_hf_esm_dir(tmp_path_factory.mktemp("hf") / ESM2_NAME, tiny_esm2_arch)
+
+
+@pytest.fixture(scope="session")
+def fair_model(esm2_fair_checkpoint):
+    """The tiny fair-esm checkpoint loaded as users get it (``numerics="fast"``, the default)."""
+    return load_quietly(esm2_fair_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def reference_model(esm2_fair_checkpoint):
+    """The same checkpoint with ``numerics="reference"``: fair-esm's arithmetic, for the bit-exact parity tests."""
+    return load_quietly(esm2_fair_checkpoint, numerics="reference")
+
+
+@pytest.fixture(scope="session")
+def hf_model(esm2_hf_dir):
+    return load_quietly(esm2_hf_dir)
+
+
+@pytest.fixture(scope="session")
+def fair_ref(esm2_fair_checkpoint):
+    """fair-esm's own model and alphabet loaded from the same file."""
+    import esm
+    import torch
+
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        model, alphabet = esm.pretrained.load_model_and_alphabet_local(str(esm2_fair_checkpoint))
+    return model.eval(), alphabet
+
+
+@pytest.fixture(scope="session")
+def hf_ref(esm2_hf_dir):
+    """transformers' EsmForMaskedLM (eager attention, so it can return attention maps)."""
+    from transformers import EsmForMaskedLM
+
+    return EsmForMaskedLM.from_pretrained(str(esm2_hf_dir), attn_implementation="eager").eval()
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +98,16 @@ def trained():
     Returns ``(model, TrainingReport)``.
     """
     import torch
-    from megamolbart_fixtures import DRUG_SMILES, TINY_TRAINING_CONFIG
+    from megamolbart_fixtures import DRUG_SMILES
 
     from bionemo_lite.zoo.megamolbart.model import MegaMolBARTModel
+    from bionemo_lite.zoo.megamolbart.testing import TINY_CONFIG
     from bionemo_lite.zoo.megamolbart.training import train_autoencoder
 
     old = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model on a shared 2-core machine: one thread is fastest
     try:
-        model = MegaMolBARTModel.from_config(TINY_TRAINING_CONFIG, seed=0)
+        model = MegaMolBARTModel.from_config(TINY_CONFIG, seed=0)
         report = train_autoencoder(
             model, list(DRUG_SMILES.values()), steps=400, batch_size=40, lr=5e-3, warmup_steps=30,
             target_accuracy=0.95, eval_every=25, seed=0,

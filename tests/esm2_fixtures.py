@@ -1,20 +1,17 @@
-"""Fixtures and reference computations shared by the ESM-2 tests.
+"""Reference computations shared by the ESM-2 tests (their fixtures are in conftest.py).
 
 The references are the upstream implementations run on the same tiny random
-checkpoints: fair-esm's ``ESM2`` (``load_model_and_alphabet_local``) and
-transformers' ``EsmForMaskedLM``. Test modules pull these in with
-``from esm2_fixtures import *``.
+checkpoints (`bionemo_lite.zoo.esm2.testing`): fair-esm's ``ESM2``
+(``load_model_and_alphabet_local``) and transformers' ``EsmForMaskedLM``.
 """
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 import bionemo_lite as bl
@@ -39,46 +36,6 @@ def load_quietly(weights: Path | str, **options) -> bl.BioModel:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ArchitectureWarning)
         return bl.load(ESM2_NAME, weights=weights, **options)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread(one_torch_thread):
-    """Every ESM-2 test module runs on one torch thread (see conftest)."""
-
-
-@pytest.fixture(scope="session")
-def fair_model(esm2_fair_checkpoint):
-    """The tiny fair-esm checkpoint loaded as users get it (``numerics="fast"``, the default)."""
-    return load_quietly(esm2_fair_checkpoint)
-
-
-@pytest.fixture(scope="session")
-def reference_model(esm2_fair_checkpoint):
-    """The same checkpoint with ``numerics="reference"``: fair-esm's arithmetic, for the bit-exact parity tests."""
-    return load_quietly(esm2_fair_checkpoint, numerics="reference")
-
-
-@pytest.fixture(scope="session")
-def hf_model(esm2_hf_dir):
-    return load_quietly(esm2_hf_dir)
-
-
-@pytest.fixture(scope="session")
-def fair_ref(esm2_fair_checkpoint):
-    """fair-esm's own model and alphabet loaded from the same file."""
-    import esm
-
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        model, alphabet = esm.pretrained.load_model_and_alphabet_local(str(esm2_fair_checkpoint))
-    return model.eval(), alphabet
-
-
-@pytest.fixture(scope="session")
-def hf_ref(esm2_hf_dir):
-    """transformers' EsmForMaskedLM (eager attention, so it can return attention maps)."""
-    from transformers import EsmForMaskedLM
-
-    return EsmForMaskedLM.from_pretrained(str(esm2_hf_dir), attn_implementation="eager").eval()
 
 
 def fair_tokens(alphabet, seqs: Sequence[str]) -> torch.Tensor:
@@ -137,10 +94,3 @@ def fair_marginal(fair_ref, seq: str, mutation: str, masked: bool) -> float:
 
 def max_diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
-
-
-__all__ = [
-    "ESM2_NAME", "PARITY_TOL", "SEQUENCES", "_one_thread", "fair_log_probs", "fair_marginal", "fair_model", "fair_pll",
-    "fair_ref", "fair_run", "fair_tokens", "hf_model", "hf_ref", "hf_run", "load_quietly", "max_diff",
-    "reference_model",
-]  # fmt: skip

@@ -1,10 +1,9 @@
-"""Tiny random-weight ESMFold checkpoints for the tests (Hugging Face layout).
+"""ESMFold in fair-esm's layout for the conversion tests: ``esmfold_3B_v1.pt`` with an OmegaConf cfg.
 
-The shape is ESMFold's with every dimension shrunk (2-layer ESM-2 stem of dim
-32, one folding block, a 2-block structure module); parameters are drawn at
-random (no zero-initialised heads, so pLDDT, PAE and coordinates all vary) and
-the model is written with ``save_pretrained``, exactly as
-``facebook/esmfold_v1`` is stored.
+The Hugging Face layout (what the plugin loads) is `bionemo_lite.zoo.esmfold.testing`;
+this module writes the same tiny model as fair-esm stores ESMFold, an oracle for
+`bionemo_lite.zoo.esmfold.convert`. omegaconf is not a dependency, so the pickled
+``DictConfig`` is made of look-alike classes.
 """
 
 from __future__ import annotations
@@ -13,58 +12,8 @@ from pathlib import Path
 
 import torch
 
-from bionemo_lite.zoo.esmfold.config import hf_config_dict
-
-TINY_SHAPE = {
-    "esm_layers": 2,
-    "esm_dim": 32,
-    "esm_heads": 4,
-    "trunk_blocks": 1,
-    "sequence_state_dim": 32,
-    "pairwise_state_dim": 16,
-    "sequence_head_width": 8,
-    "pairwise_head_width": 8,
-    "position_bins": 8,
-    "structure_module_dim": 32,
-    "structure_module_blocks": 2,
-    "ipa_heads": 2,
-    "lddt_head_hid_dim": 16,
-    "max_recycles": 2,
-}
-TINY_STRUCTURE_MODULE = {"pairwise_dim": 16, "ipa_dim": 8, "resnet_dim": 16, "num_qk_points": 2, "num_v_points": 2,
-                         "dropout_rate": 0.0}
-
-
-def tiny_config():
-    from transformers import EsmConfig
-
-    return EsmConfig(**hf_config_dict(TINY_SHAPE, structure_module=TINY_STRUCTURE_MODULE))
-
-
-def random_tiny_esmfold(seed: int = 0):
-    """An ``EsmForProteinFolding`` of `TINY_SHAPE` with all parameters random (float32, eval mode)."""
-    from transformers import EsmForProteinFolding
-
-    torch.manual_seed(seed)
-    model = EsmForProteinFolding(tiny_config()).float().eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 1 and ("norm" in name.lower() or name.endswith(("weight", "gamma"))):
-                p.copy_(1.0 + 0.1 * torch.randn_like(p))
-            elif p.dim() > 1:
-                p.copy_(torch.randn_like(p) / p.shape[-1] ** 0.5)
-            else:
-                p.copy_(0.1 * torch.randn_like(p))
-    return model
-
-
-def write_tiny_esmfold_dir(folder: Path, seed: int = 0) -> Path:
-    """Save `random_tiny_esmfold` as a Hugging Face directory (config.json + model.safetensors)."""
-    model = random_tiny_esmfold(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    return folder
-
+from bionemo_lite.zoo.esm2.testing import TinyEsm2, random_fair_esm2, write_fair_esm_checkpoint
+from bionemo_lite.zoo.esmfold.testing import TINY_SHAPE, random_tiny_esmfold
 
 # ------------------------------------------------------------ fair-esm layout
 
@@ -154,8 +103,6 @@ def save_with_fake_dictconfig(obj_builder, path: Path) -> None:
 
 def fair_esm2_stem(seed: int = 1):
     """A real fair-esm ``ESM2`` of the tiny stem's shape, random weights (the stem's source of truth)."""
-    from checkpoints import TinyEsm2, random_fair_esm2
-
     model, alphabet = random_fair_esm2(TinyEsm2(num_layers=TINY_SHAPE["esm_layers"], embed_dim=TINY_SHAPE["esm_dim"],
                                                 attention_heads=TINY_SHAPE["esm_heads"], seed=seed))
     return model, alphabet
@@ -172,8 +119,6 @@ def write_fair_esmfold(folder: Path, seed: int = 0, stem_inside: bool = False) -
     Returns:
         (path of the ESMFold file, the source tensors: ``{"folding": ..., "stem": ...}``).
     """
-    from checkpoints import write_fair_esm_checkpoint, TinyEsm2
-
     folder.mkdir(parents=True, exist_ok=True)
     hf = random_tiny_esmfold(seed)
     folding = {k: v.clone() for k, v in hf.state_dict().items() if not k.startswith("esm.")}

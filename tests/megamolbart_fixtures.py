@@ -10,7 +10,8 @@ No trained MegaMolBART weights can be downloaded here, so:
   from such a state dict, written out step by step from the NeMo source
   (fused projections viewed as ``[seq, batch, heads, parts * head_dim]``, softmax
   attention with additive masks) and independent of the plugin's network;
-* the trained-model tests train a tiny model on `DRUG_SMILES`.
+* the trained-model tests train the tiny model of `bionemo_lite.zoo.megamolbart.testing`
+  on `DRUG_SMILES`.
 """
 
 from __future__ import annotations
@@ -76,18 +77,6 @@ UNPARSABLE_SMILES: dict[str, str] = {
     "open_aromatic": "c1ccc",
     "five_aromatic_carbons": "c1cccc1",
     "pentavalent_carbon": "CC(C)(C)(C)(C)C",
-}
-
-TINY_TRAINING_CONFIG: dict = {
-    "hidden_size": 64,
-    "num_layers": 2,
-    "decoder_num_layers": 2,
-    "ffn_hidden_size": 256,
-    "num_attention_heads": 4,
-    "max_position_embeddings": 64,
-    "hidden_dropout": 0.0,
-    "attention_dropout": 0.0,
-    "embedding_dropout": 0.0,
 }
 
 # A small vocabulary in the megamolbart.vocab layout, in an order of its own

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from bionemo_lite.cli import app
 from bionemo_lite.io import read_contacts
-from esm2_fixtures import *  # noqa: F403  (fair_ref, the one-thread fixture)
 from esm2_fixtures import ESM2_NAME, PARITY_TOL, SEQUENCES, fair_run, max_diff
 
 runner = CliRunner()
-pytestmark = pytest.mark.filterwarnings("ignore:.*is not the published esm2_t6_8M_UR50D")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*is not the published esm2_t6_8M_UR50D"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import bionemo_lite
 from bionemo_lite.cli import app
 from bionemo_lite.jobs import structure_filename
-from esmfold_fixtures import write_tiny_esmfold_dir
+from bionemo_lite.zoo.esmfold.testing import write_tiny_esmfold_dir
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*is not the published esmfold_v1"),

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +16,10 @@ from typer.testing import CliRunner
 import bionemo_lite
 from bionemo_lite.cli import app
 from bionemo_lite.io import read_embeddings
+from bionemo_lite.zoo.prott5.testing import train_spiece, write_full
 
 transformers = pytest.importorskip("transformers")
 spm = pytest.importorskip("sentencepiece")
-from test_prott5 import PUBLISHED_ORDER, randomize, tiny_config, train_spiece  # noqa: E402
 
 MODEL = "prot_t5_xl_uniref50"
 runner = CliRunner()
@@ -38,10 +37,7 @@ BAD = {"bad": "MKT1AYIAK"}  # a digit at position 4
 def weights(tmp_path_factory) -> Path:
     """A tiny full ``T5ForConditionalGeneration`` directory with a real ``spiece.model``."""
     root = tmp_path_factory.mktemp("prott5cli")
-    folder = root / "prot_t5_xl_uniref50"
-    randomize(transformers.T5ForConditionalGeneration(tiny_config()), seed=4).save_pretrained(folder)
-    shutil.copy(train_spiece(root / "spiece", PUBLISHED_ORDER), folder / "spiece.model")
-    return folder
+    return write_full(root / "prot_t5_xl_uniref50", seed=4, spiece=train_spiece(root / "spiece"))
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,13 @@ import torch
 
 import bionemo_lite as bl
 from bionemo_lite.errors import CheckpointError, WeightsNotFoundError
-from checkpoints import random_fair_esm2
 from corrupt_files import DAMAGES, assert_refused, damage
-from esm2_fixtures import *  # noqa: F403  (fixtures and reference helpers)
 from esm2_fixtures import ESM2_NAME, PARITY_TOL, SEQUENCES, load_quietly, max_diff
 from bionemo_lite.zoo.esm2 import count_parameters, specs
 from bionemo_lite.zoo.esm2.loading import ArchitectureWarning, load_esm2
+from bionemo_lite.zoo.esm2.testing import random_fair_esm2
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # every ESM-2 test module runs on one torch thread
 PUBLISHED = {
     "esm2_t6_8M_UR50D": (6, 320, 20),
     "esm2_t12_35M_UR50D": (12, 480, 20),

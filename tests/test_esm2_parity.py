@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from esm2_fixtures import *  # noqa: F403  (fixtures and reference helpers)
 from esm2_fixtures import PARITY_TOL, SEQUENCES, fair_marginal, fair_pll, fair_run, hf_run, load_quietly, max_diff
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # every ESM-2 test module runs on one torch thread
 SEQS = list(SEQUENCES.values())
 
 
@@ -124,7 +124,7 @@ MUTATIONS = ["M1A", "K2W", "T3T", "A4G:Y5F", "Q33P", "K2A:Q33E:I6L"]
 
 @pytest.fixture(scope="module")
 def checkpoint_8m(tmp_path_factory):
-    from checkpoints import TinyEsm2, write_fair_esm_checkpoint
+    from bionemo_lite.zoo.esm2.testing import TinyEsm2, write_fair_esm_checkpoint
 
     arch = TinyEsm2(num_layers=6, embed_dim=320, attention_heads=20)
     return write_fair_esm_checkpoint(tmp_path_factory.mktemp("esm2_8m_width"), "esm2_t6_8M_UR50D", arch)

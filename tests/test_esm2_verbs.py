@@ -12,11 +12,11 @@ from torch import nn
 
 import bionemo_lite as bl
 from bionemo_lite.errors import BionemoLiteError, CheckpointError, InvalidInputError
-from checkpoints import write_fair_esm_checkpoint
-from esm2_fixtures import *  # noqa: F403  (fixtures and reference helpers)
 from esm2_fixtures import ESM2_NAME, PARITY_TOL, SEQUENCES, load_quietly, max_diff
 from bionemo_lite.zoo.esm2.alphabet import ALPHABET, STANDARD_AMINO_ACIDS
+from bionemo_lite.zoo.esm2.testing import write_fair_esm_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # every ESM-2 test module runs on one torch thread
 STANDARD = set(STANDARD_AMINO_ACIDS)
 
 

@@ -17,7 +17,7 @@ import bionemo_lite as bl
 from bionemo_lite.errors import CheckpointError, InvalidInputError
 from bionemo_lite.structures import ATOM37_NAMES, parse_structure
 from corrupt_files import DAMAGES, assert_refused, damage
-from esmfold_fixtures import write_tiny_esmfold_dir
+from bionemo_lite.zoo.esmfold.testing import write_tiny_esmfold_dir
 from bionemo_lite.zoo.esmfold.inputs import CHAIN_LINKER, RESIDUE_INDEX_OFFSET, encode
 
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQACDNPW"  # all 20 residues

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import bionemo_lite
 from bionemo_lite.cli import app
 from bionemo_lite.structures import parse_structure
-from esmfold_fixtures import write_tiny_esmfold_dir
+from bionemo_lite.zoo.esmfold.testing import write_tiny_esmfold_dir
 
 MODEL = "esmfold_v1"
 runner = CliRunner()

@@ -12,8 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from checkpoints import TinyEsm2, write_fair_esm_checkpoint
-from esm2_fixtures import fair_ref, fair_run  # noqa: F401  (fair_ref is a fixture)
+from bionemo_lite.zoo.esm2.testing import TinyEsm2, write_fair_esm_checkpoint
+from esm2_fixtures import fair_run
 from server_fixtures import free_port, running_server, serve_cli, uvicorn_factory
 
 NAME = "esm2_t6_8M_UR50D"  # tiny random weights + contact regression

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from corrupt_files import damage
-from esmfold_fixtures import tiny_config
+from bionemo_lite.zoo.esmfold.testing import tiny_config
 from megamolbart_fixtures import NemoLayout, random_nemo_state, write_nemo_archive
 from server_fixtures import serve_cli
 

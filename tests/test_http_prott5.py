@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import bionemo_lite
+from bionemo_lite.zoo.prott5.testing import write_full
 from server_fixtures import serve_cli
 
 transformers = pytest.importorskip("transformers")
-from test_prott5 import randomize, tiny_config  # noqa: E402  (the ProtT5 tests' own checkpoint writers)
 
 NAME = "prot_t5_xl_uniref50"
 SEQS = [
@@ -31,9 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*is not the published.*:UserWar
 @pytest.fixture(scope="module")
 def prott5_dir(tmp_path_factory) -> Path:
     """A tiny ``T5ForConditionalGeneration`` saved as Rostlab publishes it (no spiece.model: built-in vocabulary)."""
-    folder = tmp_path_factory.mktemp("prott5http") / "full"
-    randomize(transformers.T5ForConditionalGeneration(tiny_config()), seed=3).save_pretrained(folder)
-    return folder
+    return write_full(tmp_path_factory.mktemp("prott5http") / "full", seed=3)
 
 
 @pytest.fixture(scope="module")

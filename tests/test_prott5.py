@@ -1,6 +1,6 @@
 """ProtT5 plugin: tokenizer, checkpoint loading, parity with transformers' T5EncoderModel, ONNX.
 
-The checkpoints are tiny random T5 models written here with transformers in
+The checkpoints are tiny random T5 models (`bionemo_lite.zoo.prott5.testing`) in
 the layouts Rostlab publishes: a full encoder-decoder (`T5ForConditionalGeneration`,
 safetensors, plain and sharded) and an encoder-only float16 `pytorch_model.bin`,
 each with a real `spiece.model` trained by sentencepiece (and one without).
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import random
 import re
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ import torch
 
 import bionemo_lite as bl
 from bionemo_lite.errors import CheckpointError, InvalidInputError, WeightsNotFoundError
+from bionemo_lite.zoo.prott5.testing import TINY_CONFIG, train_spiece, write_full, write_half_encoder
 from corrupt_files import DAMAGES, assert_refused, damage
 
 transformers = pytest.importorskip("transformers")
@@ -35,10 +35,6 @@ FULL = "prot_t5_xl_uniref50"
 HALF = "prot_t5_xl_half_uniref50-enc"
 # The published order (reference: agemagician/ProtTrans issue 42): ids 3.. for these letters.
 PUBLISHED_ORDER = "ALGVSREDTIPKFQNYMHWCXBOUZ"
-TINY = dict(
-    d_model=32, d_ff=64, num_layers=2, num_heads=4, d_kv=8, vocab_size=128,
-    relative_attention_num_buckets=32, feed_forward_proj="relu",
-)
 # Lengths 1..140: distances past 128 reach T5's last relative-position bucket.
 SEQS = [
     "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ",
@@ -50,47 +46,7 @@ SEQS = [
 PARITY_ATOL = 1e-5
 
 
-# ---------------------------------------------------------------- checkpoint writers
-def train_spiece(folder: Path, order: str) -> Path:
-    """A real sentencepiece word model whose residue pieces get ids 3.. in `order`.
-
-    Word-model pieces are ranked by frequency, so each letter appears fewer
-    times than the one before it.
-    """
-    words: list[str] = []
-    for rank, aa in enumerate(order):
-        words += [aa] * (1000 - 30 * rank)
-    random.Random(0).shuffle(words)
-    folder.mkdir(parents=True, exist_ok=True)
-    corpus = folder / "corpus.txt"
-    corpus.write_text("\n".join(" ".join(words[i : i + 50]) for i in range(0, len(words), 50)))
-    spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(folder / "spiece"), model_type="word", vocab_size=3 + len(order),
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>", eos_piece="</s>", unk_piece="<unk>",
-        character_coverage=1.0, minloglevel=2,
-    )
-    corpus.unlink()
-    (folder / "spiece.vocab").unlink()
-    return folder / "spiece.model"
-
-
-def randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Every parameter random (norm weights around 1), so no mapping bug hides behind an init value."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            if "layer_norm" in name:
-                p.copy_(1 + 0.3 * noise)
-            else:
-                p.copy_((0.5 if "relative_attention_bias" in name else 0.2) * noise)
-    return model.eval()
-
-
-def tiny_config(**overrides) -> "transformers.T5Config":
-    return transformers.T5Config(**(TINY | overrides))
-
-
+# ---------------------------------------------------------------- checkpoints (bionemo_lite.zoo.prott5.testing)
 @pytest.fixture(scope="session")
 def spiece_model(tmp_path_factory) -> Path:
     return train_spiece(tmp_path_factory.mktemp("spiece"), PUBLISHED_ORDER)
@@ -99,10 +55,7 @@ def spiece_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def full_dir(tmp_path_factory, spiece_model) -> Path:
     """Encoder-decoder checkpoint (as Rostlab/prot_t5_xl_uniref50): safetensors + spiece.model."""
-    folder = tmp_path_factory.mktemp("prott5") / "full"
-    randomize(transformers.T5ForConditionalGeneration(tiny_config()), seed=1).save_pretrained(folder)
-    shutil.copy(spiece_model, folder / "spiece.model")
-    return folder
+    return write_full(tmp_path_factory.mktemp("prott5") / "full", seed=1, spiece=spiece_model)
 
 
 @pytest.fixture(scope="session")
@@ -118,13 +71,7 @@ def sharded_dir(tmp_path_factory, full_dir) -> Path:
 @pytest.fixture(scope="session")
 def half_dir(tmp_path_factory, spiece_model) -> Path:
     """Encoder-only float16 checkpoint (as Rostlab/prot_t5_xl_half_uniref50-enc): pytorch_model.bin."""
-    folder = tmp_path_factory.mktemp("prott5") / "half"
-    folder.mkdir()
-    model = randomize(transformers.T5EncoderModel(tiny_config()), seed=2).half()
-    torch.save(model.state_dict(), folder / "pytorch_model.bin")
-    model.config.save_pretrained(folder)
-    shutil.copy(spiece_model, folder / "spiece.model")
-    return folder
+    return write_half_encoder(tmp_path_factory.mktemp("prott5") / "half", seed=2, spiece=spiece_model)
 
 
 def copy_dir(src: Path, dest: Path, without: tuple[str, ...] = ()) -> Path:
@@ -134,7 +81,7 @@ def copy_dir(src: Path, dest: Path, without: tuple[str, ...] = ()) -> Path:
 
 def tiny_spec(name: str = FULL) -> bl.ModelSpec:
     """The variant's spec with the tiny shape as its published config (loads without the size warning)."""
-    return dataclasses.replace(bl.get_spec(name), config=TINY | {"relative_attention_max_distance": 128})
+    return dataclasses.replace(bl.get_spec(name), config=TINY_CONFIG | {"relative_attention_max_distance": 128})
 
 
 def load_quiet(folder: Path, name: str = FULL, **options):

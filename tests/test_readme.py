@@ -54,7 +54,7 @@ def test_every_skipped_block_says_why_and_every_door_is_run():
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, esm2_fair_checkpoint) -> Path:
     """A HOME whose ``models/`` holds what the README loads, and a scratch checkout to run `make` in."""
-    from esmfold_fixtures import write_tiny_esmfold_dir
+    from bionemo_lite.zoo.esmfold.testing import write_tiny_esmfold_dir
     from megamolbart_fixtures import NemoLayout, random_nemo_state, write_nemo_archive
 
     home = tmp_path_factory.mktemp("home")

@@ -13,7 +13,7 @@ import pytest
 
 import bionemo_lite
 from bionemo_lite.structures import parse_structure
-from esmfold_fixtures import write_tiny_esmfold_dir
+from bionemo_lite.zoo.esmfold.testing import write_tiny_esmfold_dir
 from server_fixtures import running_server, uvicorn_factory
 
 pytestmark = pytest.mark.slow  # the server imports transformers (~10 s on a busy 2-core machine)

@@ -26,14 +26,11 @@ from bionemo_lite.triton.client import AsyncTritonClient, TritonClient
 from bionemo_lite.triton.config import read_parameters
 from bionemo_lite.triton.export import export_model
 from bionemo_lite.triton.launch import TritonServer, find_tritonserver, required_backends
-from esmfold_fixtures import write_tiny_esmfold_dir
+from bionemo_lite.zoo.esmfold.testing import write_tiny_esmfold_dir
+from bionemo_lite.zoo.prott5.testing import write_full as write_prott5_full
+from bionemo_lite.zoo.prott5.testing import write_half_encoder as write_prott5_half_encoder
 from server_fixtures import running_server, uvicorn_factory
-from triton_family_fixtures import (
-    TRAINING_SMILES,
-    write_prott5_full,
-    write_prott5_half_encoder,
-    write_trained_megamolbart,
-)
+from triton_family_fixtures import TRAINING_SMILES, write_trained_megamolbart
 from triton_fixtures import max_abs_diff
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]  # one tritonserver with seven python-backend models for the module

@@ -94,3 +94,11 @@ def write_tiny_checkpoint(
     if layout == "training":
         return write_training_checkpoint(model, config, Path(path))
     raise ValueError(f"layout must be 'ema-only' or 'training', got {layout!r}")
+
+
+def tiny_checkpoint(folder: str | Path, seed: int = 0) -> Path:
+    """Write ``<folder>/of3-tiny.ckpt``: a random tiny model as an openfold3 training checkpoint.
+
+    The training layout carries its config, so it loads by name with no ``model_update``.
+    """
+    return write_tiny_checkpoint(Path(folder) / "of3-tiny.ckpt", "training", seed=seed)
