@@ -162,8 +162,13 @@ class EmbedOptions:
         return int(self.layers[0]) if len(self.layers) == 1 else [int(x) for x in self.layers]
 
     def run(self, model: Embedder, inputs: Inputs) -> Embeddings:
-        return model.embed(inputs, layer=self.layer, pooling=self.pooling, on_too_long=self.on_too_long,
-                           tokens_per_batch=self.tokens_per_batch)
+        # The length policy and batch budget go only where set: a family's default applies otherwise.
+        options: dict[str, Any] = {}
+        if self.on_too_long != "error":
+            options["on_too_long"] = self.on_too_long
+        if self.tokens_per_batch is not None:
+            options["tokens_per_batch"] = self.tokens_per_batch
+        return model.embed(inputs, self.layer, self.pooling, **options)
 
 
 @dataclass(frozen=True)
