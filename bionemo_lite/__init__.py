@@ -1,4 +1,4 @@
-"""bionemo-lite: biomolecular models behind four verbs (embed, fold, generate, score).
+"""bionemo-lite: biomolecular models behind verbs (embed, score, generate, fold, decode, contacts).
 
     >>> import bionemo_lite as bl
     >>> [s.name for s in bl.list_models(verb="embed")][:2]
@@ -17,18 +17,19 @@ from .errors import (
     UnsupportedVerbError,
     WeightsNotFoundError,
 )
-from .model import BioModel, Embedder, Folder, Generator, Scorer
+from .model import BioModel
 from .records import Record
 from .registry import get_spec, list_models, load, register
-from .results import Embeddings, Generated, GeneratedRecord, RecordError, Scores, Structure
+from .results import Decoded, Embeddings, Generated, GeneratedRecord, RecordError, Scores, Structure
 from .spec import ModelSpec, WeightFile, WeightSource
+from .verbs import ContactPredictor, Decoder, Embedder, Folder, Generator, OnnxExportable, Scorer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendUnavailableError", "BioModel", "DeviceUnavailableError", "BionemoLiteError", "CheckpointError", "DownloadError",
+    "BackendUnavailableError", "BioModel", "ContactPredictor", "Decoded", "Decoder", "DeviceUnavailableError", "BionemoLiteError", "CheckpointError", "DownloadError",
     "Embedder", "Embeddings", "Folder", "Generated", "GeneratedRecord", "Generator", "InvalidInputError",
-    "ModelSpec", "Record", "RecordError", "Scorer", "Scores", "Structure", "UnknownModelError",
+    "ModelSpec", "OnnxExportable", "Record", "RecordError", "Scorer", "Scores", "Structure", "UnknownModelError",
     "UnsupportedVerbError", "WeightFile", "WeightSource", "WeightsNotFoundError", "get_spec",
     "list_models", "load", "register",
 ]

@@ -163,20 +163,6 @@ def models_command(
     _print_table(["name", "family", "verbs", "params", "max_length", "weights"], rows)
 
 
-def _weights_fingerprint(path: Path) -> dict[str, Any]:
-    """Identity of a checkpoint for the job manifest: changed weights mean recomputed results.
-
-    Size and modification time stand in for a content hash (hashing a 2.5 GB
-    checkpoint on every run would cost more than it saves).
-    """
-    path = path.resolve()
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    return {
-        "path": str(path),
-        "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files],
-    }
-
-
 def check_device(device: str) -> None:
     """The core's device check, reported as a usage error of ``--device`` (exit 2)."""
     from .devices import DeviceUnavailableError, check_device as core_check_device
@@ -239,32 +225,41 @@ def check_numerics(spec: ModelSpec, numerics: str | None) -> str | None:
 
 
 def _load_model(
-    spec: ModelSpec, weights: Path | None, device: str, dtype: str | None, numerics: str | None = None
-) -> tuple[Any, dict[str, Any]]:
-    """Check the device, dtype and numerics (usage errors), find the weights, then load.
+    spec: ModelSpec, weights: Path | None, device: str, dtype: str | None, numerics: str | None = None,
+    backend: str = "inprocess", triton_url: str | None = None,
+) -> Any:
+    """The model a batch job runs: loaded here, or the one a Triton server serves (``--backend triton``).
 
-    Returns the model and its identity (model, weights fingerprint, device,
-    dtype, numerics where the family has a choice), which keys the job manifest.
+    In-process, the device, dtype and numerics are checked first (usage errors);
+    `load` then finds the weights (``model.weights_path``). The job's identity is
+    computed from the model by the core (`bionemo_lite.jobs.job_identity`).
     """
-    from .registry import load
-    from .weights import resolve_weights
+    if backend == "triton":
+        from .triton.remote import RemoteModel
 
-    name = spec.name
+        if triton_url is None:
+            raise typer.BadParameter("--backend triton needs --triton-url HOST:PORT", param_hint="--triton-url")
+        for option, value in (("--weights", weights), ("--dtype", dtype), ("--numerics", numerics)):
+            if value is not None:
+                raise typer.BadParameter(f"{option} is the Triton export's to choose; drop it with --backend triton",
+                                         param_hint=option)
+        return RemoteModel.connect(spec.name, triton_url)
+    if backend != "inprocess":
+        raise typer.BadParameter(f"must be inprocess or triton, got {backend!r}", param_hint="--backend")
+    from .registry import load
+
     check_device(device)
     check_dtype(dtype)
     mode = check_numerics(spec, numerics)
-    path = resolve_weights(spec, weights)
-    logging.getLogger("bionemo_lite.cli").info("loading %s from %s on %s", name, path, device)
+    logging.getLogger("bionemo_lite.cli").info("loading %s on %s", spec.name, device)
     try:
-        model = load(name, weights=path, device=device, dtype=dtype, numerics=mode)
+        model = load(spec.name, weights=weights, device=device, dtype=dtype, numerics=mode)
     except ValueError as exc:
         if isinstance(exc, BionemoLiteError):
             raise
         raise typer.BadParameter(str(exc)) from None  # e.g. an unknown --dtype
-    identity = {"model": name, "weights": _weights_fingerprint(path), "device": device, "dtype": dtype}
-    if mode is not None:
-        identity["numerics"] = mode
-    return model, identity
+    logging.getLogger("bionemo_lite.cli").info("loaded %s from %s", spec.name, model.weights_path)
+    return model
 
 
 def _input_file(path: Path, kind: str) -> Any:
@@ -318,6 +313,10 @@ TokensOpt = typer.Option(None, "--tokens-per-batch", min=1, help="Padded tokens 
 TruncateOpt = typer.Option(
     False, "--truncate", help="Cut sequences longer than the model's maximum instead of failing them."
 )
+BackendOpt = typer.Option(
+    "inprocess", "--backend", help="inprocess (load the model here) or triton (the model a Triton server serves)."
+)
+TritonUrlOpt = typer.Option(None, "--triton-url", help="host:port of the Triton server's HTTP endpoint (--backend triton).")
 
 
 def _input_argument(help_text: str) -> Any:
@@ -349,20 +348,23 @@ def embed_command(
     chunk_size: int = ChunkOpt,
     quiet: bool = QuietOpt,
     keep_manifest: bool = KeepOpt,
+    backend: str = BackendOpt,
+    triton_url: Optional[str] = TritonUrlOpt,
 ) -> None:
     """Embed every record of INPUT into OUTPUT (resumable; bad records go to OUTPUT.errors.csv)."""
     from .io.writers import EMBEDDING_FORMATS, output_suffix
-    from .jobs import EmbedTask, run_job
+    from .jobs import EmbedTask, job_identity, run_job
+    from .verbs import length_policy
 
     setup_logging(quiet)
     output_suffix(output, EMBEDDING_FORMATS)
     spec = _model_spec(model, "embed")
     check_embed_options(spec, layer, pooling)
     source = _input_file(input, spec.input_kind)
-    loaded, identity = _load_model(spec, weights, device, dtype, numerics)
-    task = EmbedTask(loaded, layers=tuple(layer or (-1,)), pooling=pooling, truncate=truncate,
+    loaded = _load_model(spec, weights, device, dtype, numerics, backend, triton_url)
+    task = EmbedTask(loaded, layers=tuple(layer or (-1,)), pooling=pooling, on_too_long=length_policy(truncate),
                      tokens_per_batch=tokens_per_batch)
-    summary = run_job(source, task, output, params=identity, chunk_size=chunk_size, progress=not quiet,
+    summary = run_job(source, task, output, params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet,
                       keep_manifest=keep_manifest)
     _finish(summary)
 
@@ -389,7 +391,8 @@ def contacts_command(
     ``return_contacts=True`` (resumable; bad records go to OUTPUT.errors.csv)."""
     from .capabilities import has_method
     from .io.writers import EMBEDDING_FORMATS, output_suffix
-    from .jobs import ContactsTask, run_job
+    from .jobs import ContactsTask, job_identity, run_job
+    from .verbs import ContactPredictor, length_policy
     from .registry import get_spec
 
     setup_logging(quiet)
@@ -398,11 +401,11 @@ def contacts_command(
     if has_method(spec, "contacts") is False:
         raise UnsupportedVerbError(spec.name, "predict contacts", sorted(spec.verbs))
     source = _input_file(input, spec.input_kind)
-    loaded, identity = _load_model(spec, weights, device, dtype, numerics)
-    if not callable(getattr(loaded, "contacts", None)):
+    loaded = _load_model(spec, weights, device, dtype, numerics)
+    if not isinstance(loaded, ContactPredictor):
         raise UnsupportedVerbError(spec.name, "predict contacts", sorted(spec.verbs))
-    task = ContactsTask(loaded, truncate=truncate, tokens_per_batch=tokens_per_batch)
-    summary = run_job(source, task, output, params=identity, chunk_size=chunk_size, progress=not quiet,
+    task = ContactsTask(loaded, on_too_long=length_policy(truncate), tokens_per_batch=tokens_per_batch)
+    summary = run_job(source, task, output, params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet,
                       keep_manifest=keep_manifest)
     _finish(summary)
 
@@ -449,11 +452,14 @@ def score_command(
     chunk_size: int = ChunkOpt,
     quiet: bool = QuietOpt,
     keep_manifest: bool = KeepOpt,
+    backend: str = BackendOpt,
+    triton_url: Optional[str] = TritonUrlOpt,
 ) -> None:
     """Score records (one row each) or the mutations of one wild type (one row per mutation)."""
     from .io.readers import read_mutation_rows
     from .io.writers import TABLE_FORMATS, output_suffix
-    from .jobs import MutationScoreTask, MutationSource, ScoreTask, run_job
+    from .jobs import MutationScoreTask, MutationSource, ScoreTask, job_identity, run_job
+    from .verbs import length_policy
 
     setup_logging(quiet)
     output_suffix(output, TABLE_FORMATS)
@@ -471,14 +477,15 @@ def score_command(
             mutation_rows = read_mutation_rows(mutations)
         except InvalidInputError as exc:
             raise typer.BadParameter(exc.reason, param_hint="--mutations") from None
-        loaded, identity = _load_model(spec, weights, device, dtype, numerics)
-        task: Any = MutationScoreTask(loaded, wild_type, method, truncate=truncate, tokens_per_batch=tokens_per_batch)
+        loaded = _load_model(spec, weights, device, dtype, numerics, backend, triton_url)
+        task: Any = MutationScoreTask(loaded, wild_type, method, on_too_long=length_policy(truncate),
+                                      tokens_per_batch=tokens_per_batch)
         source: Any = MutationSource(task.wild_type, [m for m, _ in mutation_rows], [f for _, f in mutation_rows])
     else:
         source = _input_file(input, kind)
-        loaded, identity = _load_model(spec, weights, device, dtype, numerics)
-        task = ScoreTask(loaded, method, truncate=truncate, tokens_per_batch=tokens_per_batch)
-    summary = run_job(source, task, output, params=identity, chunk_size=chunk_size, progress=not quiet,
+        loaded = _load_model(spec, weights, device, dtype, numerics, backend, triton_url)
+        task = ScoreTask(loaded, method, on_too_long=length_policy(truncate), tokens_per_batch=tokens_per_batch)
+    summary = run_job(source, task, output, params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet,
                       keep_manifest=keep_manifest)
     _finish(summary)
 
@@ -516,10 +523,12 @@ def generate_command(
     chunk_size: int = ChunkOpt,
     quiet: bool = QuietOpt,
     keep_manifest: bool = KeepOpt,
+    backend: str = BackendOpt,
+    triton_url: Optional[str] = TritonUrlOpt,
 ) -> None:
     """Generate new sequences or molecules from each seed record (one row per sample)."""
     from .io.writers import TABLE_FORMATS, output_suffix
-    from .jobs import GenerateTask, run_job
+    from .jobs import GenerateTask, job_identity, run_job
 
     setup_logging(quiet)
     output_suffix(output, TABLE_FORMATS)
@@ -529,9 +538,9 @@ def generate_command(
             options[key] = value
     spec = _model_spec(model, "generate")
     source = _input_file(input, spec.input_kind)
-    loaded, identity = _load_model(spec, weights, device, dtype, numerics)
+    loaded = _load_model(spec, weights, device, dtype, numerics, backend, triton_url)
     summary = run_job(source, GenerateTask(loaded, options), output,
-                      params=identity, chunk_size=chunk_size, progress=not quiet, keep_manifest=keep_manifest)
+                      params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet, keep_manifest=keep_manifest)
     _finish(summary)
 
 
@@ -565,12 +574,14 @@ def fold_command(
     numerics: Optional[str] = NumericsOpt,
     quiet: bool = QuietOpt,
     keep_manifest: bool = KeepOpt,
+    backend: str = BackendOpt,
+    triton_url: Optional[str] = TritonUrlOpt,
 ) -> None:
     """Predict a structure per record: OUTDIR/<id>.pdb|.cif, OUTDIR/summary.csv and OUTDIR/errors.csv.
 
     Each structure is committed as soon as it is predicted (a re-run resumes after the last one).
     """
-    from .jobs import FoldTask, run_job
+    from .jobs import FoldTask, job_identity, run_job
 
     if format not in ("pdb", "cif"):
         raise typer.BadParameter("must be pdb or cif", param_hint="--format")
@@ -581,14 +592,14 @@ def fold_command(
 
         _check_takes_msa(spec.name, getattr(model_class(spec), "fold", None))
     source = _input_file(input, "protein")
-    loaded, identity = _load_model(spec, weights, device, dtype, numerics)
-    if msa is not None:
+    loaded = _load_model(spec, weights, device, dtype, numerics, backend, triton_url)
+    if msa is not None and backend == "inprocess":
         _check_takes_msa(spec.name, loaded.fold)  # a plugin whose loader declares no model class
     output.mkdir(parents=True, exist_ok=True)
     task = FoldTask(loaded, output, format=format, num_recycles=num_recycles, chunk_size=attention_chunk_size,
                     msa_dir=msa)
     # One record per chunk: each structure is committed as soon as it is predicted.
-    summary = run_job(source, task, output / "summary.csv", params=identity, chunk_size=1,
+    summary = run_job(source, task, output / "summary.csv", params=job_identity(loaded), chunk_size=1,
                       progress=not quiet, manifest_path=output / "job.sqlite", errors_path=output / "errors.csv",
                       keep_manifest=keep_manifest)
     _finish(summary)

@@ -140,6 +140,9 @@ def load(
         DeviceUnavailableError: the device does not exist on this machine.
         CheckpointError: the file is not a checkpoint this family can read.
         InvalidInputError: `numerics` is not a mode the family offers.
+
+    Returns:
+        The model, with ``weights_path`` (the checkpoint it read) and ``numerics`` set.
     """
     from .devices import check_device
     from .weights import resolve_weights
@@ -151,7 +154,10 @@ def load(
     if numerics is not None:
         options["numerics"] = numerics
     loader = import_string(spec.loader)
-    return loader(spec, Path(path), device=device, dtype=dtype, **options)
+    model = loader(spec, Path(path), device=device, dtype=dtype, **options)
+    model.weights_path = Path(path)  # what was resolved, so no door resolves it again
+    model.numerics = numerics
+    return model
 
 
 NUMERICS_ENV = "BIONEMO_LITE_NUMERICS"

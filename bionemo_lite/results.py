@@ -1,8 +1,9 @@
-"""Typed results of the four verbs. Arrays are numpy; everything has `to_dict()`
+"""Typed results of the verbs (embed, score, generate, fold, decode). Arrays are numpy; everything has `to_dict()`
 for JSON (used by the HTTP service) so no caller has to guess the layout."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,3 +187,18 @@ class Structure:
             "pae": _tolist(self.pae) if self.pae is not None else None,
             **{k: _tolist(v) for k, v in self.extra.items()},
         }
+
+
+class Decoded(list):
+    """Result of ``decode``: the decoded strings, in input order (a ``list[str]``, so it compares
+    equal to a plain list), with the model that decoded them.
+
+    The strings are not validated: a decoded string may not be a valid molecule.
+    """
+
+    def __init__(self, model: str, generated: Iterable[str] = ()):
+        super().__init__(str(s) for s in generated)
+        self.model = model
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "generated": list(self)}

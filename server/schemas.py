@@ -24,7 +24,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.options import MAX_TEMPERATURE, MIN_TEMPERATURE, check_temperature
-from bionemo_lite.records import Record, as_records
+from bionemo_lite.records import LengthPolicy, Record, as_records
+from bionemo_lite.verbs import ContactsOptions, EmbedOptions, ScoreOptions, length_policy
 
 MAX_ID_LENGTH = 256
 
@@ -109,7 +110,15 @@ class RecordsRequest(StrictBody):
         return as_records(items)
 
 
-class EmbedRequest(RecordsRequest):
+class LengthPolicyBody:
+    """The wire's ``truncate`` flag as the verbs' ``on_too_long``: the one place the two names meet."""
+
+    @property
+    def on_too_long(self) -> LengthPolicy:
+        return length_policy(self.truncate)  # type: ignore[attr-defined]
+
+
+class EmbedRequest(RecordsRequest, LengthPolicyBody):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"sequences": ["MKTAYIAKQR", {"id": "p2", "sequence": "GSHMLE"}],
                                           "layer": -1, "pooling": "mean"}]},
@@ -133,6 +142,10 @@ class EmbedRequest(RecordsRequest):
         if isinstance(value, list) and not value:
             raise ValueError("at least one layer must be requested")
         return value
+
+    def verb_options(self) -> EmbedOptions:
+        layers = tuple(self.layer) if isinstance(self.layer, list) else (self.layer,)
+        return EmbedOptions(layers, self.pooling, self.on_too_long)
 
 
 class EmbedResponse(BaseModel):
@@ -159,7 +172,7 @@ class EmbedResponse(BaseModel):
     mask: list[list[bool]] | None = Field(None, description="[N, T], true on real tokens (include_hiddens).")
 
 
-class ScoreRequest(RecordsRequest):
+class ScoreRequest(RecordsRequest, LengthPolicyBody):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"sequences": ["MKTAYIAKQR"], "method": "masked_marginals",
                                           "mutations": ["K2A", "T3G:A4C"]}]},
@@ -168,6 +181,9 @@ class ScoreRequest(RecordsRequest):
     method: str | None = Field(None, description='e.g. "pll", "masked_marginals", "wt_marginals"; None = the model default.')
     mutations: list[str] | None = Field(None, description='Variants of the (single) wild type, like "A42G" or "A42G:K45R".')
     truncate: bool = Field(False, description="Cut records longer than the model's maximum instead of refusing them.")
+
+    def verb_options(self) -> ScoreOptions:
+        return ScoreOptions(self.method, self.on_too_long, mutations=self.mutations)
 
 
 class ScoreResponse(BaseModel):
@@ -180,11 +196,14 @@ class ScoreResponse(BaseModel):
     errors: list[dict[str, Any]]
 
 
-class ContactsRequest(RecordsRequest):
+class ContactsRequest(RecordsRequest, LengthPolicyBody):
     model_config = ConfigDict(json_schema_extra={"examples": [{"sequences": ["MKTAYIAKQRQISFVKSHFSRQ"]}]})
 
     truncate: bool = Field(False, description="Cut records longer than the model's maximum instead of refusing them.")
     format: ArrayFormat = Field("json", description=FORMAT_DESCRIPTION + " Contacts: `contacts/{i}` [L_i, L_i].")
+
+    def verb_options(self) -> ContactsOptions:
+        return ContactsOptions(self.on_too_long)
 
 
 class ContactsResponse(BaseModel):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.records import Record, clean_protein, prepare_proteins
 from bionemo_lite.spec import ModelSpec
+from bionemo_lite.verbs import length_policy
 
 
 def check_count(count: int, max_sequences: int) -> None:
@@ -34,7 +35,7 @@ def check_proteins(spec: ModelSpec, records: Sequence[Record], truncate: bool) -
     """
     if spec.input_kind != "protein":
         return list(records), []
-    return prepare_proteins(list(records), spec.max_length, "truncate" if truncate else "error")
+    return prepare_proteins(list(records), spec.max_length, length_policy(truncate))
 
 
 def chain_names(count: int) -> list[str]:

@@ -77,7 +77,7 @@ def test_bad_records_go_to_the_errors_file_and_the_job_goes_on(tmp_path):
 def test_truncate_policy(tmp_path):
     model = CompositionModel()
     src = InputFile(_fasta(tmp_path / "in.fasta", {"long": "A" * 45, "short": "MKV"}))
-    summary = run_job(src, EmbedTask(model, truncate=True, pooling="per_residue"), tmp_path / "o.parquet",
+    summary = run_job(src, EmbedTask(model, on_too_long="truncate", pooling="per_residue"), tmp_path / "o.parquet",
                       progress=False)
     assert summary.n_ok == 2
     import pyarrow.parquet as pq
@@ -231,7 +231,7 @@ def test_mutation_job_scores_the_truncated_wild_type(tmp_path):
     wild_type = Record("wt", "MKVLA" * 9)  # 45 residues
     with pytest.raises(InvalidInputError, match="45 residues"):
         MutationScoreTask(model, wild_type, "masked_marginals")
-    task = MutationScoreTask(model, wild_type, "masked_marginals", truncate=True)
+    task = MutationScoreTask(model, wild_type, "masked_marginals", on_too_long="truncate")
     assert task.wild_type.sequence == "MKVLA" * 8 and task.wild_type_truncated
     summary = run_job(MutationSource(task.wild_type, ["K2R", "A40G", "M41A", "K42W"]), task,
                       tmp_path / "m.parquet", progress=False)

@@ -7,6 +7,7 @@
     JobSummary(output=PosixPath('out.parquet'), ..., n_ok=..., n_failed=...)
 """
 
+from .identity import job_identity, weights_fingerprint
 from .manifest import Manifest, params_hash, sequence_hash
 from .runner import (
     DEFAULT_CHUNK_SIZE,
@@ -33,5 +34,5 @@ from .tasks import (
 __all__ = [
     "DEFAULT_CHUNK_SIZE", "ChunkOutcome", "ChunkReport", "ContactsTask", "EmbedTask", "FoldTask", "GenerateTask",
     "JobSummary", "JobTask", "Manifest", "MutationScoreTask", "MutationSource", "RecordSource", "ScoreTask",
-    "default_paths", "failure_reason", "params_hash", "run_job", "sequence_hash", "structure_filename",
+    "default_paths", "failure_reason", "job_identity", "params_hash", "run_job", "sequence_hash", "structure_filename", "weights_fingerprint",
 ]

@@ -1,9 +1,10 @@
 """The verbs as batch-job tasks: embed, contacts, score (per record or per mutation), generate, fold.
 
-Each task works against a verb Protocol of `bionemo_lite.model` only, never a
-model family: validate a record (`prepare`), run a chunk through the verb
-(`run`), store a record's result in the manifest (`encode`/`decode`) and write
-the output file (`write`).
+Each task works against a verb Protocol of `bionemo_lite.verbs` only, never a
+model family (a local model and a `RemoteModel` over Triton are the same to
+it): validate a record (`prepare`), run a chunk through the verb with the
+verb's typed options (`run`), store a record's result in the manifest
+(`encode`/`decode`) and write the output file (`write`).
 """
 
 from __future__ import annotations
@@ -32,24 +33,31 @@ from ..io.writers import (
     write_embeddings,
     write_table,
 )
-from ..model import BioModel
 from ..mutations import duplicate_reason, normalize_mutation, parse_mutation
 from ..records import WHITESPACE, LengthPolicy, Record, check_protein, clean_protein
 from ..results import RecordError
-from ..binding import bind_options
+from ..verbs import (
+    ContactPredictor,
+    ContactsOptions,
+    Embedder,
+    EmbedOptions,
+    Folder,
+    FoldOptions,
+    GenerateOptions,
+    Generator,
+    Named,
+    ScoreOptions,
+    Scorer,
+)
 from .runner import ChunkOutcome, failure_reason
 
 
-def _input_kind(model: BioModel) -> str:
+def _input_kind(model: Named) -> str:
     spec = getattr(model, "spec", None)
     return getattr(spec, "input_kind", "protein")
 
 
-def _policy(truncate: bool) -> LengthPolicy:
-    return "truncate" if truncate else "error"
-
-
-def _prepare(model: BioModel, record: Record, truncate: bool) -> Record:
+def _prepare(model: Named, record: Record, on_too_long: LengthPolicy) -> Record:
     """Clean and check one record the way the verb will, so a bad one never reaches the model.
 
     Proteins go through the core's `check_protein` (residues, length limit).
@@ -62,7 +70,7 @@ def _prepare(model: BioModel, record: Record, truncate: bool) -> Record:
         if not text:
             raise InvalidInputError("empty input", record=record.id)
         return replace(record, sequence=text)
-    checked, cut = check_protein(record, model.max_length, _policy(truncate))
+    checked, cut = check_protein(record, model.max_length, on_too_long)
     return clean_protein(record) if cut else checked
 
 
@@ -130,28 +138,23 @@ def _json_bytes(payload: Any) -> bytes:
 class EmbedTask:
     """``embed`` as a job: one row per record with its pooled or per-residue embeddings."""
 
-    model: Any  # an Embedder
+    model: Embedder
     layers: Sequence[int] = (-1,)
     pooling: str = "mean"
-    truncate: bool = False
+    on_too_long: LengthPolicy = "error"
     tokens_per_batch: int | None = None
     verb: str = field(default="embed", init=False)
 
     def params(self) -> dict[str, Any]:
-        return {"layers": [int(x) for x in self.layers], "pooling": self.pooling, "truncate": self.truncate}
+        return {"layers": [int(x) for x in self.layers], "pooling": self.pooling, "on_too_long": self.on_too_long}
 
     def prepare(self, record: Record) -> Record:
-        return _prepare(self.model, record, self.truncate)
+        return _prepare(self.model, record, self.on_too_long)
 
     def run(self, records: list[Record]) -> ChunkOutcome:
-        layer: int | list[int] = int(self.layers[0]) if len(self.layers) == 1 else [int(x) for x in self.layers]
-        emb = self.model.embed(
-            records,
-            layer=layer,
-            pooling=self.pooling,
-            on_too_long="truncate" if self.truncate else "error",
-            tokens_per_batch=self.tokens_per_batch,
-        )
+        options = EmbedOptions(tuple(int(x) for x in self.layers), self.pooling, self.on_too_long,
+                               self.tokens_per_batch)
+        emb = options.run(self.model, records)
         by_id = {r.id: r for r in records}
         truncated = set(emb.truncated)
         out = ChunkOutcome(errors=_errors_by_id(emb.errors))
@@ -195,19 +198,19 @@ class EmbedTask:
 class ContactsTask:
     """Contact maps as a job: one ``[L, L]`` array of contact probabilities per record (ESM-2's ``contacts``)."""
 
-    model: Any  # a model with ``contacts(inputs, on_too_long=..., tokens_per_batch=...) -> list[np.ndarray]``
-    truncate: bool = False
+    model: ContactPredictor
+    on_too_long: LengthPolicy = "error"
     tokens_per_batch: int | None = None
     verb: str = field(default="contacts", init=False)
 
     def params(self) -> dict[str, Any]:
-        return {"truncate": self.truncate}
+        return {"on_too_long": self.on_too_long}
 
     def prepare(self, record: Record) -> Record:
-        return _prepare(self.model, record, self.truncate)
+        return _prepare(self.model, record, self.on_too_long)
 
     def run(self, records: list[Record]) -> ChunkOutcome:
-        maps = self.model.contacts(records, on_too_long=_policy(self.truncate), tokens_per_batch=self.tokens_per_batch)
+        maps = ContactsOptions(self.on_too_long, self.tokens_per_batch).run(self.model, records)
         out = ChunkOutcome()
         for record, contacts in zip(records, maps):
             out.results[record.id] = {
@@ -237,19 +240,6 @@ class ContactsTask:
         )
 
 
-def _score_options(method: str | None, truncate: bool, tokens_per_batch: int | None) -> dict[str, Any]:
-    # Only what the user set is passed: a family's scorer may not take every option
-    # (a SMILES scorer has its own default method and no length policy).
-    options: dict[str, Any] = {}
-    if method is not None:
-        options["method"] = method
-    if truncate:
-        options["on_too_long"] = "truncate"
-    if tokens_per_batch is not None:
-        options["tokens_per_batch"] = tokens_per_batch
-    return options
-
-
 SCORE_COLUMNS = ["id", "sequence", "score", "truncated"]
 # `sequence` is the mutant, `wild_type` the wild type as scored (cut under --truncate, then `truncated` is true).
 MUTATION_COLUMNS = ["id", "mutation", "sequence", "wild_type", "score", "truncated"]
@@ -263,21 +253,20 @@ _TYPES = {"id": "string", "sequence": "string", "mutation": "string", "wild_type
 class ScoreTask:
     """``score`` per record (e.g. ESM-2 pseudo-log-likelihood, SMILES log-likelihood)."""
 
-    model: Any  # a Scorer
+    model: Scorer
     method: str | None = None
-    truncate: bool = False
+    on_too_long: LengthPolicy = "error"
     tokens_per_batch: int | None = None
     verb: str = field(default="score", init=False)
 
     def params(self) -> dict[str, Any]:
-        return {"method": self.method, "truncate": self.truncate}
+        return {"method": self.method, "on_too_long": self.on_too_long}
 
     def prepare(self, record: Record) -> Record:
-        return _prepare(self.model, record, self.truncate)
+        return _prepare(self.model, record, self.on_too_long)
 
     def run(self, records: list[Record]) -> ChunkOutcome:
-        options = _score_options(self.method, self.truncate, self.tokens_per_batch)
-        scores = self.model.score(records, **bind_options(self.model.score, options, self.model.name))
+        scores = ScoreOptions(self.method, self.on_too_long, self.tokens_per_batch).run(self.model, records)
         by_id = {r.id: r for r in records}
         truncated = set(scores.truncated)
         out = ChunkOutcome(errors=_errors_by_id(scores.errors))
@@ -336,7 +325,7 @@ class MutationSource:
 class MutationScoreTask:
     """``score`` with ``masked_marginals`` / ``wt_marginals``: one row per mutation of one wild type.
 
-    A protein wild type is checked (and, with ``truncate``, cut) once, here:
+    A protein wild type is checked (and, with ``on_too_long="truncate"``, cut) once, here:
     the model scores the cut wild type, each mutation is checked against it
     (a position past the cut fails alone, with its own message). Each output
     row holds the mutant (``sequence``), the wild type it was made from
@@ -346,10 +335,10 @@ class MutationScoreTask:
         wild_type_truncated: whether the wild type was cut to the model's maximum length.
     """
 
-    model: Any  # a Scorer
+    model: Scorer
     wild_type: Record
     method: str
-    truncate: bool = False
+    on_too_long: LengthPolicy = "error"
     tokens_per_batch: int | None = None
     verb: str = field(default="score", init=False)
     wild_type_truncated: bool = field(default=False, init=False)
@@ -357,11 +346,11 @@ class MutationScoreTask:
     def __post_init__(self) -> None:
         if _input_kind(self.model) == "protein":
             self.wild_type, self.wild_type_truncated = check_protein(
-                self.wild_type, self.model.max_length, _policy(self.truncate)
+                self.wild_type, self.model.max_length, self.on_too_long
             )
 
     def params(self) -> dict[str, Any]:
-        return {"method": self.method, "truncate": self.truncate, "wild_type_id": self.wild_type.id}
+        return {"method": self.method, "on_too_long": self.on_too_long, "wild_type_id": self.wild_type.id}
 
     def prepare(self, record: Record) -> Record:
         parse_mutation(record.id, self.wild_type.sequence, truncated=self.wild_type_truncated)
@@ -369,8 +358,8 @@ class MutationScoreTask:
 
     def run(self, records: list[Record]) -> ChunkOutcome:
         mutations = [r.id for r in records]
-        options = {**_score_options(self.method, self.truncate, self.tokens_per_batch), "mutations": mutations}
-        scores = self.model.score([self.wild_type], **bind_options(self.model.score, options, self.model.name))
+        options = ScoreOptions(self.method, self.on_too_long, self.tokens_per_batch, mutations=mutations)
+        scores = options.run(self.model, [self.wild_type])
         names = list(scores.mutations) if scores.mutations is not None else mutations
         out = ChunkOutcome()
         for mutation, value in zip(names, np.asarray(scores.scores, dtype=np.float64).tolist()):
@@ -410,7 +399,7 @@ class MutationScoreTask:
 class GenerateTask:
     """``generate`` as a job: one row per generated sample (id, seed, sample, generated, score, properties)."""
 
-    model: Any  # a Generator
+    model: Generator
     options: dict[str, Any] = field(default_factory=dict)
     verb: str = field(default="generate", init=False)
 
@@ -424,10 +413,10 @@ class GenerateTask:
             if not text:
                 raise InvalidInputError("empty sequence", record=record.id)
             return replace(record, sequence=text)
-        return _prepare(self.model, record, truncate=False)
+        return _prepare(self.model, record, "error")
 
     def run(self, records: list[Record]) -> ChunkOutcome:
-        generated = self.model.generate(records, **bind_options(self.model.generate, self.options, self.model.name))
+        generated = GenerateOptions(self.options).run(self.model, records)
         out = ChunkOutcome(errors=_errors_by_id(generated.errors))
         for rec in generated.records:
             out.results[rec.id] = {
@@ -490,7 +479,7 @@ class FoldTask:
     job commits after every record: folding is slow, nothing should be lost.
     """
 
-    model: Any  # a Folder
+    model: Folder
     outdir: Path
     format: str = "pdb"
     num_recycles: int | None = None
@@ -512,21 +501,21 @@ class FoldTask:
             clean_protein(Record(record.id, chain_text, record.index))
         return replace(record, sequence=text)
 
-    def _options(self, record: Record) -> dict[str, Any]:
-        options: dict[str, Any] = {"num_recycles": self.num_recycles, "chunk_size": self.chunk_size, "id": record.id}
+    def _options(self, record: Record) -> FoldOptions:
+        extra: dict[str, Any] = {}
         if self.msa_dir is not None:
             a3m = self.msa_dir / f"{record.id}.a3m"
             if a3m.is_file():
-                options["msa"] = a3m.read_text(encoding="utf-8")
-        # The record id names the structure and its errors where the folder takes one.
-        return bind_options(self.model.fold, options, self.model.name, optional=frozenset({"id"}))
+                extra["msa"] = a3m.read_text(encoding="utf-8")
+        return FoldOptions(self.num_recycles, self.chunk_size, extra)
 
     def run(self, records: list[Record]) -> ChunkOutcome:
         out = ChunkOutcome()
         suffix = "cif" if self.format == "cif" else "pdb"
         for record in records:
             try:
-                structure = self.model.fold(record.sequence, **self._options(record))
+                # The record's id names the structure and its errors.
+                structure = self._options(record).run(self.model, record)
             except InvalidInputError as exc:
                 out.errors[record.id] = failure_reason(exc)
                 continue

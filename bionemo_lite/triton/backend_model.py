@@ -64,6 +64,32 @@ def _request_parameters(request: Any) -> dict[str, Any]:
     return json.loads(text) if text else {}
 
 
+def _record_ids(request: Any, count: int) -> list[str]:
+    """The ``ids`` request parameter (the caller's record ids), else the records' indices."""
+    raw = _request_parameters(request).get("ids")
+    if not raw:
+        return [str(i) for i in range(count)]
+    ids = json.loads(raw)
+    if not isinstance(ids, list) or len(ids) != count:
+        raise InvalidInputError(f"the 'ids' parameter must be a JSON list of {count} record ids")
+    return [str(i) for i in ids]
+
+
+def _ids_to_indices(body: dict[str, Any], index: dict[str, str]) -> dict[str, Any]:
+    """A result's ``to_dict()`` with each record id replaced by the record's index (the wire's names)."""
+    def name(rid: Any) -> Any:
+        return index.get(str(rid), rid)
+
+    out = dict(body)
+    for key in ("ids", "truncated"):
+        if isinstance(out.get(key), list):
+            out[key] = [name(r) for r in out[key]]
+    for key in ("errors", "generated"):
+        if isinstance(out.get(key), list):
+            out[key] = [{**item, "id": name(item.get("id"))} if isinstance(item, dict) else item for item in out[key]]
+    return out
+
+
 def _options(request: Any) -> dict[str, Any]:
     """The ``options`` request parameter: a JSON object of the verb's keyword arguments."""
     try:
@@ -357,15 +383,28 @@ class TritonPythonModel:
         return verb_method(self.model, self.verb)
 
     def _json_verb(self, request: Any) -> Any:
-        """score / generate: the request's sequences as records named by their index."""
+        """score / generate: the request's sequences as records, named in the answer by their index.
+
+        A client may send the records' own ids (the ``ids`` parameter, a JSON
+        list): the verb then sees them (ESM-2's seeded sampling draws each
+        record's stream from its id, so a seeded job gives what it gives
+        in-process), and the answer still names records by index.
+        """
         options = _options(request)
         sequences = _sequences(request)
         if not sequences:
             raise InvalidInputError("no input records were given")
-        records = [Record(str(i), s, i) for i, s in enumerate(sequences)]
+        ids = _record_ids(request, len(sequences))
+        records = [Record(ids[i], s, i) for i, s in enumerate(sequences)]
+        index = {rid: str(i) for i, rid in reversed(list(enumerate(ids)))}
         method = self._method()
-        result = method(records, **bind_options(method, options, self.name))
-        tensors = [_json_tensor("result", result.to_dict())]
+        try:
+            result = method(records, **bind_options(method, options, self.name))
+        except InvalidInputError as exc:
+            if exc.record is None or str(exc.record) not in index:
+                raise
+            raise InvalidInputError(exc.reason, record=index[str(exc.record)], position=exc.position) from None
+        tensors = [_json_tensor("result", _ids_to_indices(result.to_dict(), index))]
         if self.verb == "score":
             scores = np.asarray(getattr(result, "scores", []), dtype=np.float32).reshape(-1)
             tensors.append(pb_utils.Tensor("scores", scores))

@@ -156,6 +156,11 @@ class _Codec:
                 "on_too_long": on_too_long}
 
     @staticmethod
+    def json_parameters(options: dict[str, Any], records: list[Record]) -> dict[str, Any]:
+        """score / generate parameters: the verb's options, and the records' ids (seeded sampling uses them)."""
+        return {"options": json.dumps(options), "ids": json.dumps([r.id for r in records])}
+
+    @staticmethod
     def embed_rows(result: Any) -> dict[str, np.ndarray]:
         return {name: result.as_numpy(name) for name in EMBED_OUTPUTS}
 
@@ -470,7 +475,8 @@ class TritonClient(_Base):
             options["method"] = method
         result = self._infer(triton_model_name(model, "score"),
                              [self._codec.sequences_input([r.sequence for r in records], False)],
-                             ["result", "scores"], {"options": json.dumps(options)}, [r.id for r in records])
+                             ["result", "scores"], self._codec.json_parameters(options, records),
+                             [r.id for r in records])
         return self._codec.scores(model, records, self._codec.json_result(result), result.as_numpy("scores"))
 
     def generate(self, model: str, sequences: Inputs, **options: Any) -> Generated:
@@ -478,7 +484,7 @@ class TritonClient(_Base):
         records = as_records(sequences)
         result = self._infer(triton_model_name(model, "generate"),
                              [self._codec.sequences_input([r.sequence for r in records], False)],
-                             ["result"], {"options": json.dumps(options)}, [r.id for r in records])
+                             ["result"], self._codec.json_parameters(options, records), [r.id for r in records])
         return self._codec.generated(model, records, self._codec.json_result(result))
 
     def fold(self, model: str, sequence: str, **options: Any) -> Structure:
@@ -589,14 +595,16 @@ class AsyncTritonClient(_Base):
             options["method"] = method
         result = await self._infer(triton_model_name(model, "score"),
                                    [self._codec.sequences_input([r.sequence for r in records], False)],
-                                   ["result", "scores"], {"options": json.dumps(options)}, [r.id for r in records])
+                                   ["result", "scores"], self._codec.json_parameters(options, records),
+                                   [r.id for r in records])
         return self._codec.scores(model, records, self._codec.json_result(result), result.as_numpy("scores"))
 
     async def generate(self, model: str, sequences: Inputs, **options: Any) -> Generated:
         records = as_records(sequences)
         result = await self._infer(triton_model_name(model, "generate"),
                                    [self._codec.sequences_input([r.sequence for r in records], False)],
-                                   ["result"], {"options": json.dumps(options)}, [r.id for r in records])
+                                   ["result"], self._codec.json_parameters(options, records),
+                                   [r.id for r in records])
         return self._codec.generated(model, records, self._codec.json_result(result))
 
     async def fold(self, model: str, sequence: str, **options: Any) -> Structure:

@@ -309,10 +309,13 @@ def _export_onnx(
     model: Any, root: Path, spec: ModelSpec, base_params: dict[str, Any], batching: DynamicBatching,
     max_batch_size: int, instance_kind: str, instances: int, runtime: str, tolerance: float,
 ) -> ExportReport:
+    from ..verbs import OnnxExportable
     from .onnx_export import check_parity, check_sequences, check_tokenizer, encoder_width, export_onnx
     from .tokens import CharTokenizer
 
     name = model.name
+    if not isinstance(model, OnnxExportable):
+        raise UnsupportedVerbError(name, "export to ONNX", sorted(model.verbs))
     encoder = model.onnx_encoder()
     if "tokenizer" not in encoder.extra:
         raise UnsupportedVerbError(name, "be served from ONNX (its encoder declares no tokenizer)", ["embed"])

@@ -1,4 +1,4 @@
-"""ONNX export of an encoder (`BioModel.onnx_encoder`) and its check against torch.
+"""ONNX export of an encoder (`bionemo_lite.verbs.OnnxExportable`) and its check against torch.
 
 The graph is traced with ``torch.onnx.export(dynamo=False, opset_version=17)``
 with dynamic batch and length axes (the dynamo exporter needs ``onnxscript`` and
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BionemoLiteError
-from ..model import OnnxEncoder
+from ..verbs import OnnxEncoder
 from .tokens import CharTokenizer
 
 OPSET = 17

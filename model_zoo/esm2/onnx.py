@@ -1,4 +1,4 @@
-"""ESM-2's encoder for ONNX export (`BioModel.onnx_encoder`).
+"""ESM-2's encoder for ONNX export (`bionemo_lite.verbs.OnnxExportable`).
 
 The graph takes ``tokens`` (``int64 [batch, length]``: BOS + residues + EOS,
 right-padded with the pad id) and returns the hidden states of the requested
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from bionemo_lite.encoding import resolve_layers
-from bionemo_lite.model import OnnxEncoder
+from bionemo_lite.verbs import OnnxEncoder
 
 from .alphabet import ALPHABET
 

@@ -35,6 +35,7 @@ from bionemo_lite.batching import is_out_of_memory
 from bionemo_lite.errors import CheckpointError, InvalidInputError
 from bionemo_lite.model import BioModel
 from bionemo_lite.options import check_int
+from bionemo_lite.records import Record
 from bionemo_lite.results import Structure
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.structures import atoms_from_atom37, render
@@ -106,7 +107,7 @@ class ESMFoldModel(BioModel):
 
     def fold(
         self,
-        sequence: str,
+        sequence: str | Record,
         *,
         num_recycles: int | None = None,
         chunk_size: int | None = None,
@@ -116,7 +117,8 @@ class ESMFoldModel(BioModel):
         """Predict the structure of one protein or complex.
 
         Args:
-            sequence: residues; chains of a complex joined by ``:`` (``"MKT...:GSH..."``).
+            sequence: residues, or a `Record` (its id names the structure and its errors);
+                chains of a complex joined by ``:`` (``"MKT...:GSH..."``).
                 Case and whitespace are ignored; X B U Z O are folded as unknown
                 residues (written as ``UNK`` with a CA atom only).
             num_recycles: extra passes through the trunk (0 = a single pass);
@@ -126,7 +128,7 @@ class ESMFoldModel(BioModel):
                 sequences (e.g. 64 or 32); None keeps the checkpoint's setting,
                 0 switches chunking off.
             record_id: the record's id, used in error messages and as the
-                structure's id (default ``"sequence"``).
+                structure's id (default: the `Record`'s id, else ``"sequence"``).
 
         Returns:
             `Structure` with PDB and mmCIF text (pLDDT 0-100 in the B-factors),
@@ -139,6 +141,9 @@ class ESMFoldModel(BioModel):
                 chain, too long, a bad option value, or out of device memory;
                 all but the last before any model work.
         """
+        if isinstance(sequence, Record):
+            record_id = record_id or sequence.id
+            sequence = sequence.sequence
         if options:
             raise InvalidInputError(
                 f"model {self.name!r} does not accept the option(s) {', '.join(sorted(options))}; it accepts: "

@@ -29,7 +29,7 @@ from bionemo_lite.errors import BionemoLiteError, InvalidInputError
 from bionemo_lite.model import BioModel
 from bionemo_lite.options import check_bool, check_float, check_int
 from bionemo_lite.records import Inputs, LengthPolicy, Record, as_records
-from bionemo_lite.results import Embeddings, Generated, GeneratedRecord, RecordError, Scores
+from bionemo_lite.results import Decoded, Embeddings, Generated, GeneratedRecord, RecordError, Scores
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.weights import resolve_dtype
 
@@ -390,7 +390,7 @@ class MegaMolBARTModel(BioModel):
         max_length: int | None = None,
         length_penalty: float = 0.0,
         tokens_per_batch: int | None = None,
-    ) -> list[str]:
+    ) -> Decoded:
         """Decode hiddens back to SMILES, as BioNeMo's ``hidden_to_smis``.
 
         Args:
@@ -400,7 +400,7 @@ class MegaMolBARTModel(BioModel):
             max_length: most tokens to emit (default: the model's positions).
 
         Returns:
-            The decoded strings, in input order. They are not validated: a
+            `Decoded`: the strings, in input order. They are not validated: a
             decoded string may not be a valid molecule (see `generate`).
         """
         if method not in DECODE_METHODS:
@@ -413,7 +413,7 @@ class MegaMolBARTModel(BioModel):
         rows = self._as_hiddens(hiddens, mask)
         out = self._decode_rows(rows, method=method, beam_size=beam_size, max_length=max_length,
                                 length_penalty=length_penalty, tokens_per_batch=tokens_per_batch)
-        return [self.tokenizer.decode(ids) for ids, _ in out]
+        return Decoded(self.name, (self.tokenizer.decode(ids) for ids, _ in out))
 
     # ----- generate -------------------------------------------------------------------------
     def generate(

@@ -12,7 +12,8 @@ import torch
 
 from bionemo_lite.encoding import embed_records, pool_hidden
 from bionemo_lite.errors import InvalidInputError
-from bionemo_lite.model import BioModel, OnnxEncoder
+from bionemo_lite.model import BioModel
+from bionemo_lite.verbs import OnnxEncoder
 from bionemo_lite.records import Inputs, LengthPolicy, Record, apply_length_policy, clean_protein
 from bionemo_lite.results import Embeddings
 from bionemo_lite.spec import ModelSpec

@@ -26,7 +26,9 @@ import numpy as np
 
 import bionemo_lite
 from bionemo_lite.binding import bind_options, verb_method
+from bionemo_lite.errors import UnsupportedVerbError
 from bionemo_lite.model import BioModel
+from bionemo_lite.verbs import ContactPredictor, Embedder, Scorer
 from bionemo_lite.registry import get_spec
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.weights import list_cached, pull, weights_available
@@ -216,6 +218,14 @@ async def _in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
     return await done
 
 
+def _serving(model: BioModel, verb: str, protocol: type[T]) -> T:
+    """`model` as the Protocol of `verb`, refusing verbs it does not declare or implement."""
+    verb_method(model, verb)
+    if not isinstance(model, protocol):
+        raise UnsupportedVerbError(model.name, verb, model.verbs)
+    return model
+
+
 def embeddings_to_json(result: Any) -> dict[str, Any]:
     """`Embeddings.to_dict()`, with every layer under ``by_layer`` when several were asked for."""
     out = result.to_dict()
@@ -339,30 +349,28 @@ class InProcessBackend(BackendBase):
         return await self.pool.run(name, call)
 
     async def embed(self, name: str, request: EmbedRequest) -> dict[str, Any]:
-        options = {"layer": request.layer, "pooling": request.pooling,
-                   "on_too_long": "truncate" if request.truncate else None}
+        options = request.verb_options()
         records = request.records()  # duplicate ids fail here, alone, before any merging
 
         def runner(model: BioModel, requests: list[list[Any]]) -> Any:
-            method = verb_method(model, "embed")
-            kwargs = bind_options(method, options, name)
-            return run_group(lambda recs: method(recs, **kwargs), embeddings_to_json, requests)
+            embedder = _serving(model, "embed", Embedder)
+            return run_group(lambda recs: options.run(embedder, recs), embeddings_to_json, requests)
 
-        layer = tuple(request.layer) if isinstance(request.layer, list) else request.layer
-        key = (layer, request.pooling, request.truncate)
+        key = options  # requests with the same options are merged into one call
         return await self.batcher.submit(name, key, records, runner, lambda job, on_turn: self.pool.run(name, job, on_turn))
 
     async def score(self, name: str, request: ScoreRequest) -> dict[str, Any]:
-        options = {"method": request.method, "mutations": request.mutations,
-                   "on_too_long": "truncate" if request.truncate else None}
-        return await self._call(name, "score", request.records(), options)
+        options, records = request.verb_options(), request.records()
+        return await self.pool.run(name, lambda model: _jsonable(options.run(_serving(model, "score", Scorer), records)))
 
     async def generate(self, name: str, request: GenerateRequest) -> dict[str, Any]:
         return await self._call(name, "generate", request.records(), request.options())
 
     async def contacts(self, name: str, request: ContactsRequest) -> dict[str, Any]:
-        options = {"on_too_long": "truncate" if request.truncate else None}
-        return {"model": name, "contacts": await self._call(name, "contacts", request.records(), options)}
+        options, records = request.verb_options(), request.records()
+        maps = await self.pool.run(
+            name, lambda model: _jsonable(options.run(_serving(model, "contacts", ContactPredictor), records)))
+        return {"model": name, "contacts": maps}
 
     async def fold(self, name: str, request: FoldRequest) -> dict[str, Any]:
         return await self._call(name, "fold", request.sequence, request.options())

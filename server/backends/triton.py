@@ -191,16 +191,15 @@ class TritonBackend(BackendBase):
 
     async def embed(self, name: str, request: EmbedRequest) -> dict[str, Any]:
         records = request.records()
-        policy = "truncate" if request.truncate else "error"
-        result = await self._call(lambda c: c.embed(name, records, request.layer, request.pooling, on_too_long=policy))
+        result = await self._call(
+            lambda c: c.embed(name, records, request.layer, request.pooling, on_too_long=request.on_too_long))
         # Arrays to JSON lists is CPU work: keep it off the event loop.
         return await asyncio.to_thread(embeddings_to_json, result)
 
     async def score(self, name: str, request: ScoreRequest) -> dict[str, Any]:
         records = request.records()
-        options = {"mutations": request.mutations, "on_too_long": "truncate" if request.truncate else None}
-        options = {k: v for k, v in options.items() if v is not None}
-        result = await self._call(lambda c: c.score(name, records, request.method, **options))
+        options = request.verb_options().keywords()
+        result = await self._call(lambda c: c.score(name, records, **options))
         return result.to_dict()
 
     async def generate(self, name: str, request: GenerateRequest) -> dict[str, Any]:
