@@ -31,8 +31,8 @@ from typer.testing import CliRunner
 
 import bionemo_lite
 from bionemo_lite.cli import app as cli_app
-from bionemo_lite.model import Embedder, Folder, Generator, Scorer
-from bionemo_lite.results import Embeddings, Generated, Scores, Structure
+from bionemo_lite.verbs import VERB_PROTOCOLS
+from bionemo_lite.results import Decoded, Embeddings, Generated, Scores, Structure
 from bionemo_lite.spec import ModelSpec
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -67,7 +67,7 @@ def check_contacts(result: Any, spec: ModelSpec) -> None:
 
 
 def check_decoded(result: Any, spec: ModelSpec) -> None:
-    assert isinstance(result, list) and len(result) == len(SMILES) and all(isinstance(s, str) for s in result)
+    assert isinstance(result, Decoded) and len(result) == len(SMILES) and all(isinstance(s, str) for s in result)
 
 
 def decode_inputs(model: Any) -> tuple[Any, Any]:
@@ -79,7 +79,6 @@ class VerbCase:
     """How the grid calls one verb at each door.
 
     Attributes:
-        protocol: the verb's Protocol in `bionemo_lite.model` (None: the verb has none yet).
         result: the type one Python call returns, or a check of what it returns.
         call: one Python call on a loaded model.
         cli: the CLI arguments after ``VERB NAME INPUT`` (None: the CLI has no such command).
@@ -89,7 +88,6 @@ class VerbCase:
         triton: one `TritonClient` call (None: Triton does not serve the verb).
     """
 
-    protocol: type | None
     result: type | Callable[[Any, ModelSpec], None]
     call: Callable[[Any, ModelSpec], Any]
     cli: tuple[str, ...] | None
@@ -105,29 +103,29 @@ def _body(inputs: dict[str, str], **extra: Any) -> dict[str, Any]:
 
 CASES: dict[str, VerbCase] = {
     "embed": VerbCase(
-        Embedder, Embeddings, lambda m, s: m.embed(records(s)), (), "out.parquet", lambda m, s: _body(records(s)),
+        Embeddings, lambda m, s: m.embed(records(s)), (), "out.parquet", lambda m, s: _body(records(s)),
         triton=lambda c, m, s: c.embed(s.name, records(s)),
     ),
     "score": VerbCase(
-        Scorer, Scores, lambda m, s: m.score(records(s)), (), "out.csv", lambda m, s: _body(records(s)),
+        Scores, lambda m, s: m.score(records(s)), (), "out.csv", lambda m, s: _body(records(s)),
         triton=lambda c, m, s: c.score(s.name, records(s)),
     ),
     "generate": VerbCase(
-        Generator, Generated, lambda m, s: m.generate(generation_seeds(s), seed=0),
+        Generated, lambda m, s: m.generate(generation_seeds(s), seed=0),
         ("--num-samples", "2", "--seed", "0"), "out.csv",
         lambda m, s: _body(generation_seeds(s), num_samples=2, seed=0), cli_inputs=generation_seeds,
         triton=lambda c, m, s: c.generate(s.name, generation_seeds(s), seed=0),
     ),
     "fold": VerbCase(
-        Folder, Structure, lambda m, s: m.fold(FOLD_SEQUENCE), (), "structures",
+        Structure, lambda m, s: m.fold(FOLD_SEQUENCE), (), "structures",
         lambda m, s: {"sequence": FOLD_SEQUENCE}, cli_inputs=lambda s: {"f1": FOLD_SEQUENCE},
         triton=lambda c, m, s: c.fold(s.name, FOLD_SEQUENCE),
     ),
     "contacts": VerbCase(
-        None, check_contacts, lambda m, s: m.contacts(records(s)), (), "out.npz", lambda m, s: _body(records(s))
+        check_contacts, lambda m, s: m.contacts(records(s)), (), "out.npz", lambda m, s: _body(records(s))
     ),
     "decode": VerbCase(
-        None, check_decoded, lambda m, s: m.decode(*decode_inputs(m)), None, "",
+        check_decoded, lambda m, s: m.decode(*decode_inputs(m)), None, "",
         lambda m, s: dict(zip(("hiddens", "mask"), (np.asarray(a).tolist() for a in decode_inputs(m)))),
         triton=lambda c, m, s: c.decode(s.name, *decode_inputs(m)),
     ),
@@ -202,10 +200,7 @@ def test_python_api(tiny, spec, verb):
     case = CASES[verb]
     model = tiny.model(spec)
     assert isinstance(model, bionemo_lite.BioModel) and model.name == spec.name and verb in model.verbs
-    if case.protocol is not None:
-        assert isinstance(model, case.protocol)
-    else:
-        assert callable(getattr(model, verb))
+    assert isinstance(model, VERB_PROTOCOLS[verb])
     result = case.call(model, spec)
     if isinstance(case.result, type):
         assert isinstance(result, case.result)
