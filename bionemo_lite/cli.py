@@ -215,10 +215,11 @@ def check_embed_options(spec: ModelSpec, layers: list[int] | None, pooling: str)
     it; poolings against ``spec.config["poolings"]`` when it has them, else
     against every pooling a family knows (the model refines both once loaded).
     """
-    from .encoding import check_pooling, resolve_layers
+    from .encoding import resolve_layers
+    from .pooling import get_pooling
 
     try:
-        check_pooling(pooling, spec.poolings)
+        get_pooling(pooling, spec.poolings)
     except InvalidInputError as exc:
         raise typer.BadParameter(exc.reason, param_hint="--pooling") from None
     if layers and "num_layers" in spec.config:

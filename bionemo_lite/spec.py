@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from .pooling import DEFAULT_POOLINGS, POOLINGS
+
 Verb = Literal["embed", "fold", "generate", "score"]
 InputKind = Literal["protein", "smiles"]
 CORE_VERBS: tuple[str, ...] = ("embed", "fold", "generate", "score")
-DEFAULT_POOLINGS: tuple[str, ...] = ("mean", "bos", "per_residue")
-PER_POSITION_POOLINGS: tuple[str, ...] = ("per_residue", "per_token")  # one vector per residue/token
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,9 @@ class ModelSpec:
         weights: official sources, the first one is what `weights pull` fetches.
         params: number of parameters, for listings.
         description: one line for listings.
-        poolings: the ``embed`` poolings this family offers (checked by front
-            doors before any weights are read).
+        poolings: the names of the ``embed`` poolings this family offers, each
+            one of `bionemo_lite.pooling.POOLINGS` (checked by front doors
+            before any weights are read).
         numerics: the arithmetic modes the family's loader accepts as
             ``numerics=`` (e.g. ``("fast", "reference")``); empty for families
             with one way of computing, which ignore the option.
@@ -93,6 +94,9 @@ class ModelSpec:
             raise ValueError("ModelSpec needs a name and a family")
         if ":" not in self.loader:
             raise ValueError(f"{self.name}: loader must be 'module:function', got {self.loader!r}")
+        unknown = [p for p in self.poolings if p not in POOLINGS]
+        if unknown:
+            raise ValueError(f"{self.name}: poolings {unknown} are not in bionemo_lite.pooling.POOLINGS")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (used by `/v1/models` and the CLI)."""
