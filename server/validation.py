@@ -8,9 +8,9 @@ request).
 
 from __future__ import annotations
 
-import string
 from collections.abc import Sequence
 
+from bionemo_lite.chains import split_chains
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.records import Record, clean_protein, prepare_proteins
 from bionemo_lite.spec import ModelSpec
@@ -37,21 +37,15 @@ def check_proteins(spec: ModelSpec, records: Sequence[Record], truncate: bool) -
     return prepare_proteins(list(records), spec.max_length, "truncate" if truncate else "error")
 
 
-def chain_names(count: int) -> list[str]:
-    """``A``, ``B``, ... as chains are usually named."""
-    letters = string.ascii_uppercase
-    return [letters[i] if i < len(letters) else f"chain{i + 1}" for i in range(count)]
-
-
 def check_fold_sequence(spec: ModelSpec, sequence: str, record: str = "sequence") -> None:
     """Every chain of a ``:``-joined complex is a valid protein and the total fits the model.
 
     Errors name the record as the fold plugins do: ``"sequence"``, or ``"sequence, chain B"``.
     """
-    chains = sequence.split(":")
-    names = [record] if len(chains) == 1 else [f"{record}, chain {n}" for n in chain_names(len(chains))]
+    chains = split_chains(sequence, record)
+    names = [record] if len(chains) == 1 else [f"{record}, chain {cid}" for cid, _ in chains]
     total = 0
-    for name, chain in zip(names, chains):
+    for name, (_, chain) in zip(names, chains):
         total += len(clean_protein(Record(name, chain)).sequence)
     if total > spec.max_length:
         raise InvalidInputError(

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..batching import is_out_of_memory
+from ..chains import clean_chains
 from ..errors import InvalidInputError
 from ..io.atomic import write_text_atomic
 from ..io.readers import Fields, TableRecord, record_fields
@@ -505,11 +506,7 @@ class FoldTask:
     def prepare(self, record: Record) -> Record:
         # Chains are joined with ':'; each must be a valid protein (the model checks its own limits).
         text = WHITESPACE.sub("", record.sequence).upper()
-        chains = text.split(":")
-        for chain_text in chains:
-            if not chain_text:
-                raise InvalidInputError("empty chain (check the ':' separators)", record=record.id)
-            clean_protein(Record(record.id, chain_text, record.index))
+        clean_chains(text, record.id)
         return replace(record, sequence=text)
 
     def _options(self, record: Record) -> dict[str, Any]:
