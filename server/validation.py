@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from bionemo_lite.chains import split_chains
 from bionemo_lite.errors import InvalidInputError
-from bionemo_lite.records import Record, clean_protein, prepare_proteins
+from bionemo_lite.records import Record, clean_protein, prepare_inputs
 from bionemo_lite.spec import ModelSpec
 
 
@@ -26,15 +26,13 @@ def check_count(count: int, max_sequences: int) -> None:
 
 
 def check_proteins(spec: ModelSpec, records: Sequence[Record], truncate: bool) -> tuple[list[Record], list[str]]:
-    """Residues and lengths of protein records: the core's `prepare_proteins`, as the model itself runs it.
+    """The records as the model will see them: the core's `prepare_inputs` for the spec's input kind.
 
     Returns:
-        The records as the model will see them (cleaned, cut under `truncate`) and the ids that
-        were cut; SMILES records unchanged (they need the model's own parser) and no ids.
+        The records (proteins cleaned and cut under `truncate`; SMILES stripped, as they need the
+        model's own parser) and the ids that were cut.
     """
-    if spec.input_kind != "protein":
-        return list(records), []
-    return prepare_proteins(list(records), spec.max_length, "truncate" if truncate else "error")
+    return prepare_inputs(list(records), spec.input_kind, spec.max_length, "truncate" if truncate else "error")
 
 
 def check_fold_sequence(spec: ModelSpec, sequence: str, record: str = "sequence") -> None:

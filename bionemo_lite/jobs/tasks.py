@@ -35,7 +35,7 @@ from ..io.writers import (
 )
 from ..model import BioModel
 from ..mutations import duplicate_reason, normalize_mutation, parse_mutation
-from ..records import WHITESPACE, LengthPolicy, Record, check_protein, clean_protein
+from ..records import WHITESPACE, LengthPolicy, Record, clean_protein, prepare_record
 from ..results import RecordError
 from ..binding import bind_options
 from .runner import ChunkOutcome, failure_reason
@@ -53,17 +53,14 @@ def _policy(truncate: bool) -> LengthPolicy:
 def _prepare(model: BioModel, record: Record, truncate: bool) -> Record:
     """Clean and check one record the way the verb will, so a bad one never reaches the model.
 
-    Proteins go through the core's `check_protein` (residues, length limit).
-    A record over the limit is handed on cleaned but whole: the verb cuts it
-    itself and reports the cut in its result, which fills the job's
-    ``truncated`` column. SMILES are only stripped: the model parses them.
+    The core's `prepare_record` for the model's input kind (proteins: residues
+    and length limit; SMILES: only stripped, the model parses them). A record
+    over the limit is handed on cleaned but whole: the verb cuts it itself and
+    reports the cut in its result, which fills the job's ``truncated`` column.
     """
-    if _input_kind(model) != "protein":
-        text = record.sequence.strip()
-        if not text:
-            raise InvalidInputError("empty input", record=record.id)
-        return replace(record, sequence=text)
-    checked, cut = check_protein(record, model.max_length, _policy(truncate))
+    checked, cut = prepare_record(record, _input_kind(model), model.max_length, _policy(truncate))
+    if not checked.sequence:
+        raise InvalidInputError("empty input", record=record.id)
     return clean_protein(record) if cut else checked
 
 
@@ -356,10 +353,9 @@ class MutationScoreTask:
     wild_type_truncated: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
-        if _input_kind(self.model) == "protein":
-            self.wild_type, self.wild_type_truncated = check_protein(
-                self.wild_type, self.model.max_length, _policy(self.truncate)
-            )
+        self.wild_type, self.wild_type_truncated = prepare_record(
+            self.wild_type, _input_kind(self.model), self.model.max_length, _policy(self.truncate)
+        )
 
     def params(self) -> dict[str, Any]:
         return {"method": self.method, "truncate": self.truncate, "wild_type_id": self.wild_type.id}

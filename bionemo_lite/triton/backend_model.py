@@ -35,7 +35,7 @@ import triton_python_backend_utils as pb_utils
 
 from bionemo_lite.binding import bind_options, verb_method
 from bionemo_lite.errors import BionemoLiteError, InvalidInputError
-from bionemo_lite.records import Record, as_records, prepare_proteins
+from bionemo_lite.records import Record, prepare_inputs
 from bionemo_lite.pooling import get_pooling, is_per_position
 from bionemo_lite.triton.protocol import decode_layer, encode_error
 
@@ -200,10 +200,8 @@ class TritonPythonModel:
     def _prepare(self, sequences: list[str], policy: str) -> tuple[list[Record], list[str]]:
         if not sequences:
             raise InvalidInputError("no input records were given")
-        if self.input_kind == "protein":
-            return prepare_proteins(sequences, self.max_length or 10**9, policy)  # type: ignore[arg-type]
-        # Other inputs (SMILES) are validated, and their length counted in tokens, by the model itself.
-        return as_records(sequences), []
+        # SMILES are validated, and their length counted in tokens, by the model itself.
+        return prepare_inputs(sequences, self.input_kind, self.max_length or 10**9, policy)  # type: ignore[arg-type]
 
     def _embed(self, requests: list[Any]) -> list[Any]:
         responses: list[Any] = [None] * len(requests)
