@@ -465,6 +465,11 @@ def score_command(
     if mutations is None and method in MUTATION_METHODS:
         raise typer.BadParameter(f"--method {method} needs --mutations FILE", param_hint="--mutations")
     spec = _model_spec(model, "score")
+    if method is not None and spec.score_methods:  # before any weights are read, like --pooling
+        try:
+            spec.score_method(method)
+        except InvalidInputError as exc:
+            raise typer.BadParameter(exc.reason, param_hint="--method") from None
     kind = spec.input_kind
     if mutations is not None:
         wild_type = _wild_type(input, kind)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from .errors import InvalidInputError
 from .pooling import DEFAULT_POOLINGS, POOLINGS
 
 Verb = Literal["embed", "fold", "generate", "score"]
@@ -71,6 +72,8 @@ class ModelSpec:
         numerics: the arithmetic modes the family's loader accepts as
             ``numerics=`` (e.g. ``("fast", "reference")``); empty for families
             with one way of computing, which ignore the option.
+        score_methods: the ``score`` methods the family offers, the first is
+            the default (checked by front doors before any weights are read).
     """
 
     name: str
@@ -86,6 +89,7 @@ class ModelSpec:
     description: str = ""
     poolings: tuple[str, ...] = DEFAULT_POOLINGS
     numerics: tuple[str, ...] = ()
+    score_methods: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verbs", frozenset(self.verbs))
@@ -97,6 +101,18 @@ class ModelSpec:
         unknown = [p for p in self.poolings if p not in POOLINGS]
         if unknown:
             raise ValueError(f"{self.name}: poolings {unknown} are not in bionemo_lite.pooling.POOLINGS")
+
+    def score_method(self, method: str | None = None) -> str:
+        """`method` if the family offers it (None: the default, the first declared).
+
+        Raises:
+            InvalidInputError: a method the family does not offer (the message lists them).
+        """
+        if method is None and self.score_methods:
+            return self.score_methods[0]
+        if method not in self.score_methods:
+            raise InvalidInputError(f"score method must be one of {', '.join(self.score_methods)}; got {method!r}")
+        return method
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (used by `/v1/models` and the CLI)."""
@@ -112,4 +128,5 @@ class ModelSpec:
             "description": self.description,
             **({"poolings": list(self.poolings)} if "embed" in self.verbs else {}),
             **({"numerics": list(self.numerics)} if self.numerics else {}),
+            **({"score_methods": list(self.score_methods)} if self.score_methods else {}),
         }

@@ -39,7 +39,6 @@ from .generation import (
 from .network import ESM2Network, Esm2Encoding
 
 T = TypeVar("T")
-SCORE_METHODS = ("pll", "masked_marginals", "wt_marginals")
 SPECIAL_TOKENS = 2  # BOS + EOS around every sequence
 
 
@@ -289,8 +288,7 @@ class ESM2Model(BioModel):
                 method, or a bad or repeated mutation (its text as ``record``),
                 including a position past a truncation (``on_too_long="truncate"``).
         """
-        if method not in SCORE_METHODS:
-            raise InvalidInputError(f"method must be one of {', '.join(SCORE_METHODS)}; got {method!r}")
+        method = self.spec.score_method(method)
         check_tokens_per_batch(tokens_per_batch)  # here too: wt_marginals runs one unbatched pass
         records, truncated = prepare_proteins(inputs, self.max_length, on_too_long)
         if method == "pll":

@@ -45,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 OnInvalid = Literal["error", "skip"]
 DECODE_METHODS: tuple[str, ...] = ("greedy", "beam")
-SCORE_METHODS: tuple[str, ...] = ("loglik", "loglik_per_token")
 
 
 def pad_ids(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -558,8 +557,7 @@ class MegaMolBARTModel(BioModel):
             method: ``"loglik"`` (sum over the tokens and the end token, in nats)
                 or ``"loglik_per_token"`` (its mean).
         """
-        if method not in SCORE_METHODS:
-            raise InvalidInputError(f"score method must be one of {', '.join(SCORE_METHODS)}; got {method!r}")
+        method = self.spec.score_method(method)
         records, token_ids, _, errors = self._tokens(
             inputs, canonicalize=canonicalize, on_invalid=on_invalid, limit=self.max_length - 1
         )
