@@ -201,10 +201,11 @@ def check_embed_options(spec: ModelSpec, layers: list[int] | None, pooling: str)
     it; poolings against ``spec.config["poolings"]`` when it has them, else
     against every pooling a family knows (the model refines both once loaded).
     """
-    from .encoding import check_pooling, resolve_layers
+    from .encoding import resolve_layers
+    from .pooling import get_pooling
 
     try:
-        check_pooling(pooling, spec.poolings)
+        get_pooling(pooling, spec.poolings)
     except InvalidInputError as exc:
         raise typer.BadParameter(exc.reason, param_hint="--pooling") from None
     if layers and "num_layers" in spec.config:
@@ -470,6 +471,11 @@ def score_command(
     if mutations is None and method in MUTATION_METHODS:
         raise typer.BadParameter(f"--method {method} needs --mutations FILE", param_hint="--mutations")
     spec = _model_spec(model, "score")
+    if method is not None and spec.score_methods:  # before any weights are read, like --pooling
+        try:
+            spec.score_method(method)
+        except InvalidInputError as exc:
+            raise typer.BadParameter(exc.reason, param_hint="--method") from None
     kind = spec.input_kind
     if mutations is not None:
         wild_type = _wild_type(input, kind)

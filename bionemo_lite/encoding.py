@@ -2,7 +2,7 @@
 
 A plugin supplies one function that runs a batch of clean records through its
 network and returns, per record and layer, the pooled vector or the
-per-residue matrix (pooling happens on the device, in `pool_hidden`, so only
+per-residue matrix (pooling happens on the device, with `Pooling.torch`, so only
 what the user asked for is copied back). This module does the rest the same
 way for every family: validation, length policy, token-budget batches,
 out-of-memory splitting, input order, and the `Embeddings` result.
@@ -11,21 +11,17 @@ out-of-memory splitting, input order, and the `Embeddings` result.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .batching import check_tokens_per_batch, run_batches, token_budget_batches
 from .errors import InvalidInputError
-from .model import POOLINGS
+from .pooling import DEFAULT_POOLINGS, Pooling, get_pooling
 from .records import Inputs, LengthPolicy, Record, prepare_proteins
 from .results import Embeddings, RecordError
 
-if TYPE_CHECKING:
-    import torch
-
 # records of one batch, absolute layers, pooling -> per record: {layer: array}
-BatchEncoder = Callable[[list[Record], tuple[int, ...], str], list[dict[int, np.ndarray]]]
+BatchEncoder = Callable[[list[Record], tuple[int, ...], Pooling], list[dict[int, np.ndarray]]]
 
 
 def resolve_layers(layer: int | Sequence[int], num_layers: int) -> tuple[int, ...]:
@@ -53,40 +49,6 @@ def resolve_layers(layer: int | Sequence[int], num_layers: int) -> tuple[int, ..
     return tuple(out)
 
 
-def check_pooling(pooling: str, allowed: Sequence[str] = POOLINGS) -> str:
-    if pooling not in allowed:
-        raise InvalidInputError(f"pooling must be one of {', '.join(allowed)}; got {pooling!r}")
-    return pooling
-
-
-def pool_hidden(
-    hidden: torch.Tensor, residue_mask: torch.Tensor, pooling: str, bos_index: int | None = 0
-) -> list[np.ndarray]:
-    """Pool one layer's hidden states ``[B, T, D]`` into float32 numpy arrays.
-
-    Args:
-        residue_mask: ``[B, T]`` true on residue tokens only (no BOS/EOS/padding):
-            padding and special tokens never enter a mean.
-        pooling: ``"mean"`` -> ``[D]``, ``"bos"`` -> ``[D]`` (the token at
-            `bos_index`), ``"per_residue"`` -> ``[L_i, D]``.
-    """
-    hidden = hidden.float()
-    if pooling == "mean":
-        mask = residue_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return list(pooled.cpu().numpy())
-    if pooling == "bos":
-        if bos_index is None:
-            raise InvalidInputError("this model has no BOS token; use pooling 'mean' or 'per_residue'")
-        return list(hidden[:, bos_index].cpu().numpy())
-    if pooling == "per_residue":
-        out = []
-        for row, mask in zip(hidden, residue_mask):
-            out.append(row[mask].cpu().numpy())
-        return out
-    raise InvalidInputError(f"unknown pooling {pooling!r}")
-
-
 def embed_records(
     model_name: str,
     inputs: Inputs,
@@ -99,7 +61,7 @@ def embed_records(
     on_too_long: LengthPolicy = "error",
     tokens_per_batch: int | None = None,
     extra_tokens: int = 2,
-    poolings: Sequence[str] = POOLINGS,
+    poolings: Sequence[str] = DEFAULT_POOLINGS,
 ) -> Embeddings:
     """Validate, batch, encode and assemble an `Embeddings` result in input order.
 
@@ -107,7 +69,7 @@ def embed_records(
     ``Embeddings.errors``; every other record is still returned.
     """
     budget = check_tokens_per_batch(tokens_per_batch)  # before any work: a bad budget is the caller's error
-    check_pooling(pooling, poolings)
+    pool = get_pooling(pooling, poolings)
     layers = resolve_layers(layer, num_layers)
     records, truncated = prepare_proteins(inputs, max_length, on_too_long)
     batches = token_budget_batches(
@@ -115,7 +77,7 @@ def embed_records(
     )
 
     def run(batch: list[int]) -> dict[int, dict[int, np.ndarray]]:
-        outputs = encode_batch([records[i] for i in batch], layers, pooling)
+        outputs = encode_batch([records[i] for i in batch], layers, pool)
         return dict(zip(batch, outputs))
 
     results, failures = run_batches(batches, run)
@@ -123,7 +85,7 @@ def embed_records(
     by_layer: dict[int, object] = {}
     for lay in layers:
         arrays = [np.asarray(results[i][lay], dtype=np.float32) for i in kept]
-        if pooling == "per_residue":
+        if pool.per_position:
             by_layer[lay] = arrays
         else:
             dim = arrays[0].shape[-1] if arrays else 0

@@ -144,5 +144,35 @@ def prepare_proteins(
     Returns:
         The records as the model sees them, and the ids of those that were cut.
     """
-    checked = [check_protein(r, max_length, on_too_long) for r in as_records(inputs)]
-    return [r for r, _ in checked], [r.id for r, cut in checked if cut]
+    return prepare_inputs(inputs, "protein", max_length, on_too_long)
+
+
+def prepare_record(
+    record: Record, input_kind: str, max_length: int, on_too_long: LengthPolicy = "error"
+) -> tuple[Record, bool]:
+    """One record as a model of `input_kind` (``ModelSpec.input_kind``) will see it, and whether it was cut.
+
+    Proteins are cleaned and held to `max_length` residues (`check_protein`).
+    SMILES are only stripped: their validity and their length in tokens need
+    the model's own parser and tokenizer, so the model checks them.
+
+    Raises:
+        InvalidInputError: a bad protein (naming the record), or an unknown input kind.
+    """
+    if input_kind == "protein":
+        return check_protein(record, max_length, on_too_long)
+    if input_kind == "smiles":
+        return replace(record, sequence=record.sequence.strip()), False
+    raise InvalidInputError(f"unknown input kind {input_kind!r}: expected 'protein' or 'smiles'")
+
+
+def prepare_inputs(
+    inputs: Inputs, input_kind: str, max_length: int, on_too_long: LengthPolicy = "error"
+) -> tuple[list[Record], list[str]]:
+    """User inputs as validated records for a model of `input_kind`: every door calls this.
+
+    Returns:
+        The records as the model will see them (`prepare_record`), and the ids of those that were cut.
+    """
+    prepared = [prepare_record(r, input_kind, max_length, on_too_long) for r in as_records(inputs)]
+    return [r for r, _ in prepared], [r.id for r, cut in prepared if cut]

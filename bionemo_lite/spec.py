@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+from .errors import InvalidInputError
+from .pooling import DEFAULT_POOLINGS, POOLINGS
+
 Verb = Literal["embed", "fold", "generate", "score"]
 InputKind = Literal["protein", "smiles"]
 CORE_VERBS: tuple[str, ...] = ("embed", "fold", "generate", "score")
-DEFAULT_POOLINGS: tuple[str, ...] = ("mean", "bos", "per_residue")
-PER_POSITION_POOLINGS: tuple[str, ...] = ("per_residue", "per_token")  # one vector per residue/token
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,14 @@ class ModelSpec:
         weights: official sources, the first one is what `weights pull` fetches.
         params: number of parameters, for listings.
         description: one line for listings.
-        poolings: the ``embed`` poolings this family offers (checked by front
-            doors before any weights are read).
+        poolings: the names of the ``embed`` poolings this family offers, each
+            one of `bionemo_lite.pooling.POOLINGS` (checked by front doors
+            before any weights are read).
         numerics: the arithmetic modes the family's loader accepts as
             ``numerics=`` (e.g. ``("fast", "reference")``); empty for families
             with one way of computing, which ignore the option.
+        score_methods: the ``score`` methods the family offers, the first is
+            the default (checked by front doors before any weights are read).
     """
 
     name: str
@@ -85,6 +89,7 @@ class ModelSpec:
     description: str = ""
     poolings: tuple[str, ...] = DEFAULT_POOLINGS
     numerics: tuple[str, ...] = ()
+    score_methods: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "verbs", frozenset(self.verbs))
@@ -93,6 +98,21 @@ class ModelSpec:
             raise ValueError("ModelSpec needs a name and a family")
         if ":" not in self.loader:
             raise ValueError(f"{self.name}: loader must be 'module:function', got {self.loader!r}")
+        unknown = [p for p in self.poolings if p not in POOLINGS]
+        if unknown:
+            raise ValueError(f"{self.name}: poolings {unknown} are not in bionemo_lite.pooling.POOLINGS")
+
+    def score_method(self, method: str | None = None) -> str:
+        """`method` if the family offers it (None: the default, the first declared).
+
+        Raises:
+            InvalidInputError: a method the family does not offer (the message lists them).
+        """
+        if method is None and self.score_methods:
+            return self.score_methods[0]
+        if method not in self.score_methods:
+            raise InvalidInputError(f"score method must be one of {', '.join(self.score_methods)}; got {method!r}")
+        return method
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (used by `/v1/models` and the CLI)."""
@@ -108,4 +128,5 @@ class ModelSpec:
             "description": self.description,
             **({"poolings": list(self.poolings)} if "embed" in self.verbs else {}),
             **({"numerics": list(self.numerics)} if self.numerics else {}),
+            **({"score_methods": list(self.score_methods)} if self.score_methods else {}),
         }

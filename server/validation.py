@@ -8,11 +8,11 @@ request).
 
 from __future__ import annotations
 
-import string
 from collections.abc import Sequence
 
+from bionemo_lite.chains import split_chains
 from bionemo_lite.errors import InvalidInputError
-from bionemo_lite.records import Record, clean_protein, prepare_proteins
+from bionemo_lite.records import Record, clean_protein, prepare_inputs
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.verbs import length_policy
 
@@ -27,21 +27,13 @@ def check_count(count: int, max_sequences: int) -> None:
 
 
 def check_proteins(spec: ModelSpec, records: Sequence[Record], truncate: bool) -> tuple[list[Record], list[str]]:
-    """Residues and lengths of protein records: the core's `prepare_proteins`, as the model itself runs it.
+    """The records as the model will see them: the core's `prepare_inputs` for the spec's input kind.
 
     Returns:
-        The records as the model will see them (cleaned, cut under `truncate`) and the ids that
-        were cut; SMILES records unchanged (they need the model's own parser) and no ids.
+        The records (proteins cleaned and cut under `truncate`; SMILES stripped, as they need the
+        model's own parser) and the ids that were cut.
     """
-    if spec.input_kind != "protein":
-        return list(records), []
-    return prepare_proteins(list(records), spec.max_length, length_policy(truncate))
-
-
-def chain_names(count: int) -> list[str]:
-    """``A``, ``B``, ... as chains are usually named."""
-    letters = string.ascii_uppercase
-    return [letters[i] if i < len(letters) else f"chain{i + 1}" for i in range(count)]
+    return prepare_inputs(list(records), spec.input_kind, spec.max_length, length_policy(truncate))
 
 
 def check_fold_sequence(spec: ModelSpec, sequence: str, record: str = "sequence") -> None:
@@ -49,10 +41,10 @@ def check_fold_sequence(spec: ModelSpec, sequence: str, record: str = "sequence"
 
     Errors name the record as the fold plugins do: ``"sequence"``, or ``"sequence, chain B"``.
     """
-    chains = sequence.split(":")
-    names = [record] if len(chains) == 1 else [f"{record}, chain {n}" for n in chain_names(len(chains))]
+    chains = split_chains(sequence, record)
+    names = [record] if len(chains) == 1 else [f"{record}, chain {cid}" for cid, _ in chains]
     total = 0
-    for name, chain in zip(names, chains):
+    for name, (_, chain) in zip(names, chains):
         total += len(clean_protein(Record(name, chain)).sequence)
     if total > spec.max_length:
         raise InvalidInputError(

@@ -16,6 +16,7 @@ import numpy as np
 from bionemo_lite.encoding import embed_records
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.model import BioModel
+from bionemo_lite.pooling import Pooling
 from bionemo_lite.records import PROTEIN_ALPHABET, Inputs, Record, prepare_proteins
 from bionemo_lite.results import Embeddings, RecordError, Scores
 from bionemo_lite.spec import ModelSpec
@@ -52,7 +53,7 @@ class CompositionModel(BioModel):
         self.calls = 0
         self.oom_residue = oom_residue
 
-    def _encode(self, records: list[Record], layers: tuple[int, ...], pooling: str) -> list[dict[int, np.ndarray]]:
+    def _encode(self, records: list[Record], layers: tuple[int, ...], pooling: Pooling) -> list[dict[int, np.ndarray]]:
         if self.oom_residue and any(self.oom_residue in r.sequence for r in records):
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         self.records_computed += len(records)
@@ -61,7 +62,7 @@ class CompositionModel(BioModel):
             per = {}
             for lay in layers:
                 rows = expected_vectors(r.sequence, lay)
-                per[lay] = rows if pooling == "per_residue" else (rows[0] if pooling == "bos" else rows.mean(0))
+                per[lay] = rows if pooling.per_position else (rows[0] if pooling.needs_bos else rows.mean(0))
             out.append(per)
         return out
 

@@ -3,7 +3,8 @@
 import pytest
 
 from bionemo_lite import InvalidInputError
-from bionemo_lite.encoding import check_pooling, resolve_layers
+from bionemo_lite.encoding import resolve_layers
+from bionemo_lite.pooling import get_pooling
 from bionemo_lite.weights import resolve_dtype
 
 
@@ -20,7 +21,7 @@ def test_bad_layers_are_invalid_input(layer):
 
 def test_bad_pooling_and_dtype_are_invalid_input():
     with pytest.raises(InvalidInputError, match="mean, bos, per_residue"):
-        check_pooling("max")
+        get_pooling("max")
     with pytest.raises(InvalidInputError, match="unknown dtype 'int8'"):
         resolve_dtype("int8", "cpu")
 

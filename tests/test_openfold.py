@@ -249,8 +249,8 @@ def test_pdb_overflow_is_reported_not_hidden(checkpoints, network_attempts, one_
 
 BAD_INPUTS = [
     ("MKTAYJAK", {}, "invalid residue 'J'"),
-    ("MKTAY::GSH", {}, "chain B: empty sequence"),
-    ("", {}, "empty sequence"),
+    ("MKTAY::GSH", {}, "chain B: empty chain"),
+    ("", {}, "empty chain"),
     ("MKTAYIAK", {"ligands": ["C1CC(C"]}, "ligand 1: SMILES"),
     ("MKTAYIAK", {"ligands": ["CCO.O"]}, "disconnected"),
     ("MKTAYIAK", {"ligands": ["ccd:QQQQQ"]}, "not in the local Chemical Component Dictionary"),

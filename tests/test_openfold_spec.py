@@ -64,8 +64,8 @@ def test_msa_is_checked_against_its_chain_and_rewritten_for_openfold():
 @pytest.mark.parametrize(
     ("chains", "options", "reason"),
     [
-        ("MKTAYJAK", {}, "chain A: invalid residue 'J'"),
-        (["MKTAY", ""], {}, "chain B: empty sequence"),
+        ("MKTAYJAK", {}, "position 6: invalid residue 'J'"),
+        (["MKTAY", ""], {}, "chain B: empty chain"),
         ([], {}, "no protein chain"),
         ("MKT", {"ligands": ["C1CC(C"]}, "ligand 1: SMILES"),
         ("MKT", {"ligands": ["CC", {"ccd": "ATP", "smiles": "C"}]}, "ligand 2: give exactly one"),

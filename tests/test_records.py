@@ -3,7 +3,9 @@
 import pytest
 
 from bionemo_lite import InvalidInputError, Record
-from bionemo_lite.records import apply_length_policy, as_records, check_protein, clean_protein, prepare_proteins
+from bionemo_lite.records import (
+    apply_length_policy, as_records, check_protein, clean_protein, prepare_inputs, prepare_proteins,
+)
 
 
 def test_input_shapes_keep_order_and_ids():
@@ -89,3 +91,16 @@ def test_check_protein_cleans_and_applies_the_length_policy_to_one_record():
     with pytest.raises(InvalidInputError) as err:
         check_protein(Record("d", "mkJ"), 5, "truncate")
     assert (err.value.record, err.value.position) == ("d", 3)
+
+
+def test_prepare_inputs_follows_the_input_kind():
+    records, cut = prepare_inputs({"a": "mk t", "b": "MKTAYIAK"}, "protein", 5, "truncate")
+    assert [(r.id, r.sequence) for r in records] == [("a", "MKT"), ("b", "MKTAY")] and cut == ["b"]
+    with pytest.raises(InvalidInputError, match="invalid residue") as err:
+        prepare_inputs(["MKT", "MKJ"], "protein", 10)
+    assert err.value.record == "1"
+    # SMILES are only stripped: validity and token counts are the model's own (nothing is cut here)
+    records, cut = prepare_inputs([" CCO ", "C1CC"], "smiles", 1)
+    assert [r.sequence for r in records] == ["CCO", "C1CC"] and cut == []
+    with pytest.raises(InvalidInputError, match="unknown input kind 'dna'"):
+        prepare_inputs(["ACGT"], "dna", 10)

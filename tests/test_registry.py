@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import bionemo_lite as bl
-from bionemo_lite import ModelSpec, UnknownModelError
+from bionemo_lite import InvalidInputError, ModelSpec, UnknownModelError, get_spec
 from bionemo_lite.registry import import_string, plugin_errors
 from bionemo_lite.spec import CORE_VERBS
 
@@ -105,3 +105,11 @@ def test_third_party_plugin_via_entry_point_and_broken_plugin_skipped(tmp_path: 
     code = "import bionemo_lite as bl; print(len(bl.list_models()))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "0"
+
+
+def test_score_methods_are_declared_by_the_spec_first_is_the_default():
+    esm2, mmb = get_spec("esm2_t6_8M_UR50D"), get_spec("megamolbart")
+    assert esm2.score_method() == "pll" and esm2.score_method("wt_marginals") == "wt_marginals"
+    assert mmb.score_methods == ("loglik", "loglik_per_token") and mmb.to_dict()["score_methods"][0] == "loglik"
+    with pytest.raises(InvalidInputError, match="score method must be one of pll, masked_marginals, wt_marginals"):
+        esm2.score_method("loglik")

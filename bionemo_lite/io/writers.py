@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BionemoLiteError
+from ..pooling import is_per_position
 from .atomic import atomic_path
 
 EMBEDDING_FORMATS = (".parquet", ".h5", ".hdf5", ".npz")
@@ -201,11 +202,9 @@ def _write_embeddings_parquet(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..spec import PER_POSITION_POOLINGS
-
     first, rows = peek_first(rows)
     # The arrays say whether they hold one row per position (a family may name its pooling its own way).
-    per_residue = (np.ndim(first.by_layer[layers[0]]) == 2) if first is not None else pooling in PER_POSITION_POOLINGS
+    per_residue = (np.ndim(first.by_layer[layers[0]]) == 2) if first is not None else is_per_position(pooling)
     emb_type = pa.list_(pa.list_(pa.float32())) if per_residue else pa.list_(pa.float32())
     fields = [
         pa.field("id", pa.string()),

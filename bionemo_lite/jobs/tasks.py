@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..batching import is_out_of_memory
+from ..chains import clean_chains
 from ..errors import InvalidInputError
 from ..io.atomic import write_text_atomic
 from ..io.readers import Fields, TableRecord, record_fields
@@ -34,7 +35,7 @@ from ..io.writers import (
     write_table,
 )
 from ..mutations import duplicate_reason, normalize_mutation, parse_mutation
-from ..records import WHITESPACE, LengthPolicy, Record, check_protein, clean_protein
+from ..records import WHITESPACE, LengthPolicy, Record, clean_protein, prepare_record
 from ..results import RecordError
 from ..verbs import (
     ContactPredictor,
@@ -60,17 +61,14 @@ def _input_kind(model: Named) -> str:
 def _prepare(model: Named, record: Record, on_too_long: LengthPolicy) -> Record:
     """Clean and check one record the way the verb will, so a bad one never reaches the model.
 
-    Proteins go through the core's `check_protein` (residues, length limit).
-    A record over the limit is handed on cleaned but whole: the verb cuts it
-    itself and reports the cut in its result, which fills the job's
-    ``truncated`` column. SMILES are only stripped: the model parses them.
+    The core's `prepare_record` for the model's input kind (proteins: residues
+    and length limit; SMILES: only stripped, the model parses them). A record
+    over the limit is handed on cleaned but whole: the verb cuts it itself and
+    reports the cut in its result, which fills the job's ``truncated`` column.
     """
-    if _input_kind(model) != "protein":
-        text = record.sequence.strip()
-        if not text:
-            raise InvalidInputError("empty input", record=record.id)
-        return replace(record, sequence=text)
-    checked, cut = check_protein(record, model.max_length, on_too_long)
+    checked, cut = prepare_record(record, _input_kind(model), model.max_length, on_too_long)
+    if not checked.sequence:
+        raise InvalidInputError("empty input", record=record.id)
     return clean_protein(record) if cut else checked
 
 
@@ -344,10 +342,9 @@ class MutationScoreTask:
     wild_type_truncated: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
-        if _input_kind(self.model) == "protein":
-            self.wild_type, self.wild_type_truncated = check_protein(
-                self.wild_type, self.model.max_length, self.on_too_long
-            )
+        self.wild_type, self.wild_type_truncated = prepare_record(
+            self.wild_type, _input_kind(self.model), self.model.max_length, self.on_too_long
+        )
 
     def params(self) -> dict[str, Any]:
         return {"method": self.method, "on_too_long": self.on_too_long, "wild_type_id": self.wild_type.id}
@@ -494,11 +491,7 @@ class FoldTask:
     def prepare(self, record: Record) -> Record:
         # Chains are joined with ':'; each must be a valid protein (the model checks its own limits).
         text = WHITESPACE.sub("", record.sequence).upper()
-        chains = text.split(":")
-        for chain_text in chains:
-            if not chain_text:
-                raise InvalidInputError("empty chain (check the ':' separators)", record=record.id)
-            clean_protein(Record(record.id, chain_text, record.index))
+        clean_chains(text, record.id)
         return replace(record, sequence=text)
 
     def _options(self, record: Record) -> FoldOptions:

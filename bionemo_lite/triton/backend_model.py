@@ -35,8 +35,9 @@ import triton_python_backend_utils as pb_utils
 
 from bionemo_lite.binding import bind_options, verb_method
 from bionemo_lite.errors import BionemoLiteError, InvalidInputError
-from bionemo_lite.records import Record, as_records, prepare_proteins
-from bionemo_lite.triton.protocol import PER_POSITION_POOLINGS, decode_layer, encode_error
+from bionemo_lite.records import Record, prepare_inputs
+from bionemo_lite.pooling import get_pooling, is_per_position
+from bionemo_lite.triton.protocol import decode_layer, encode_error
 
 
 @dataclass
@@ -225,10 +226,8 @@ class TritonPythonModel:
     def _prepare(self, sequences: list[str], policy: str) -> tuple[list[Record], list[str]]:
         if not sequences:
             raise InvalidInputError("no input records were given")
-        if self.input_kind == "protein":
-            return prepare_proteins(sequences, self.max_length or 10**9, policy)  # type: ignore[arg-type]
-        # Other inputs (SMILES) are validated, and their length counted in tokens, by the model itself.
-        return as_records(sequences), []
+        # SMILES are validated, and their length counted in tokens, by the model itself.
+        return prepare_inputs(sequences, self.input_kind, self.max_length or 10**9, policy)  # type: ignore[arg-type]
 
     def _embed(self, requests: list[Any]) -> list[Any]:
         responses: list[Any] = [None] * len(requests)
@@ -310,7 +309,7 @@ class TritonPythonModel:
     def _embed_response(self, job: _Job) -> Any:
         n = len(job.records)
         dim = next((a.shape[-1] for rec in job.per_record.values() for a in rec.values()), 0)
-        per_residue = job.pooling in PER_POSITION_POOLINGS
+        per_residue = is_per_position(job.pooling)
         width = max(job.lengths.values(), default=0) if per_residue else 1
         out = np.zeros((n, len(job.layers), width, dim), dtype=np.float32)
         for k, arrays in job.per_record.items():
@@ -340,10 +339,9 @@ class TritonPythonModel:
         self, records: list[Record], layer: Any, pooling: str
     ) -> tuple[tuple[int, ...], dict[int, list[np.ndarray]], list[str], dict[str, str]]:
         from bionemo_lite.batching import token_budget_batches
-        from bionemo_lite.encoding import check_pooling, resolve_layers
-        from bionemo_lite.triton.tokens import pool_numpy
+        from bionemo_lite.encoding import resolve_layers
 
-        check_pooling(pooling)
+        pool = get_pooling(pooling)
         layers = resolve_layers(layer, self.num_layers)
         missing = [lay for lay in layers if lay not in self.onnx_layers]
         if missing:
@@ -361,7 +359,7 @@ class TritonPythonModel:
             width = next(iter(feeds.values())).shape[1]
             mask = self.tokenizer.residue_mask(seqs, width)
             for lay, hidden in zip(layers, outputs):
-                for i, pooled in zip(batch, pool_numpy(hidden, mask, pooling, self.bos_index)):
+                for i, pooled in zip(batch, pool.numpy(hidden, mask, self.bos_index)):
                     by_layer[lay][i] = pooled
         return layers, by_layer, [r.id for r in records], {}
 

@@ -37,7 +37,8 @@ import numpy as np
 from ..errors import BackendUnavailableError, BionemoLiteError, InvalidInputError
 from ..records import Inputs, Record, as_records
 from ..results import Embeddings, Generated, GeneratedRecord, RecordError, Scores, Structure
-from .protocol import EMBED_OUTPUTS, PER_POSITION_POOLINGS, decode_error, encode_layer, index_to_id, triton_model_name
+from ..pooling import is_per_position
+from .protocol import EMBED_OUTPUTS, decode_error, encode_layer, index_to_id, triton_model_name
 
 Protocol = Literal["http", "grpc"]
 MIB = 1 << 20
@@ -174,7 +175,7 @@ class _Codec:
         ok = [k for k in range(len(records)) if not errors[k]]
         by_layer: dict[int, Any] = {}
         for li, lay in enumerate(layers):
-            if pooling in PER_POSITION_POOLINGS:
+            if is_per_position(pooling):
                 by_layer[lay] = [np.ascontiguousarray(emb[k, li, : int(lengths[k])]) for k in ok]
             else:
                 dim = emb.shape[-1] if emb.ndim == 4 else 0

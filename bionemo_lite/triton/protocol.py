@@ -50,13 +50,11 @@ import json
 from typing import Any
 
 from ..errors import BionemoLiteError, InvalidInputError, UnsupportedVerbError
-from ..spec import PER_POSITION_POOLINGS  # noqa: F401  (re-exported for the client and the model.py)
 
 VERB_SEPARATOR = "__"
 EMBED_OUTPUTS = ("embeddings", "lengths", "layers", "truncated", "errors")
 JSON_VERBS = ("score", "generate")
 SERVABLE_VERBS = ("embed", *JSON_VERBS, "decode", "fold")
-# Poolings that return one vector per position (the others: one per record).
 ERROR_PREFIX = "bionemo-lite error: "
 
 

@@ -1,4 +1,4 @@
-"""Tokenisation and pooling without torch, for ONNX encoders served by Triton.
+"""Tokenisation without torch, for ONNX encoders served by Triton (pooling: `bionemo_lite.pooling`).
 
 An ONNX graph takes token ids, not text. Protein language models tokenise one
 character per residue, so their tokenizer is data: a vocabulary, the ids put
@@ -104,19 +104,3 @@ class CharTokenizer:
         for i, s in enumerate(sequences):
             mask[i, start : start + len(s)] = True
         return mask
-
-
-def pool_numpy(hidden: np.ndarray, residue_mask: np.ndarray, pooling: str, bos_index: int | None) -> list[np.ndarray]:
-    """`bionemo_lite.encoding.pool_hidden` for numpy arrays ``[B, T, D]`` (float32 results)."""
-    hidden = hidden.astype(np.float32, copy=False)
-    if pooling == "mean":
-        mask = residue_mask[..., None].astype(np.float32)
-        pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1.0)
-        return list(pooled)
-    if pooling == "bos":
-        if bos_index is None:
-            raise InvalidInputError("this model has no BOS token; use pooling 'mean' or 'per_residue'")
-        return list(hidden[:, bos_index])
-    if pooling == "per_residue":
-        return [row[mask] for row, mask in zip(hidden, residue_mask)]
-    raise InvalidInputError(f"unknown pooling {pooling!r}")

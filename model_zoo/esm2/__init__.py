@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from bionemo_lite.spec import ModelSpec, WeightFile, WeightSource
 
+SCORE_METHODS: tuple[str, ...] = ("pll", "masked_marginals", "wt_marginals")  # pll: the default
+
 FAMILY = "esm2"
 LOADER = "bionemo_lite.zoo.esm2.loading:load_esm2"
 VOCAB_SIZE = 33
@@ -73,6 +75,7 @@ def _spec(name: str, num_layers: int, embed_dim: int, attention_heads: int) -> M
         input_kind="protein",
         max_length=MAX_RESIDUES,
         numerics=("fast", "reference"),  # fast (fused SDPA) is the default
+        score_methods=SCORE_METHODS,
         config={
             "num_layers": num_layers,
             "embed_dim": embed_dim,

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from bionemo_lite.batching import check_tokens_per_batch, run_batches, token_budget_batches
-from bionemo_lite.encoding import embed_records, pool_hidden
+from bionemo_lite.encoding import embed_records
+from bionemo_lite.pooling import Pooling
 from bionemo_lite.errors import BionemoLiteError, CheckpointError, InvalidInputError
 from bionemo_lite.model import BioModel
 from bionemo_lite.mutations import Mutation, parse_mutations
@@ -38,7 +39,6 @@ from .generation import (
 from .network import ESM2Network, Esm2Encoding
 
 T = TypeVar("T")
-SCORE_METHODS = ("pll", "masked_marginals", "wt_marginals")
 SPECIAL_TOKENS = 2  # BOS + EOS around every sequence
 
 
@@ -192,14 +192,14 @@ class ESM2Model(BioModel):
             extra_tokens=SPECIAL_TOKENS,
         )
 
-    def _embed_batch(self, records: list[Record], layers: tuple[int, ...], pooling: str) -> list[dict[int, np.ndarray]]:
+    def _embed_batch(self, records: list[Record], layers: tuple[int, ...], pooling: Pooling) -> list[dict[int, np.ndarray]]:
         tokens = self.tokenize([r.sequence for r in records])
         lengths = torch.tensor([len(r.sequence) for r in records], device=self._device)
         with torch.inference_mode():
             enc = self._encode(tokens, layers)
             positions = torch.arange(tokens.shape[1], device=self._device)
             residues = (positions[None, :] >= 1) & (positions[None, :] <= lengths[:, None])
-            pooled = {lay: pool_hidden(enc.hidden[lay], residues, pooling, bos_index=0) for lay in layers}
+            pooled = {lay: pooling.torch(enc.hidden[lay], residues, bos_index=0) for lay in layers}
         return [{lay: pooled[lay][i] for lay in layers} for i in range(len(records))]
 
     # ------------------------------------------------------------ logits and contacts
@@ -288,8 +288,7 @@ class ESM2Model(BioModel):
                 method, or a bad or repeated mutation (its text as ``record``),
                 including a position past a truncation (``on_too_long="truncate"``).
         """
-        if method not in SCORE_METHODS:
-            raise InvalidInputError(f"method must be one of {', '.join(SCORE_METHODS)}; got {method!r}")
+        method = self.spec.score_method(method)
         check_tokens_per_batch(tokens_per_batch)  # here too: wt_marginals runs one unbatched pass
         records, truncated = prepare_proteins(inputs, self.max_length, on_too_long)
         if method == "pll":

@@ -16,11 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bionemo_lite.chains import CHAIN_SEPARATOR, clean_chains
 from bionemo_lite.errors import InvalidInputError
-from bionemo_lite.records import Record, clean_protein
-from bionemo_lite.structures import RESTYPES, chain_id
-
-CHAIN_SEPARATOR = ":"
+from bionemo_lite.structures import RESTYPES
 CHAIN_LINKER = "G" * 25
 RESIDUE_INDEX_OFFSET = 512
 UNKNOWN_INDEX = len(RESTYPES)  # "X" in AlphaFold's restype_order_with_x
@@ -69,32 +67,6 @@ class FoldInput:
         return [i for chain in self.chains for i in range(1, len(chain) + 1)]
 
 
-def split_chains(sequence: str, record: str = "sequence") -> list[str]:
-    """Clean every ``:``-separated chain; an empty chain is an error naming its id.
-
-    Raises:
-        InvalidInputError: empty chain (``AAAA::BBB``, a trailing ``:``), or an
-            invalid residue (named with its 1-based position in the chain).
-    """
-    if not isinstance(sequence, str):
-        raise InvalidInputError(f"sequence must be a string, got {type(sequence).__name__}", record=record)
-    parts = sequence.split(CHAIN_SEPARATOR)
-    chains: list[str] = []
-    for i, part in enumerate(parts):
-        # The chain goes into the reason, so it survives wherever only the reason is shown.
-        prefix = "" if len(parts) == 1 else f"chain {chain_id(i)}: "
-        if not part.strip():
-            raise InvalidInputError(
-                f"{prefix}empty chain" + (" (two ':' in a row, or a ':' at the start or end)" if prefix else ""),
-                record=record,
-            )
-        try:
-            chains.append(clean_protein(Record(record, part)).sequence)
-        except InvalidInputError as exc:
-            raise InvalidInputError(prefix + exc.reason, record=record, position=exc.position) from None
-    return chains
-
-
 def encode(
     sequence: str,
     max_length: int,
@@ -113,7 +85,7 @@ def encode(
         InvalidInputError: bad residue, empty chain, or too long; raised before
             any model work.
     """
-    chains = split_chains(sequence, record)
+    ids, chains = zip(*clean_chains(sequence, record))
     total = sum(len(c) for c in chains)
     if total > max_length:
         raise InvalidInputError(
@@ -140,7 +112,7 @@ def encode(
             pos += 1
     return FoldInput(
         chains=tuple(chains),
-        chain_ids=tuple(chain_id(i) for i in range(len(chains))),
+        chain_ids=tuple(ids),
         aatype=np.asarray(aatype, dtype=np.int64),
         residue_index=np.asarray(residx, dtype=np.int64),
         is_linker=np.asarray(linker_mask, dtype=bool),

@@ -35,6 +35,7 @@ PUBLISHED_CONFIG: dict = {
     "share_token_embeddings": True,
 }
 MAX_TOKENS = 512
+SCORE_METHODS: tuple[str, ...] = ("loglik", "loglik_per_token")  # loglik: the default
 POOLINGS: tuple[str, ...] = ("mean", "per_token", "per_residue")  # per_residue: the core's name for per_token
 
 
@@ -82,6 +83,7 @@ def specs() -> list[ModelSpec]:
             max_length=MAX_TOKENS,
             config=PUBLISHED_CONFIG,
             poolings=POOLINGS,
+            score_methods=SCORE_METHODS,
             license="Apache-2.0",
             weights=(nemo,),
             params=count_parameters(),

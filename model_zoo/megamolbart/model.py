@@ -24,10 +24,11 @@ import torch
 
 from bionemo_lite import chem
 from bionemo_lite.batching import check_tokens_per_batch, run_batches, token_budget_batches
-from bionemo_lite.encoding import check_pooling, resolve_layers
+from bionemo_lite.encoding import resolve_layers
 from bionemo_lite.errors import BionemoLiteError, InvalidInputError
 from bionemo_lite.model import BioModel
 from bionemo_lite.options import check_bool, check_float, check_int
+from bionemo_lite.pooling import get_pooling
 from bionemo_lite.records import Inputs, LengthPolicy, Record, as_records
 from bionemo_lite.results import Decoded, Embeddings, Generated, GeneratedRecord, RecordError, Scores
 from bionemo_lite.spec import ModelSpec
@@ -44,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 OnInvalid = Literal["error", "skip"]
 DECODE_METHODS: tuple[str, ...] = ("greedy", "beam")
-SCORE_METHODS: tuple[str, ...] = ("loglik", "loglik_per_token")
 
 
 def pad_ids(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -274,7 +274,7 @@ class MegaMolBARTModel(BioModel):
         Raises:
             InvalidInputError: a bad SMILES (with ``on_invalid="error"``), pooling or layer.
         """
-        check_pooling(pooling, POOLINGS)
+        pool = get_pooling(pooling, POOLINGS)
         layers = resolve_layers(layer, self.num_layers)
         records, token_ids, truncated, errors = self._tokens(
             inputs, canonicalize=canonicalize, on_invalid=on_invalid, limit=self.max_length, on_too_long=on_too_long
@@ -282,12 +282,14 @@ class MegaMolBARTModel(BioModel):
         per = self._encode_records(token_ids, layers, tokens_per_batch) if token_ids else {}
         by_layer: dict[int, Any] = {}
         for lay in layers:
-            if pooling == "mean":
-                vectors = [per[i][lay].float().mean(0).cpu().numpy() for i in range(len(token_ids))]
-                dim = self.network.config.hidden_size
-                by_layer[lay] = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
+            # one record at a time: its rows are exactly its tokens (no padding to mask out)
+            arrays = [pool.torch(per[i][lay][None], torch.ones(1, len(t), dtype=torch.bool, device=per[i][lay].device),
+                                 bos_index=None)[0] for i, t in enumerate(token_ids)]
+            if pool.per_position:
+                by_layer[lay] = arrays
             else:
-                by_layer[lay] = [per[i][lay].float().cpu().numpy() for i in range(len(token_ids))]
+                dim = self.network.config.hidden_size
+                by_layer[lay] = np.stack(arrays).astype(np.float32) if arrays else np.zeros((0, dim), np.float32)
         return Embeddings(
             model=self.name,
             ids=[r.id for r in records],
@@ -555,8 +557,7 @@ class MegaMolBARTModel(BioModel):
             method: ``"loglik"`` (sum over the tokens and the end token, in nats)
                 or ``"loglik_per_token"`` (its mean).
         """
-        if method not in SCORE_METHODS:
-            raise InvalidInputError(f"score method must be one of {', '.join(SCORE_METHODS)}; got {method!r}")
+        method = self.spec.score_method(method)
         records, token_ids, _, errors = self._tokens(
             inputs, canonicalize=canonicalize, on_invalid=on_invalid, limit=self.max_length - 1
         )

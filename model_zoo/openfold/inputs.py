@@ -12,18 +12,15 @@ from __future__ import annotations
 import functools
 import os
 import re
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from bionemo_lite.chains import chain_ids, clean_chains
 from bionemo_lite.chem import parse_smiles
 from bionemo_lite.errors import InvalidInputError
-from bionemo_lite.records import Record, clean_protein
-
-CHAIN_IDS = string.ascii_uppercase + string.ascii_lowercase + string.digits
-"""Chain ids in the order they are given out: single characters, so PDB can hold them."""
+from bionemo_lite.records import Record
 
 # openfold3 knows the 20 standard amino acids and X (UNK); it would turn any other
 # letter into UNK with only a log line. We accept the shared 25-letter alphabet and do
@@ -80,23 +77,6 @@ class FoldRequest:
     @property
     def chain_ids(self) -> list[str]:
         return [c.chain_id for c in self.proteins] + [lig.chain_id for lig in self.ligands]
-
-
-def split_chains(sequence_or_chains: str | Record | Sequence[str], record_id: str) -> list[str]:
-    """Chains as a list of raw strings (``"AAA:BBB"``, ``["AAA", "BBB"]`` or a `Record`)."""
-    if isinstance(sequence_or_chains, Record):
-        sequence_or_chains = sequence_or_chains.sequence
-    if isinstance(sequence_or_chains, str):
-        return sequence_or_chains.split(":")
-    if isinstance(sequence_or_chains, Sequence) and all(isinstance(c, str) for c in sequence_or_chains):
-        if not sequence_or_chains:
-            raise InvalidInputError("no protein chain was given", record=record_id)
-        return list(sequence_or_chains)
-    raise InvalidInputError(
-        f"cannot read chains from a {type(sequence_or_chains).__name__}; pass a sequence, "
-        "chains joined with ':' or a list of chains",
-        record=record_id,
-    )
 
 
 def _read_msa_item(item: None | str | os.PathLike, record_id: str, chain_id: str) -> str | None:
@@ -321,27 +301,13 @@ def build_request(
     rid = record_id if record_id is not None else (
         sequence_or_chains.id if isinstance(sequence_or_chains, Record) else "0"
     )
-    raw_chains = split_chains(sequence_or_chains, rid)
     if isinstance(ligands, (str, Mapping)):
         ligands = [ligands]
     ligand_items = list(ligands or [])
-    n_chains = len(raw_chains) + len(ligand_items)
-    if n_chains > len(CHAIN_IDS):
-        raise InvalidInputError(
-            f"{n_chains} chains (proteins + ligands) were given; at most {len(CHAIN_IDS)} are supported",
-            record=rid,
-        )
-
-    cleaned: list[str] = []
-    for i, raw in enumerate(raw_chains):
-        try:
-            cleaned.append(clean_protein(Record(rid, raw)).sequence)
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"chain {CHAIN_IDS[i]}: {exc.reason}", record=rid, position=exc.position) from None
-
-    ligs = tuple(
-        parse_ligand(item, j, CHAIN_IDS[len(cleaned) + j], rid) for j, item in enumerate(ligand_items)
-    )
+    proteins = clean_chains(sequence_or_chains, rid)
+    ids = chain_ids(len(proteins) + len(ligand_items), rid)  # ligands are chains of their own, after the proteins
+    cleaned = [seq for _, seq in proteins]
+    ligs = tuple(parse_ligand(item, j, ids[len(cleaned) + j], rid) for j, item in enumerate(ligand_items))
     tokens = sum(map(len, cleaned)) + sum(lig.heavy_atoms for lig in ligs)
     if tokens > max_tokens:
         raise InvalidInputError(
@@ -350,11 +316,11 @@ def build_request(
             record=rid,
         )
 
-    chain_ids = list(CHAIN_IDS[: len(cleaned)])
-    msas = msas_per_chain(msa, chain_ids, rid)
-    proteins = []
-    for cid, seq, msa_text in zip(chain_ids, cleaned, msas):
+    protein_ids = [cid for cid, _ in proteins]
+    msas = msas_per_chain(msa, protein_ids, rid)
+    chains = []
+    for cid, seq, msa_text in zip(protein_ids, cleaned, msas):
         model_seq = "".join(OPENFOLD_UNKNOWN.get(ch, ch) for ch in seq)
         checked = check_a3m(msa_text, seq, model_seq, rid, cid) if msa_text is not None else None
-        proteins.append(ProteinChain(cid, seq, model_seq, checked))
-    return FoldRequest(rid, tuple(proteins), ligs)
+        chains.append(ProteinChain(cid, seq, model_seq, checked))
+    return FoldRequest(rid, tuple(chains), ligs)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bionemo_lite.encoding import embed_records, pool_hidden
+from bionemo_lite.encoding import embed_records
+from bionemo_lite.pooling import Pooling
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.model import BioModel
 from bionemo_lite.verbs import OnnxEncoder
@@ -151,14 +152,14 @@ class ProtT5Model(BioModel):
         )
 
     def _encode_batch(
-        self, records: list[Record], layers: tuple[int, ...], pooling: str
+        self, records: list[Record], layers: tuple[int, ...], pooling: Pooling
     ) -> list[dict[int, np.ndarray]]:
         arrays = self.tokenizer.batch([r.sequence for r in records])
         input_ids, attention_mask = self._tensors(arrays)
         residues = torch.from_numpy(self.tokenizer.residue_mask(arrays)).to(self.device)
         with torch.inference_mode():
             hidden = self._net(input_ids, attention_mask, layers=layers)
-            pooled = {lay: pool_hidden(hidden[lay], residues, pooling, bos_index=None) for lay in layers}
+            pooled = {lay: pooling.torch(hidden[lay], residues, bos_index=None) for lay in layers}
         return [{lay: pooled[lay][row] for lay in layers} for row in range(len(records))]
 
     def embed(

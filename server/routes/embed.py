@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from bionemo_lite.pooling import PER_RESIDUE, is_per_position
 from bionemo_lite.spec import ModelSpec
-from bionemo_lite.spec import PER_POSITION_POOLINGS
 
 from ..deps import BackendDep, SettingsDep, model_with
 from ..errors import ERROR_RESPONSES
@@ -61,7 +61,7 @@ def one_layout(result: dict[str, Any]) -> dict[str, Any]:
 
 def embedding_arrays(result: dict[str, Any]) -> dict[str, np.ndarray]:
     """The arrays of an embed answer under their file paths (see `server.payloads`)."""
-    per_residue = result["pooling"] in PER_POSITION_POOLINGS
+    per_residue = is_per_position(result["pooling"])
     dim = int(result["dim"])
 
     def layer_arrays(name: str, values: list[Any]) -> dict[str, np.ndarray]:
@@ -87,7 +87,7 @@ def embedding_arrays(result: dict[str, Any]) -> dict[str, np.ndarray]:
 async def _hiddens(backend: BackendDep, name: str, body: EmbedRequest) -> dict[str, Any]:
     """BioNeMo's padded ``hiddens`` + ``mask`` from the per-token states, through whichever backend serves."""
     first = body.layer[0] if isinstance(body.layer, list) else body.layer
-    per_token = await backend.embed(name, body.model_copy(update={"pooling": "per_residue", "layer": first}))
+    per_token = await backend.embed(name, body.model_copy(update={"pooling": PER_RESIDUE.name, "layer": first}))
     arrays = [np.asarray(a, dtype=np.float32) for a in per_token["embeddings"]]
     width = max((len(a) for a in arrays), default=0)
     dim = per_token["dim"]

@@ -27,5 +27,7 @@ async def score(
 ) -> Response:
     """Score records: pseudo-log-likelihood per sequence, or one variant-effect score per mutation."""
     check_count(len(body.sequences), settings.max_sequences)
+    if spec.score_methods:  # before loading, like poolings
+        spec.score_method(body.method)
     check_proteins(spec, body.records(), truncate=body.truncate)
     return await json_response(await backend.score(spec.name, body))
