@@ -10,10 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .spec import DEFAULT_POOLINGS, ModelSpec
-
-Pooling = str  # "mean" | "bos" | "per_residue" (families may add their own)
-POOLINGS: tuple[str, ...] = DEFAULT_POOLINGS
+from .spec import ModelSpec
 
 
 class BioModel:

@@ -85,7 +85,8 @@ class VerbCase:
         output: the CLI output name.
         http: the JSON body of ``POST /v1/models/{name}/{verb}`` for a model.
         cli_inputs: the records the CLI input file holds.
-        triton: one `TritonClient` call (None: Triton does not serve the verb).
+        triton: one call on the `RemoteModel` serving the variant on Triton, given the local model too
+            (None: Triton does not serve the verb).
     """
 
     result: type | Callable[[Any, ModelSpec], None]
@@ -104,22 +105,22 @@ def _body(inputs: dict[str, str], **extra: Any) -> dict[str, Any]:
 CASES: dict[str, VerbCase] = {
     "embed": VerbCase(
         Embeddings, lambda m, s: m.embed(records(s)), (), "out.parquet", lambda m, s: _body(records(s)),
-        triton=lambda c, m, s: c.embed(s.name, records(s)),
+        triton=lambda r, m, s: r.embed(records(s)),
     ),
     "score": VerbCase(
         Scores, lambda m, s: m.score(records(s)), (), "out.csv", lambda m, s: _body(records(s)),
-        triton=lambda c, m, s: c.score(s.name, records(s)),
+        triton=lambda r, m, s: r.score(records(s)),
     ),
     "generate": VerbCase(
         Generated, lambda m, s: m.generate(generation_seeds(s), seed=0),
         ("--num-samples", "2", "--seed", "0"), "out.csv",
         lambda m, s: _body(generation_seeds(s), num_samples=2, seed=0), cli_inputs=generation_seeds,
-        triton=lambda c, m, s: c.generate(s.name, generation_seeds(s), seed=0),
+        triton=lambda r, m, s: r.generate(generation_seeds(s), seed=0),
     ),
     "fold": VerbCase(
         Structure, lambda m, s: m.fold(FOLD_SEQUENCE), (), "structures",
         lambda m, s: {"sequence": FOLD_SEQUENCE}, cli_inputs=lambda s: {"f1": FOLD_SEQUENCE},
-        triton=lambda c, m, s: c.fold(s.name, FOLD_SEQUENCE),
+        triton=lambda r, m, s: r.fold(FOLD_SEQUENCE),
     ),
     "contacts": VerbCase(
         check_contacts, lambda m, s: m.contacts(records(s)), (), "out.npz", lambda m, s: _body(records(s))
@@ -127,7 +128,7 @@ CASES: dict[str, VerbCase] = {
     "decode": VerbCase(
         check_decoded, lambda m, s: m.decode(*decode_inputs(m)), None, "",
         lambda m, s: dict(zip(("hiddens", "mask"), (np.asarray(a).tolist() for a in decode_inputs(m)))),
-        triton=lambda c, m, s: c.decode(s.name, *decode_inputs(m)),
+        triton=lambda r, m, s: r.decode(*decode_inputs(m)),  # hiddens from the local model
     ),
 }
 
@@ -276,8 +277,12 @@ TRITON_VERBS = [pytest.param(s, v, id=f"{s.name}-{v}") for s, v in (p.values for
 @pytest.mark.slow
 @pytest.mark.parametrize("spec, verb", TRITON_VERBS)
 def test_triton(tiny, triton, spec, verb):
+    from bionemo_lite.triton.remote import RemoteModel
+
     case = CASES[verb]
-    result = case.triton(triton, tiny.model(spec), spec)
+    remote = RemoteModel(spec, triton)  # the same verb Protocols as the in-process model
+    assert isinstance(remote, VERB_PROTOCOLS[verb])
+    result = case.triton(remote, tiny.model(spec), spec)
     if isinstance(case.result, type):
         assert isinstance(result, case.result)
         assert not getattr(result, "errors", [])
