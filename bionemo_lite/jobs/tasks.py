@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -132,6 +132,28 @@ def _json_bytes(payload: Any) -> bytes:
     return json.dumps(payload).encode("utf-8")
 
 
+class JsonPayloads:
+    """A task whose per-record results are kept in the manifest as JSON."""
+
+    encode = staticmethod(_json_bytes)
+
+    def decode(self, blob: bytes) -> dict[str, Any]:
+        return json.loads(blob)
+
+
+def write_rows(
+    output: Path,
+    done: Iterable[tuple[Record, Any]],
+    columns: list[str],
+    row: Callable[[Record, Any], dict[str, Any]] = lambda rec, payload: payload,
+) -> int:
+    """One table row per finished record (`row` of its payload), the input's extra columns after `columns`."""
+    first, pairs = peek_first(done)
+    layout = extra_columns(first, columns)
+    rows = ({"id": rec.id, **row(rec, p), **_extras(rec, layout)} for rec, p in pairs)
+    return write_table(output, rows, columns + [c for _, c in layout], _string_types(layout))
+
+
 @dataclass
 class EmbedTask:
     """``embed`` as a job: one row per record with its pooled or per-residue embeddings."""
@@ -248,7 +270,7 @@ _TYPES = {"id": "string", "sequence": "string", "mutation": "string", "wild_type
 
 
 @dataclass
-class ScoreTask:
+class ScoreTask(JsonPayloads):
     """``score`` per record (e.g. ESM-2 pseudo-log-likelihood, SMILES log-likelihood)."""
 
     model: Scorer
@@ -272,16 +294,8 @@ class ScoreTask:
             out.results[rid] = {"sequence": by_id[rid].sequence, "score": value, "truncated": rid in truncated}
         return out
 
-    encode = staticmethod(_json_bytes)
-
-    def decode(self, blob: bytes) -> dict[str, Any]:
-        return json.loads(blob)
-
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        first, pairs = peek_first(done)
-        layout = extra_columns(first, SCORE_COLUMNS)
-        rows = ({"id": rec.id, **p, **_extras(rec, layout)} for rec, p in pairs)
-        return write_table(output, rows, SCORE_COLUMNS + [c for _, c in layout], _string_types(layout))
+        return write_rows(output, done, SCORE_COLUMNS)
 
 
 @dataclass
@@ -320,7 +334,7 @@ class MutationSource:
 
 
 @dataclass
-class MutationScoreTask:
+class MutationScoreTask(JsonPayloads):
     """``score`` with ``masked_marginals`` / ``wt_marginals``: one row per mutation of one wild type.
 
     A protein wild type is checked (and, with ``on_too_long="truncate"``, cut) once, here:
@@ -368,21 +382,13 @@ class MutationScoreTask:
                 out.errors[m] = reason
         return out
 
-    encode = staticmethod(_json_bytes)
-
-    def decode(self, blob: bytes) -> dict[str, Any]:
-        return json.loads(blob)
-
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        wild_type = self.wild_type.sequence
-        first, pairs = peek_first(done)
-        layout = extra_columns(first, MUTATION_COLUMNS)
-        rows = (
-            {"id": self.wild_type.id, "mutation": rec.id, "sequence": self.mutant(rec.id), "wild_type": wild_type,
-             "score": p["score"], "truncated": self.wild_type_truncated, **_extras(rec, layout)}
-            for rec, p in pairs
-        )
-        return write_table(output, rows, MUTATION_COLUMNS + [c for _, c in layout], _string_types(layout))
+        def row(rec: Record, payload: dict[str, Any]) -> dict[str, Any]:
+            return {"id": self.wild_type.id, "mutation": rec.id, "sequence": self.mutant(rec.id),
+                    "wild_type": self.wild_type.sequence, "score": payload["score"],
+                    "truncated": self.wild_type_truncated}
+
+        return write_rows(output, done, MUTATION_COLUMNS, row)
 
     def mutant(self, mutation: str) -> str:
         """The sequence `mutation` makes of the (scored) wild type."""
@@ -393,7 +399,7 @@ class MutationScoreTask:
 
 
 @dataclass
-class GenerateTask:
+class GenerateTask(JsonPayloads):
     """``generate`` as a job: one row per generated sample (id, seed, sample, generated, score, properties)."""
 
     model: Generator
@@ -423,11 +429,6 @@ class GenerateTask:
                 "properties": {k: [float(v) for v in vals] for k, vals in rec.properties.items()},
             }
         return out
-
-    encode = staticmethod(_json_bytes)
-
-    def decode(self, blob: bytes) -> dict[str, Any]:
-        return json.loads(blob)
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
         first, pairs = peek_first(done)
@@ -469,7 +470,7 @@ SUMMARY_COLUMNS = ["id", "length", "mean_plddt", "ptm", "path"]
 
 
 @dataclass
-class FoldTask:
+class FoldTask(JsonPayloads):
     """``fold`` as a job: one structure file per record in `outdir`, then ``summary.csv``.
 
     Each structure is written (atomically) as soon as it is predicted, and the
@@ -533,13 +534,5 @@ class FoldTask:
             }
         return out
 
-    encode = staticmethod(_json_bytes)
-
-    def decode(self, blob: bytes) -> dict[str, Any]:
-        return json.loads(blob)
-
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        first, pairs = peek_first(done)
-        layout = extra_columns(first, SUMMARY_COLUMNS)
-        rows = ({"id": rec.id, **p, **_extras(rec, layout)} for rec, p in pairs)
-        return write_table(output, rows, SUMMARY_COLUMNS + [c for _, c in layout], _string_types(layout))
+        return write_rows(output, done, SUMMARY_COLUMNS)
