@@ -68,7 +68,7 @@ class ServerProcess:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         # Nothing of the caller's BIONEMO_LITE_* settings leaks into the server.
-        base = {k: v for k, v in os.environ.items() if not k.startswith("BIONEMO_LITE_")}
+        base = {k: v for k, v in os.environ.items() if not k.startswith("BIONEMO_LITE_") or k == "BIONEMO_LITE_DEV_ROOT"}
         path = os.pathsep.join(p for p in (str(TESTS_DIR), base.get("PYTHONPATH", "")) if p)
         self.env = {**base, "PYTHONPATH": path, **env}
         self.proc: subprocess.Popen | None = None

@@ -16,7 +16,8 @@ import pytest
 import bionemo_lite
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.records import Record
-from bionemo_lite.server.backends.batcher import merge_records, run_group
+from bionemo_lite.merging import merge_records
+from bionemo_lite.server.backends.batcher import run_group
 from bionemo_lite.server.backends.inprocess import InProcessBackend, embeddings_to_json
 from bionemo_lite.server.schemas import EmbedRequest
 from bionemo_lite.server.settings import Settings
