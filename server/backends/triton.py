@@ -154,7 +154,8 @@ class TritonProvider(ProviderBase):
                 failures.append(str(exc))
         if len(failures) == 1:
             raise BackendUnavailableError(failures[0])
-        raise BackendUnavailableError(f"no Triton replica could answer ({', '.join(self.urls)}): " + " | ".join(failures))
+        raise BackendUnavailableError(
+            f"no Triton replica could answer ({', '.join(self.urls)}): " + " | ".join(failures))
 
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)

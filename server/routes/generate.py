@@ -29,4 +29,5 @@ async def generate(
     check_count(len(body.sequences), settings.max_sequences)
     records = body.records()  # duplicate ids -> 422 now; residues are the model's to check (seeds carry <mask>)
     options = body.verb_options()
-    return await json_response(await provider.run(spec.name, "generate", lambda model: options.run(model, records).to_dict()))
+    result = await provider.run(spec.name, "generate", lambda model: options.run(model, records).to_dict())
+    return await json_response(result)

@@ -29,4 +29,5 @@ async def score(
     check_count(len(body.sequences), settings.max_sequences)
     check_proteins(spec, body.records(), truncate=body.truncate)
     options, records = body.verb_options(), body.records()
-    return await json_response(await provider.run(spec.name, "score", lambda model: options.run(model, records).to_dict()))
+    result = await provider.run(spec.name, "score", lambda model: options.run(model, records).to_dict())
+    return await json_response(result)
