@@ -67,8 +67,8 @@ class ServerProcess:
         self.command = command(self.port)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        # Nothing of the caller's BIONEMO_LITE_* settings leaks into the server (the checkout under test does).
-        base = {k: v for k, v in os.environ.items() if not k.startswith("BIONEMO_LITE_") or k == "BIONEMO_LITE_DEV_ROOT"}
+        # Nothing of the caller's BIONEMO_LITE_* settings leaks into the server.
+        base = {k: v for k, v in os.environ.items() if not k.startswith("BIONEMO_LITE_")}
         path = os.pathsep.join(p for p in (str(TESTS_DIR), base.get("PYTHONPATH", "")) if p)
         self.env = {**base, "PYTHONPATH": path, **env}
         self.proc: subprocess.Popen | None = None
@@ -235,7 +235,7 @@ class ToyEncoder(ToyModel):
                 per = {}
                 for lay in layers:
                     h = self.hidden(r.sequence, lay).astype(np.float32)
-                    per[lay] = h[1:] if pool.per_position else (h[0] if pool.needs_bos else h[1:].mean(0))
+                    per[lay] = {"mean": h[1:].mean(0), "bos": h[0], "per_residue": h[1:]}[pool]
                 out.append(per)
             return out
 
