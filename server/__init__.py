@@ -4,7 +4,7 @@
     settings.py   Settings (BIONEMO_LITE_* variables)
     schemas.py    request and response bodies
     routes/       one router per resource: health, models, embed, score, generate, fold, decode
-    backends/     where models run: inprocess (default) or triton
+    backends/     model providers, where models run: inprocess (default) or triton; batcher.py merges embeds
     validation.py checks made before any model work; errors.py / limits.py: error answers, body limit
     preload.py    which models load at start-up (preload, else the cache, else the default model)
     problems.py   why a model cannot be served, without server paths, and the commands that fix it

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 import bionemo_lite
 from bionemo_lite.registry import get_spec
 
-from .backends import make_backend
+from .backends import make_provider
 from .errors import UnhandledErrors, install_error_handlers
 from .limits import BodySizeLimit
 from .preload import PreloadPlan, plan_preload
@@ -60,18 +60,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings if settings is not None else Settings()
     _check_names(settings)
-    backend = make_backend(settings)
+    provider = make_provider(settings)
     plan = _plan(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            await backend.start(plan.models, download=plan.download)
+            await provider.start(plan.models, download=plan.download)
             loading = f"; loading {', '.join(plan.models)} ({plan.source})" if plan.models else ""
-            logger.info("bionemo-lite answering (%s backend)%s", backend.kind, loading)
+            logger.info("bionemo-lite answering (%s backend)%s", provider.kind, loading)
             yield
         finally:
-            await backend.close()
+            await provider.close()
 
     app = FastAPI(
         title="bionemo-lite",
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=SafeJSONResponse,
     )
     app.state.settings = settings
-    app.state.backend = backend
+    app.state.provider = provider
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(UnhandledErrors)

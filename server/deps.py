@@ -1,4 +1,4 @@
-"""Request dependencies: the settings, the backend, and the model a route acts on."""
+"""Request dependencies: the settings, the model provider, and the model a route acts on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import Depends, Path, Request
 from bionemo_lite.registry import get_spec, require_verb
 from bionemo_lite.spec import ModelSpec
 
-from .backends.base import Backend
+from .backends.base import ModelProvider
 from .settings import Settings
 
 
@@ -18,12 +18,12 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_backend(request: Request) -> Backend:
-    return request.app.state.backend
+def get_provider(request: Request) -> ModelProvider:
+    return request.app.state.provider
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-BackendDep = Annotated[Backend, Depends(get_backend)]
+ProviderDep = Annotated[ModelProvider, Depends(get_provider)]
 ModelName = Annotated[str, Path(description="Registered model name, e.g. esm2_t6_8M_UR50D (see GET /v1/models).")]
 
 

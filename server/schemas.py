@@ -25,7 +25,15 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.options import MAX_TEMPERATURE, MIN_TEMPERATURE, check_temperature
 from bionemo_lite.records import LengthPolicy, Record, as_records
-from bionemo_lite.verbs import ContactsOptions, EmbedOptions, ScoreOptions, length_policy
+from bionemo_lite.verbs import (
+    ContactsOptions,
+    DecodeOptions,
+    EmbedOptions,
+    FoldOptions,
+    GenerateOptions,
+    ScoreOptions,
+    length_policy,
+)
 
 MAX_ID_LENGTH = 256
 
@@ -249,6 +257,9 @@ class GenerateRequest(RecordsRequest, FamilyOptionsBody):
                  "seed": self.seed}
         return {**{k: v for k, v in known.items() if v is not None}, **self.family_options()}
 
+    def verb_options(self) -> GenerateOptions:
+        return GenerateOptions(self.options())
+
 
 class GeneratedItem(BaseModel):
     id: str
@@ -294,6 +305,10 @@ class FoldRequest(FamilyOptionsBody):
         known = {"id": self.id, "num_recycles": self.num_recycles, "chunk_size": self.chunk_size,
                  "alignments": self.alignments, "ligands": self.ligands or None}
         return {**{k: v for k, v in known.items() if v is not None}, **self.family_options()}
+
+    def verb_options(self) -> FoldOptions:
+        options = self.options()
+        return FoldOptions(options.pop("num_recycles", None), options.pop("chunk_size", None), options)
 
 
 class EncodedArray(BaseModel):
@@ -344,6 +359,9 @@ class DecodeRequest(FamilyOptionsBody):
 
     def options(self) -> dict[str, Any]:
         return self.family_options()
+
+    def verb_options(self) -> DecodeOptions:
+        return DecodeOptions(self.options())
 
 
 class DecodeResponse(BaseModel):

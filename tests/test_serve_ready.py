@@ -104,17 +104,17 @@ def test_numerics_setting_reaches_the_loader(tmp_path, monkeypatch, numerics_toy
     """Settings(numerics=...) is what `bionemo-lite serve --numerics` sets; the loader must get it."""
     import asyncio
 
-    from bionemo_lite.server.backends.inprocess import InProcessBackend
+    from bionemo_lite.server.backends.inprocess import InProcessProvider
 
     monkeypatch.delenv("BIONEMO_LITE_NUMERICS", raising=False)
     weights = {"toy_numerics": str(write_toy_weights(tmp_path / "toy.npz"))}
 
     async def loaded_numerics(numerics: str | None) -> str:
-        backend = InProcessBackend(Settings(weights=weights, numerics=numerics))
+        provider = InProcessProvider(Settings(weights=weights, numerics=numerics))
         try:
-            return (await backend.pool.get("toy_numerics")).numerics
+            return (await provider.model("toy_numerics")).numerics
         finally:
-            await backend.close()
+            await provider.close()
 
     assert asyncio.run(loaded_numerics("reference")) == "reference"
     assert asyncio.run(loaded_numerics(None)) == "fast"  # the family's default

@@ -16,8 +16,10 @@ import pytest
 import bionemo_lite
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.records import Record
-from bionemo_lite.server.backends.batcher import merge_records, run_group
-from bionemo_lite.server.backends.inprocess import InProcessBackend, embeddings_to_json
+from bionemo_lite.merging import merge_records
+from bionemo_lite.server.backends.batcher import run_group
+from bionemo_lite.server.backends.base import embeddings_to_json
+from bionemo_lite.server.backends.inprocess import InProcessProvider
 from bionemo_lite.server.schemas import EmbedRequest
 from bionemo_lite.server.settings import Settings
 from server_fixtures import parallel_posts, serve_cli
@@ -161,13 +163,14 @@ def test_zero_window_keeps_one_call_per_request(esm2_fair_checkpoint, model):
     bodies = [{"sequences": [{"id": "0", "sequence": "MKTAYIAKQR"[: 3 + i]}]} for i in range(8)]
 
     async def main() -> tuple[list[dict], dict]:
-        backend = InProcessBackend(settings)
+        provider = InProcessProvider(settings)
         try:
-            await backend.start()
-            results = await asyncio.gather(*(backend.embed(NAME, EmbedRequest(**b)) for b in bodies))
-            return list(results), backend.model_facts(bionemo_lite.get_spec(NAME))
+            await provider.start()
+            requests = [EmbedRequest(**b) for b in bodies]
+            results = await asyncio.gather(*(provider.embed(NAME, r.verb_options(), r.records()) for r in requests))
+            return list(results), provider.model_facts(bionemo_lite.get_spec(NAME))
         finally:
-            await backend.close()
+            await provider.close()
 
     results, facts = asyncio.run(main())
     assert facts["batched_calls"] == facts["batched_requests"] == 8

@@ -16,7 +16,8 @@ needs is in the model's ``config.pbtxt`` parameters:
 
 The wire contract (tensor and parameter names, error messages) is documented in
 `bionemo_lite.triton.protocol`. All requests of one ``execute`` call that ask
-for the same layers and pooling are embedded in one model call; a request with
+for the same layers and pooling are embedded in one model call
+(`bionemo_lite.merging`, as the HTTP service merges its requests); a request with
 a bad record gets its own error response and the others are answered. The
 other verbs answer each request with one call of the plugin's verb, its options
 bound as the in-process HTTP backend binds them.
@@ -26,7 +27,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,12 @@ import triton_python_backend_utils as pb_utils
 
 from bionemo_lite.binding import bind_options, verb_method
 from bionemo_lite.errors import BionemoLiteError, InvalidInputError
-from bionemo_lite.records import Record, prepare_inputs
+from bionemo_lite.merging import run_merged
 from bionemo_lite.pooling import get_pooling, is_per_position
+from bionemo_lite.records import Record, prepare_inputs
+from bionemo_lite.results import Embeddings
 from bionemo_lite.triton.protocol import decode_layer, encode_error
+from bionemo_lite.verbs import EmbedOptions
 
 
 @dataclass
@@ -47,13 +52,7 @@ class _Job:
     index: int
     records: list[Record]
     truncated: set[str]
-    layer: Any
-    pooling: str
-    policy: str = "error"
-    per_record: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
-    lengths: dict[int, int] = field(default_factory=dict)
-    failed: dict[int, str] = field(default_factory=dict)
-    layers: tuple[int, ...] = ()
+    options: EmbedOptions
 
 
 def _parameters(config: dict[str, Any]) -> dict[str, str]:
@@ -231,7 +230,7 @@ class TritonPythonModel:
 
     def _embed(self, requests: list[Any]) -> list[Any]:
         responses: list[Any] = [None] * len(requests)
-        groups: dict[tuple[str, str, str], list[_Job]] = defaultdict(list)
+        groups: dict[EmbedOptions, list[_Job]] = defaultdict(list)
         for i, request in enumerate(requests):
             try:
                 params = _request_parameters(request)
@@ -240,104 +239,76 @@ class TritonPythonModel:
                 policy = str(params.get("on_too_long", "error"))
                 records, truncated = self._prepare(_sequences(request), policy)
                 # Proteins arrive cut already; other inputs carry their policy to the model.
-                key_policy = "error" if self.input_kind == "protein" else policy
-                groups[(json.dumps(layer), pooling, key_policy)].append(
-                    _Job(i, records, set(truncated), layer, pooling, key_policy)
-                )
+                options = EmbedOptions(tuple(layer) if isinstance(layer, list) else (layer,), pooling,
+                                       "error" if self.input_kind == "protein" else policy,  # type: ignore[arg-type]
+                                       self.tokens_per_batch)
+                groups[options].append(_Job(i, records, set(truncated), options))
             except BionemoLiteError as exc:
                 responses[i] = _error_response(exc)
             except Exception as exc:  # a malformed request must not fail the others of the batch
                 pb_utils.Logger.log_error(f"reading request {i} failed: {exc!r}")
                 responses[i] = _error_response(exc)
-        for jobs in groups.values():
+        for options, jobs in groups.items():
             try:
-                self._encode_together(jobs)
-            except BionemoLiteError:
-                # One request's records broke the shared call: run each alone so only it fails.
-                for job in jobs:
-                    self._encode_alone(job, responses)
+                # One request's records breaking the shared call: each runs alone, so only it fails.
+                outcomes, _ = run_merged(self._embedder(options), [job.records for job in jobs],
+                                         refusals=(BionemoLiteError,))
             except Exception as exc:  # a bug or a crash: answer every request of the group, keep serving
                 pb_utils.Logger.log_error(f"embedding failed: {exc!r}")
-                for job in jobs:
+                outcomes = [exc] * len(jobs)
+            for job, outcome in zip(jobs, outcomes):
+                if isinstance(outcome, BaseException):
+                    if not isinstance(outcome, BionemoLiteError):
+                        pb_utils.Logger.log_error(f"embedding failed: {outcome!r}")
+                    responses[job.index] = _error_response(outcome)
+                    continue
+                try:
+                    responses[job.index] = self._embed_response(job, outcome)
+                except Exception as exc:
+                    pb_utils.Logger.log_error(f"building the response failed: {exc!r}")
                     responses[job.index] = _error_response(exc)
-            for job in jobs:
-                if responses[job.index] is None:
-                    try:
-                        responses[job.index] = self._embed_response(job)
-                    except Exception as exc:
-                        pb_utils.Logger.log_error(f"building the response failed: {exc!r}")
-                        responses[job.index] = _error_response(exc)
         return responses
 
-    def _encode_alone(self, job: _Job, responses: list[Any]) -> None:
-        try:
-            self._encode_together([job])
-        except BionemoLiteError as exc:
-            responses[job.index] = _error_response(exc)
-        except Exception as exc:
-            pb_utils.Logger.log_error(f"embedding failed: {exc!r}")
-            responses[job.index] = _error_response(exc)
-
-    def _encode_together(self, jobs: list[_Job]) -> None:
-        # Alone, a request keeps its record ids, so errors name them as the client sent them.
-        keys = [[r.id if len(jobs) == 1 else f"{j}:{r.id}" for r in job.records] for j, job in enumerate(jobs)]
-        merged = [Record(key, r.sequence) for job, ks in zip(jobs, keys) for key, r in zip(ks, job.records)]
-        layer, pooling, policy = jobs[0].layer, jobs[0].pooling, jobs[0].policy
+    def _embedder(self, options: EmbedOptions) -> Callable[[list[Record]], Embeddings]:
+        """The model call for requests asking for `options`: the plugin's embed, or the ONNX graph."""
         if self.runtime == "plugin":
-            result = self.model.embed(
-                merged, layer=layer, pooling=pooling, on_too_long=policy, tokens_per_batch=self.tokens_per_batch
-            )
-            layers, by_layer, ids, lengths = result.layers, result.by_layer, result.ids, result.lengths
-            failures = {e.id: e.reason for e in result.errors}
-            cut = set(result.truncated)
-        else:
-            layers, by_layer, ids, failures = self._onnx_embed(merged, layer, pooling)
-            lengths = [len(r.sequence) for r in merged]
-            cut = set()
-        position = {rid: n for n, rid in enumerate(ids)}
-        for j, job in enumerate(jobs):
-            job.layers = tuple(layers)
-            for k, key in enumerate(keys[j]):
-                if key in cut:
-                    job.truncated.add(job.records[k].id)
-                if key in position:
-                    job.per_record[k] = {lay: np.asarray(by_layer[lay][position[key]]) for lay in layers}
-                    job.lengths[k] = int(lengths[position[key]])
-                else:
-                    job.failed[k] = failures.get(key, "record was not embedded")
+            return lambda records: options.run(self.model, records)
+        return lambda records: self._onnx_embed(records, options.layer, options.pooling)
 
-    def _embed_response(self, job: _Job) -> Any:
+    def _embed_response(self, job: _Job, result: Embeddings) -> Any:
         n = len(job.records)
-        dim = next((a.shape[-1] for rec in job.per_record.values() for a in rec.values()), 0)
-        per_residue = is_per_position(job.pooling)
-        width = max(job.lengths.values(), default=0) if per_residue else 1
-        out = np.zeros((n, len(job.layers), width, dim), dtype=np.float32)
-        for k, arrays in job.per_record.items():
-            for li, lay in enumerate(job.layers):
-                value = arrays[lay]
+        row = {rid: k for k, rid in enumerate(result.ids)}
+        failures = {e.id: e.reason for e in result.errors}
+        truncated = job.truncated | set(result.truncated)
+        layers = tuple(result.layers)
+        per_record = {k: [np.asarray(result.by_layer[lay][row[r.id]]) for lay in layers]
+                      for k, r in enumerate(job.records) if r.id in row}
+        dim = next((a.shape[-1] for arrays in per_record.values() for a in arrays), 0)
+        per_residue = is_per_position(result.pooling)
+        # Residues (or tokens, for SMILES) the model embedded; a failed record reports its input length.
+        lengths = [int(result.lengths[row[r.id]]) if r.id in row else len(r.sequence) for r in job.records]
+        width = max((lengths[k] for k in per_record), default=0) if per_residue else 1
+        out = np.zeros((n, len(layers), width, dim), dtype=np.float32)
+        for k, arrays in per_record.items():
+            for li, value in enumerate(arrays):
                 if per_residue:
                     out[k, li, : value.shape[0]] = value
                 else:
                     out[k, li, 0] = value
-        # Residues (or tokens, for SMILES) the model embedded; a failed record reports its input length.
-        lengths = np.array([[job.lengths.get(k, len(r.sequence))] for k, r in enumerate(job.records)], dtype=np.int32)
-        truncated = np.array([[r.id in job.truncated] for r in job.records], dtype=bool)
-        errors = np.array([[job.failed.get(k, "").encode()] for k in range(n)], dtype=np.object_)
-        layers = np.tile(np.array(job.layers, dtype=np.int32), (n, 1))
+        errors = [failures.get(r.id, "record was not embedded") if k not in per_record else ""
+                  for k, r in enumerate(job.records)]
         return pb_utils.InferenceResponse(
             output_tensors=[
                 pb_utils.Tensor("embeddings", out),
-                pb_utils.Tensor("lengths", lengths),
-                pb_utils.Tensor("layers", layers),
-                pb_utils.Tensor("truncated", truncated),
-                pb_utils.Tensor("errors", errors),
+                pb_utils.Tensor("lengths", np.array([[v] for v in lengths], dtype=np.int32)),
+                pb_utils.Tensor("layers", np.tile(np.array(layers, dtype=np.int32), (n, 1))),
+                pb_utils.Tensor("truncated", np.array([[r.id in truncated] for r in job.records], dtype=bool)),
+                pb_utils.Tensor("errors", np.array([[e.encode()] for e in errors], dtype=np.object_)),
             ]
         )
 
     # -- ONNX encoders ----------------------------------------------------------------------
-    def _onnx_embed(
-        self, records: list[Record], layer: Any, pooling: str
-    ) -> tuple[tuple[int, ...], dict[int, list[np.ndarray]], list[str], dict[str, str]]:
+    def _onnx_embed(self, records: list[Record], layer: Any, pooling: str) -> Embeddings:
         from bionemo_lite.batching import token_budget_batches
         from bionemo_lite.encoding import resolve_layers
 
@@ -361,7 +332,8 @@ class TritonPythonModel:
             for lay, hidden in zip(layers, outputs):
                 for i, pooled in zip(batch, pool.numpy(hidden, mask, self.bos_index)):
                     by_layer[lay][i] = pooled
-        return layers, by_layer, [r.id for r in records], {}
+        return Embeddings(self.name, [r.id for r in records], [len(r.sequence) for r in records], layers, pooling,
+                          by_layer)
 
     def _run_graph(self, feeds: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
         if self.runtime == "onnxruntime":

@@ -8,7 +8,7 @@
 
 It speaks the contract of `bionemo_lite.triton.protocol` and returns the same
 result types as the in-process models (`Embeddings`, `Scores`, `Generated`,
-`Structure`, decoded strings), so
+`Structure`, `Decoded`), so
 code written against ``bionemo_lite.load(...)`` works against Triton unchanged.
 Errors come back as the same exceptions: a bad record is `InvalidInputError`
 naming the caller's record id; an unreachable server or a model the server does
@@ -18,9 +18,10 @@ gRPC message limits are raised on this side (default 512 MiB): per-residue
 embeddings of large models pass gRPC's usual 4 MB limit quickly (a 1,000-residue
 protein from ESM-2 650M is ~5 MB). Triton's server side already accepts up to 2 GB.
 
-`TritonClient` is synchronous and meant for one thread (notebooks, scripts);
-`AsyncTritonClient` has the same methods as coroutines and serves many
-concurrent callers (the HTTP service uses it).
+`TritonClient` is synchronous and meant for one thread (notebooks, scripts, and
+the HTTP service, whose worker threads take one client each); `AsyncTritonClient`
+has the same methods as coroutines and serves many concurrent callers from one
+event loop (the Triton benchmark drives the dynamic batcher with it).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, BionemoLiteError, InvalidInputError
 from ..records import Inputs, Record, as_records
-from ..results import Embeddings, Generated, GeneratedRecord, RecordError, Scores, Structure
 from ..pooling import is_per_position
+from ..results import Decoded, Embeddings, Generated, GeneratedRecord, RecordError, Scores, Structure
 from .protocol import EMBED_OUTPUTS, decode_error, encode_layer, index_to_id, triton_model_name
 
 Protocol = Literal["http", "grpc"]
@@ -494,7 +495,7 @@ class TritonClient(_Base):
                              {"options": json.dumps(options)}, None)
         return self._codec.structure(self._codec.json_result(result))
 
-    def decode(self, model: str, hiddens: Any, mask: Any = None, **options: Any) -> list[str]:
+    def decode(self, model: str, hiddens: Any, mask: Any = None, **options: Any) -> Decoded:
         """Decode hidden states through ``<model>__decode`` (e.g. MegaMolBART ``hidden_to_smis``).
 
         Args:
@@ -503,7 +504,7 @@ class TritonClient(_Base):
         """
         result = self._infer(triton_model_name(model, "decode"), self._codec.decode_inputs(hiddens, mask),
                              ["generated"], {"options": json.dumps(options)}, None)
-        return self._codec.generated_strings(result)
+        return Decoded(model, self._codec.generated_strings(result))
 
     def close(self) -> None:
         self._client.close()
@@ -613,10 +614,10 @@ class AsyncTritonClient(_Base):
                                    {"options": json.dumps(options)}, None)
         return self._codec.structure(self._codec.json_result(result))
 
-    async def decode(self, model: str, hiddens: Any, mask: Any = None, **options: Any) -> list[str]:
+    async def decode(self, model: str, hiddens: Any, mask: Any = None, **options: Any) -> Decoded:
         result = await self._infer(triton_model_name(model, "decode"), self._codec.decode_inputs(hiddens, mask),
                                    ["generated"], {"options": json.dumps(options)}, None)
-        return self._codec.generated_strings(result)
+        return Decoded(model, self._codec.generated_strings(result))
 
     async def close(self) -> None:
         await self._client.close()

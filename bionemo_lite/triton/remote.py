@@ -111,7 +111,7 @@ class RemoteModel:
     def decode(self, hiddens: Any, mask: Any = None, **options: Any) -> Decoded:
         """`Decoder.decode` on the server."""
         self._require("decode")
-        return Decoded(self.name, self.client.decode(self.name, hiddens, mask, **options))
+        return self.client.decode(self.name, hiddens, mask, **options)
 
     def close(self) -> None:
         """Close the connection (the server keeps serving)."""

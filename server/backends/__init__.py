@@ -1,4 +1,4 @@
-"""Backends answer the routes: in this process (default) or through a Triton server."""
+"""Model providers answer the routes: in this process (default) or through Triton servers."""
 
 from __future__ import annotations
 
@@ -6,24 +6,24 @@ from typing import TYPE_CHECKING
 
 from bionemo_lite.errors import BackendUnavailableError
 
-from .base import Backend, BackendBase, describe_model
+from .base import ModelProvider, ProviderBase, describe_model
 
 if TYPE_CHECKING:
     from ..settings import Settings
 
-__all__ = ["Backend", "BackendBase", "describe_model", "make_backend"]
+__all__ = ["ModelProvider", "ProviderBase", "describe_model", "make_provider"]
 
 
-def make_backend(settings: Settings) -> Backend:
-    """The backend named by ``settings.backend`` (Triton's client is imported only when chosen)."""
+def make_provider(settings: Settings) -> ModelProvider:
+    """The provider named by ``settings.backend`` (Triton's client is imported only when chosen)."""
     if settings.backend == "inprocess":
-        from .inprocess import InProcessBackend
+        from .inprocess import InProcessProvider
 
-        return InProcessBackend(settings)
+        return InProcessProvider(settings)
     if settings.backend == "triton":
         try:
-            from .triton import TritonBackend
+            from .triton import TritonProvider
         except ImportError as exc:
             raise BackendUnavailableError(f"the Triton backend cannot be imported: {exc}") from exc
-        return TritonBackend(settings)
+        return TritonProvider(settings)
     raise ValueError(f"unknown backend {settings.backend!r}; use 'inprocess' or 'triton'")

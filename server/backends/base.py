@@ -1,28 +1,38 @@
-"""What the routes need from a backend, whether models run in this process or behind Triton.
+"""Model providers: where the routes get the model a request runs on.
 
-Routes have already checked, before calling a backend, that the model exists
-and has the verb, that the request is within the server's limits and (for
-protein inputs) that every record is valid and short enough. A backend runs
-the call and returns the JSON-ready dict of the core result (`to_dict()`), and
-raises `bionemo_lite` errors for anything else (`InvalidInputError` -> 422,
-`WeightsNotFoundError` / `CheckpointError` / `BackendUnavailableError` -> 503).
+A provider hands out verb-Protocol objects (`bionemo_lite.verbs`): a loaded
+`BioModel` (`inprocess`) or a `RemoteModel` on a Triton replica (`triton`). A
+route builds the request's typed options and runs them on the model in a worker
+thread, through the provider, and nothing else:
+
+    result = await provider.run(name, "score", lambda model: options.run(model, records).to_dict())
+
+Routes have already checked, before that, that the model exists and has the
+verb, that the request is within the server's limits and (for protein inputs)
+that every record is valid and short enough. What goes wrong after is a
+`bionemo_lite` error (`InvalidInputError` -> 422, `WeightsNotFoundError` /
+`CheckpointError` / `BackendUnavailableError` -> 503).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from bionemo_lite.errors import UnsupportedVerbError
-from bionemo_lite.registry import get_spec, list_models
+import numpy as np
+
+from bionemo_lite.records import Record
+from bionemo_lite.registry import list_models
+from bionemo_lite.results import Embeddings
 from bionemo_lite.spec import ModelSpec
+from bionemo_lite.verbs import EmbedOptions, Named
 from bionemo_lite.weights import weights_available
 
 if TYPE_CHECKING:
-    from ..schemas import DecodeRequest, EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest
-    from ..schemas import ContactsRequest
     from ..settings import Settings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,8 +64,8 @@ class Readiness:
 
 
 @runtime_checkable
-class Backend(Protocol):
-    """The interface every backend implements (all calls are awaited on the event loop)."""
+class ModelProvider(Protocol):
+    """What the routes need from wherever models run (every method is awaited on the event loop)."""
 
     kind: str
     """``"inprocess"``, ``"triton"``, ... (shown by the readiness probe)."""
@@ -65,40 +75,27 @@ class Backend(Protocol):
         where loading takes a while), fetching those in `download` into the cache first if missing."""
         ...
 
-    async def ready(self) -> bool:
-        """True when requests can be answered (Triton: the server is reachable and live)."""
+    async def model(self, name: str) -> Named:
+        """The model `name` as an object implementing the Protocols of its verbs (loaded off the event loop)."""
+        ...
+
+    async def run(self, name: str, verb: str, job: Callable[[Any], T]) -> T:
+        """``job(model)`` in a worker thread, `model` serving `verb`, as this provider schedules model
+        calls (in-process: one call at a time per model; Triton: the next replica in turn)."""
+        ...
+
+    async def embed(self, name: str, options: EmbedOptions, records: list[Record]) -> dict[str, Any]:
+        """`embeddings_to_json` of ``options.run(model, records)``; the provider may merge concurrent
+        requests with equal options into one model call (see `batcher`)."""
         ...
 
     async def readiness(self) -> Readiness:
-        """`ready` with the reasons: what is missing and how to fix it, what is still loading."""
+        """Whether requests can be answered, with the reasons: what is missing and how to fix it,
+        what is still loading."""
         ...
 
     async def models(self) -> list[dict[str, Any]]:
-        """One entry per registered model: `describe_model` plus backend facts."""
-        ...
-
-    async def embed(self, name: str, request: EmbedRequest) -> dict[str, Any]:
-        """`Embeddings.to_dict()` (plus ``by_layer`` when several layers were asked for)."""
-        ...
-
-    async def score(self, name: str, request: ScoreRequest) -> dict[str, Any]:
-        """`Scores.to_dict()`."""
-        ...
-
-    async def generate(self, name: str, request: GenerateRequest) -> dict[str, Any]:
-        """`Generated.to_dict()`."""
-        ...
-
-    async def contacts(self, name: str, request: ContactsRequest) -> dict[str, Any]:
-        """``{"model": name, "contacts": [...]}``: per record, the [L, L] contact map as lists."""
-        ...
-
-    async def fold(self, name: str, request: FoldRequest) -> dict[str, Any]:
-        """`Structure.to_dict()` with both PDB and mmCIF text when the model has them."""
-        ...
-
-    async def decode(self, name: str, request: DecodeRequest) -> dict[str, Any]:
-        """``{"model": name, "generated": [...]}``."""
+        """One entry per registered model: `describe_model` plus the provider's facts (``loaded``...)."""
         ...
 
     async def close(self) -> None:
@@ -108,7 +105,7 @@ class Backend(Protocol):
 
 def describe_model(spec: ModelSpec, settings: Settings, **facts: Any) -> dict[str, Any]:
     """The `/v1/models` entry of `spec`: its card (without the config), whether its
-    weights can be found with this server's settings, and backend facts such as ``loaded``."""
+    weights can be found with this server's settings, and provider facts such as ``loaded``."""
     entry = spec.to_dict()
     entry.pop("config", None)
     entry["weights_available"] = weights_available(spec, settings.weights.get(spec.name))
@@ -116,10 +113,21 @@ def describe_model(spec: ModelSpec, settings: Settings, **facts: Any) -> dict[st
     return entry
 
 
-class BackendBase:
-    """Defaults shared by backends: the registry listing and "verb not served" answers.
+def embeddings_to_json(result: Embeddings) -> dict[str, Any]:
+    """`Embeddings.to_dict()`, with every layer under ``by_layer`` when several were asked for."""
+    out = result.to_dict()
+    if len(result.layers) > 1:
+        out["by_layer"] = {
+            str(layer): [np.asarray(a).tolist() for a in arrays] if isinstance(arrays, list) else arrays.tolist()
+            for layer, arrays in result.by_layer.items()
+        }
+    return out
 
-    Subclasses override the verbs they serve and `model_facts`.
+
+class ProviderBase:
+    """What providers share: the registry listing, and embed as one call per request.
+
+    Subclasses implement `model`, `run` and `model_facts`.
     """
 
     kind = "base"
@@ -130,43 +138,22 @@ class BackendBase:
     async def start(self, preload: Sequence[str] = (), download: Sequence[str] = ()) -> None:
         return None
 
-    async def ready(self) -> bool:
-        return True
-
     async def readiness(self) -> Readiness:
-        if await self.ready():
-            return Readiness("ready")
-        return Readiness("not_ready", f"the {self.kind} backend is not ready")
+        return Readiness("ready")
 
     def model_facts(self, spec: ModelSpec) -> dict[str, Any]:
-        """Backend facts added to a model's listing entry."""
+        """Provider facts added to a model's listing entry."""
         return {"loaded": False}
 
     async def models(self) -> list[dict[str, Any]]:
         return [describe_model(spec, self.settings, **self.model_facts(spec)) for spec in list_models()]
 
-    def _not_served(self, name: str, verb: str) -> UnsupportedVerbError:
-        spec = get_spec(name)
-        served = [v for v in spec.verbs if v != verb]
-        return UnsupportedVerbError(f"{name} (on the {self.kind} backend)", verb, served)
+    async def run(self, name: str, verb: str, job: Callable[[Any], T]) -> T:
+        raise NotImplementedError
 
-    async def embed(self, name: str, request: EmbedRequest) -> dict[str, Any]:
-        raise self._not_served(name, "embed")
-
-    async def score(self, name: str, request: ScoreRequest) -> dict[str, Any]:
-        raise self._not_served(name, "score")
-
-    async def generate(self, name: str, request: GenerateRequest) -> dict[str, Any]:
-        raise self._not_served(name, "generate")
-
-    async def contacts(self, name: str, request: ContactsRequest) -> dict[str, Any]:
-        raise self._not_served(name, "contacts")
-
-    async def fold(self, name: str, request: FoldRequest) -> dict[str, Any]:
-        raise self._not_served(name, "fold")
-
-    async def decode(self, name: str, request: DecodeRequest) -> dict[str, Any]:
-        raise self._not_served(name, "decode")
+    async def embed(self, name: str, options: EmbedOptions, records: list[Record]) -> dict[str, Any]:
+        # Arrays to JSON lists is CPU work: in the worker thread too.
+        return await self.run(name, "embed", lambda model: embeddings_to_json(options.run(model, records)))
 
     async def close(self) -> None:
         return None

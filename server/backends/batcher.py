@@ -4,28 +4,22 @@ Requests for the same model with the same options (layers, pooling, truncate)
 that arrive within ``batch_window_ms`` of the first one join a group; the
 group stays open until the model is free (so requests that queue behind a
 running call join the next one), or until it holds ``max_batch_records``
-records. The group's records are renamed ``"<request>/<id>"`` (ids may collide
-across requests), embedded in one call, and the result is split back per
-request with the user's ids, ``truncated`` and ``errors``. The core's embed is
-padding-safe, so answers do not depend on what a record was batched with.
-
-If the merged call raises `InvalidInputError`, the group's requests are run
-one by one so only the request at fault gets the error.
+records. The group is embedded in one call and split back per request by
+`bionemo_lite.merging` (the helper Triton's ``model.py`` uses too): a record the
+model refuses fails only its own request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from bionemo_lite.errors import InvalidInputError
+from bionemo_lite.merging import run_merged
 from bionemo_lite.records import Record
-from bionemo_lite.results import Embeddings, RecordError
+from bionemo_lite.results import Embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -38,68 +32,21 @@ GroupRunner = Callable[[Any, list[list[Record]]], GroupResult]
 ModelRunner = Callable[[Callable[[Any], GroupResult], Callable[[], None]], Awaitable[GroupResult]]
 
 
-def merge_records(requests: Sequence[Sequence[Record]]) -> list[Record]:
-    """All requests' records in order, with ids made unique as ``"<request>/<id>"``."""
-    merged = [Record(f"{n}/{r.id}", r.sequence) for n, records in enumerate(requests) for r in records]
-    return [replace(r, index=i) for i, r in enumerate(merged)]
-
-
-def split_embeddings(result: Embeddings, requests: Sequence[Sequence[Record]]) -> list[Embeddings]:
-    """Cut the result of a call on `merge_records(requests)` back into one `Embeddings` per request.
-
-    Ids, ``truncated`` and ``errors`` (id and index) are the user's again.
-    """
-    owner: dict[str, tuple[int, Record]] = {}
-    for n, records in enumerate(requests):
-        for r in records:
-            owner[f"{n}/{r.id}"] = (n, r)
-    rows: list[list[int]] = [[] for _ in requests]
-    for row, merged_id in enumerate(result.ids):
-        rows[owner[merged_id][0]].append(row)
-    out = []
-    for n, picked in enumerate(rows):
-        by_layer: dict[int, Any] = {}
-        for layer, arrays in result.by_layer.items():
-            if isinstance(arrays, np.ndarray):
-                by_layer[layer] = arrays[np.asarray(picked, dtype=np.intp)]
-            else:
-                by_layer[layer] = [arrays[i] for i in picked]
-        errors = [RecordError(owner[e.id][1].id, owner[e.id][1].index, e.reason, e.position)
-                  for e in result.errors if owner[e.id][0] == n]
-        out.append(Embeddings(
-            model=result.model,
-            ids=[owner[result.ids[i]][1].id for i in picked],
-            lengths=[result.lengths[i] for i in picked],
-            layers=result.layers,
-            pooling=result.pooling,
-            by_layer=by_layer,
-            truncated=[owner[t][1].id for t in result.truncated if owner[t][0] == n],
-            errors=errors,
-        ))
-    return out
-
-
 def run_group(embed: Callable[[list[Record]], Embeddings], to_json: Callable[[Embeddings], Any],
               requests: list[list[Record]]) -> GroupResult:
-    """Embed every request of a group in one call (worker thread); see the module docstring.
+    """Embed every request of a group in one call (worker thread), each answer as JSON.
 
     Returns:
         Per request its JSON answer or its exception, and the number of model calls made.
     """
-    if len(requests) > 1:
+    outcomes, calls = run_merged(embed, requests)
+    answers: list[Outcome] = []
+    for outcome in outcomes:
         try:
-            merged = embed(merge_records(requests))
-        except InvalidInputError as exc:
-            logger.debug("merged embed of %d requests refused (%s); running them one by one", len(requests), exc)
-        else:
-            return [to_json(part) for part in split_embeddings(merged, requests)], 1
-    outcomes: list[Outcome] = []
-    for records in requests:
-        try:
-            outcomes.append(to_json(embed(records)))
-        except Exception as exc:  # this request's own error (422, or a bug -> 500), not its neighbours'
-            outcomes.append(exc)
-    return outcomes, len(requests)
+            answers.append(outcome if isinstance(outcome, BaseException) else to_json(outcome))
+        except Exception as exc:  # this request's own failure (a bug -> 500), not its neighbours'
+            answers.append(exc)
+    return answers, calls
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The default backend: models run in this process, on CPU or GPU.
+"""The default provider: models run in this process, on CPU or GPU.
 
 Each model is loaded once, on its first request or in the background of
 start-up (see `server.preload`: the preload setting, the cached models, or the
@@ -22,26 +22,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-
 import bionemo_lite
-from bionemo_lite.binding import bind_options, verb_method
+from bionemo_lite.binding import verb_method
 from bionemo_lite.errors import UnsupportedVerbError
 from bionemo_lite.model import BioModel
-from bionemo_lite.verbs import ContactPredictor, Embedder, Scorer
+from bionemo_lite.records import Record
 from bionemo_lite.registry import get_spec
 from bionemo_lite.spec import ModelSpec
+from bionemo_lite.verbs import VERB_PROTOCOLS, EmbedOptions
 from bionemo_lite.weights import list_cached, pull, weights_available
 
 from ..preload import is_registered
 from ..problems import Problem, nothing_to_serve, problem_of, weights_missing
 from ..settings import DEFAULT_MODEL
-from .base import BackendBase, Readiness
+from .base import ProviderBase, Readiness, embeddings_to_json
 from .batcher import EmbedBatcher, run_group
 
 if TYPE_CHECKING:
-    from ..schemas import DecodeRequest, EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest
-    from ..schemas import ContactsRequest
     from ..settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -218,37 +215,16 @@ async def _in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
     return await done
 
 
-def _serving(model: BioModel, verb: str, protocol: type[T]) -> T:
-    """`model` as the Protocol of `verb`, refusing verbs it does not declare or implement."""
+def _serving(model: BioModel, verb: str) -> BioModel:
+    """`model`, refusing verbs it does not declare or implement (the Protocol of `verb`)."""
     verb_method(model, verb)
-    if not isinstance(model, protocol):
+    if not isinstance(model, VERB_PROTOCOLS[verb]):
         raise UnsupportedVerbError(model.name, verb, model.verbs)
     return model
 
 
-def embeddings_to_json(result: Any) -> dict[str, Any]:
-    """`Embeddings.to_dict()`, with every layer under ``by_layer`` when several were asked for."""
-    out = result.to_dict()
-    if len(result.layers) > 1:
-        out["by_layer"] = {
-            str(layer): [np.asarray(a).tolist() for a in arrays] if isinstance(arrays, list) else arrays.tolist()
-            for layer, arrays in result.by_layer.items()
-        }
-    return out
-
-
-def _jsonable(result: Any) -> Any:
-    if hasattr(result, "to_dict"):
-        return result.to_dict()
-    if isinstance(result, np.ndarray):
-        return result.tolist()
-    if isinstance(result, (list, tuple)):
-        return [_jsonable(r) for r in result]
-    return result
-
-
-class InProcessBackend(BackendBase):
-    """Runs `bionemo_lite` models in this process."""
+class InProcessProvider(ProviderBase):
+    """The pool of `bionemo_lite` models loaded in this process: loads, locks, preload and readiness."""
 
     kind = "inprocess"
 
@@ -286,9 +262,6 @@ class InProcessBackend(BackendBase):
             self._preloading.pop(name, None)
         if all(self.pool.loaded(n) for n in self._preload):
             logger.info("bionemo-lite ready: %s loaded", ", ".join(self._preload))
-
-    async def ready(self) -> bool:
-        return (await self.readiness()).ready
 
     async def readiness(self) -> Readiness:
         """Ready when every preloaded model is loaded and every file named in ``weights`` exists.
@@ -338,56 +311,23 @@ class InProcessBackend(BackendBase):
                 "problem": problem.to_dict() if problem is not None else None,
                 "batched_calls": counters.calls, "batched_requests": counters.requests}
 
-    async def _call(self, name: str, verb: str, inputs: Any, options: dict[str, Any],
-                    to_json: Callable[[Any], Any] = _jsonable) -> Any:
-        def call(model: BioModel) -> Any:
-            method = verb_method(model, verb)
-            result = method(inputs, **bind_options(method, options, name))
-            # Converting arrays to lists is CPU work too: keep it off the event loop.
-            return to_json(result)
+    async def model(self, name: str) -> BioModel:
+        """The loaded model (loading it first, in a worker thread, if needed)."""
+        return await self.pool.get(name)
 
-        return await self.pool.run(name, call)
+    async def run(self, name: str, verb: str, job: Callable[[Any], T]) -> T:
+        """``job(model)`` in a worker thread, once the model is free (one call at a time per model)."""
+        return await self.pool.run(name, lambda model: job(_serving(model, verb)))
 
-    async def embed(self, name: str, request: EmbedRequest) -> dict[str, Any]:
-        options = request.verb_options()
-        records = request.records()  # duplicate ids fail here, alone, before any merging
+    async def embed(self, name: str, options: EmbedOptions, records: list[Record]) -> dict[str, Any]:
+        """Merged with concurrent requests for `name` with equal `options` into one model call."""
 
-        def runner(model: BioModel, requests: list[list[Any]]) -> Any:
-            embedder = _serving(model, "embed", Embedder)
+        def runner(model: BioModel, requests: list[list[Record]]) -> Any:
+            embedder = _serving(model, "embed")
             return run_group(lambda recs: options.run(embedder, recs), embeddings_to_json, requests)
 
-        key = options  # requests with the same options are merged into one call
-        return await self.batcher.submit(name, key, records, runner, lambda job, on_turn: self.pool.run(name, job, on_turn))
-
-    async def score(self, name: str, request: ScoreRequest) -> dict[str, Any]:
-        options, records = request.verb_options(), request.records()
-        return await self.pool.run(name, lambda model: _jsonable(options.run(_serving(model, "score", Scorer), records)))
-
-    async def generate(self, name: str, request: GenerateRequest) -> dict[str, Any]:
-        return await self._call(name, "generate", request.records(), request.options())
-
-    async def contacts(self, name: str, request: ContactsRequest) -> dict[str, Any]:
-        options, records = request.verb_options(), request.records()
-        maps = await self.pool.run(
-            name, lambda model: _jsonable(options.run(_serving(model, "contacts", ContactPredictor), records)))
-        return {"model": name, "contacts": maps}
-
-    async def fold(self, name: str, request: FoldRequest) -> dict[str, Any]:
-        return await self._call(name, "fold", request.sequence, request.options())
-
-    async def decode(self, name: str, request: DecodeRequest) -> dict[str, Any]:
-        hiddens = np.asarray(request.hiddens, dtype=np.float32)
-        mask = np.asarray(request.mask, dtype=bool)
-        options = request.options()
-
-        def call(model: BioModel) -> dict[str, Any]:
-            method = verb_method(model, "decode")
-            result = _jsonable(method(hiddens, mask, **bind_options(method, options, name, positional=2)))
-            if isinstance(result, dict):
-                return {"model": name, **result}
-            return {"model": name, "generated": result}
-
-        return await self.pool.run(name, call)
+        return await self.batcher.submit(name, options, records, runner,
+                                         lambda job, on_turn: self.pool.run(name, job, on_turn))
 
     async def close(self) -> None:
         self._closed = True

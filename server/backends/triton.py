@@ -1,22 +1,25 @@
-"""The Triton backend: the same routes and JSON, answered by Triton Inference Server(s).
+"""The Triton provider: the same routes and JSON, answered by Triton Inference Server(s).
 
     bionemo-lite serve --backend triton --triton-url 127.0.0.1:8010
     BIONEMO_LITE_BACKEND=triton BIONEMO_LITE_TRITON_URL=gpu1:8011,gpu2:8011 BIONEMO_LITE_TRITON_PROTOCOL=grpc \\
         bionemo-lite serve
 
 Models are exported with ``bionemo-lite export`` and served by ``bionemo-lite
-triton serve`` (or NVIDIA's container); this process holds no model. Routes
-validate protein records before they get here; what only the model can check
-(an unparsable SMILES, an option the verb does not take) comes back from
-Triton as the model's own `InvalidInputError`, so the answer is the same 422
-as in-process.
+triton serve`` (or NVIDIA's container); this process holds no model: a request
+runs on a `RemoteModel`, the verb Protocols over a `TritonClient`, in a worker
+thread. Routes validate protein records before they get here; what only the
+model can check (an unparsable SMILES, an option the verb does not take) comes
+back from Triton as the model's own `InvalidInputError`, so the answer is the
+same 422 as in-process. Triton's dynamic batcher merges concurrent requests, so
+nothing is merged here.
 
 Several replicas (comma-separated URLs, e.g. one Triton per GPU or node) share
 the requests in turn; a replica that cannot be reached is skipped for that
 request. When none answers, requests get 503 (``backend_unavailable``) and the
-readiness probe says so. A failed connection is rebuilt for the next request,
-so the API answers again as soon as Triton is back, without a restart (gRPC
-channels would otherwise sit in their reconnect back-off for up to two minutes).
+readiness probe says so. A failed replica's connections are dropped, so the next
+request connects afresh and the API answers again as soon as Triton is back,
+without a restart (gRPC channels would otherwise sit in their reconnect back-off
+for up to two minutes).
 """
 
 from __future__ import annotations
@@ -24,27 +27,29 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-
-from bionemo_lite.errors import BackendUnavailableError
+from bionemo_lite.errors import BackendUnavailableError, UnsupportedVerbError
+from bionemo_lite.registry import get_spec
 from bionemo_lite.spec import ModelSpec
-from bionemo_lite.triton.client import AsyncTritonClient
+from bionemo_lite.triton.client import TritonClient
 from bionemo_lite.triton.ports import TRITON_PORTS
-from bionemo_lite.triton.protocol import split_model_name
+from bionemo_lite.triton.protocol import SERVABLE_VERBS, split_model_name
+from bionemo_lite.triton.remote import RemoteModel
 
-from .base import BackendBase
-from .inprocess import embeddings_to_json
+from .base import ProviderBase, Readiness
 
 if TYPE_CHECKING:
-    from ..schemas import DecodeRequest, EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest
     from ..settings import Settings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_PORTS = {"http": TRITON_PORTS["http"], "grpc": TRITON_PORTS["grpc"]}  # what `triton serve` binds
+# Threads waiting on Triton: network waits, not CPU work, so many more than the in-process model threads.
+CALL_THREADS = 64
 
 
 def parse_urls(value: str | None, protocol: str) -> list[str]:
@@ -54,73 +59,74 @@ def parse_urls(value: str | None, protocol: str) -> list[str]:
 
 
 class _Replica:
-    """One Triton server: its URL and a client built lazily inside the running loop.
+    """One Triton server: its URL and the idle clients of its worker threads.
 
-    A client whose connection failed is retired: new calls get a fresh client at
-    once, and the old one is closed when its last in-flight call returns (closing
-    it earlier would cancel the calls of concurrent requests).
+    A `TritonClient` serves one thread at a time, so each call takes an idle one
+    (or opens one) and gives it back. A failure drops every client of the
+    replica: they all talk to the same server, and a fresh connection is what
+    recovery needs.
     """
 
     def __init__(self, url: str, protocol: str):
         self.url = url
         self.protocol = protocol
-        self.client: AsyncTritonClient | None = None
-        self._in_flight: dict[AsyncTritonClient, int] = {}
+        self._idle: list[TritonClient] = []
+        self._generation = 0
+        self._lock = threading.Lock()
 
-    def get(self) -> AsyncTritonClient:
-        if self.client is None:
-            self.client = AsyncTritonClient(self.url, self.protocol)  # type: ignore[arg-type]
-            self._in_flight[self.client] = 0
-        return self.client
-
-    async def call(self, fn: Callable[[AsyncTritonClient], Awaitable[T]]) -> T:
-        client = self.get()
-        self._in_flight[client] += 1
+    def call(self, fn: Callable[[TritonClient], T]) -> T:
+        """``fn(client)`` on an idle client of this replica (worker thread)."""
+        with self._lock:
+            client = self._idle.pop() if self._idle else None
+            generation = self._generation
+        if client is None:
+            client = TritonClient(self.url, self.protocol)  # type: ignore[arg-type]
         try:
-            return await fn(client)
+            result = fn(client)
         except BackendUnavailableError:
-            self.retire(client)
+            self._drop(client)
             raise
-        finally:
-            self._in_flight[client] -= 1
-            if client is not self.client and self._in_flight[client] == 0:
-                await self._close(client)
+        except BaseException:
+            self._give_back(client, generation)
+            raise
+        self._give_back(client, generation)
+        return result
 
-    def retire(self, client: AsyncTritonClient) -> None:
-        """Stop handing out `client`; the caller closes it once idle."""
-        if client is self.client:
-            self.client = None
-
-    async def probe(self) -> bool:
-        """Whether the server is ready; a client that finds it not ready is retired (and closed if idle)."""
-        client = self.get()
-        self._in_flight[client] += 1
-        try:
-            ok = await client.ready()
-        finally:
-            self._in_flight[client] -= 1
+    def ready(self) -> bool:
+        """Whether the server is ready; one that is not has its clients dropped."""
+        ok = self.call(lambda client: client.ready())
         if not ok:
-            self.retire(client)
-            if self._in_flight[client] == 0:
-                await self._close(client)
+            self._drop(None)
         return ok
 
-    async def _close(self, client: AsyncTritonClient) -> None:
-        self._in_flight.pop(client, None)
-        try:
-            await client.close()
-        except Exception:  # closing a broken connection may fail too; it is discarded anyway
-            logger.debug("closing the Triton client for %s failed", self.url, exc_info=True)
+    def _give_back(self, client: TritonClient, generation: int) -> None:
+        with self._lock:
+            if generation == self._generation:
+                self._idle.append(client)
+                return
+        _close(client, self.url)
 
-    async def close(self) -> None:
-        for client in list(self._in_flight):
-            await self._close(client)
-        self.client = None
+    def _drop(self, client: TritonClient | None) -> None:
+        with self._lock:
+            self._generation += 1
+            stale, self._idle = self._idle, []
+        for c in [*stale, *([client] if client is not None else [])]:
+            _close(c, self.url)
+
+    def close(self) -> None:
+        self._drop(None)
 
 
-class TritonBackend(BackendBase):
-    """Forwards every verb (embed, score, generate, decode, fold) to the Triton models exported by
-    `bionemo_lite.triton.export`, and returns the JSON the in-process backend returns."""
+def _close(client: TritonClient, url: str) -> None:
+    try:
+        client.close()
+    except Exception:  # closing a broken connection may fail too; it is discarded anyway
+        logger.debug("closing a Triton client for %s failed", url, exc_info=True)
+
+
+class TritonProvider(ProviderBase):
+    """Hands out `RemoteModel`s on the replicas in turn, for every verb the export serves
+    (embed, score, generate, decode, fold)."""
 
     kind = "triton"
 
@@ -130,30 +136,52 @@ class TritonBackend(BackendBase):
         self.replicas = [_Replica(url, self.protocol) for url in parse_urls(settings.triton_url, self.protocol)]
         self._turn = itertools.count()
         self._served: dict[str, set[str]] = {}
+        self._executor = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="bionemo-triton")
 
     @property
     def urls(self) -> list[str]:
         return [r.url for r in self.replicas]
 
-    async def _call(self, fn: Callable[[AsyncTritonClient], Awaitable[T]]) -> T:
-        """Run `fn` on the next replica in turn, moving on while replicas are unreachable."""
+    def _on_a_replica(self, fn: Callable[[TritonClient], T]) -> T:
+        """``fn(client)`` on the next replica in turn, moving on while replicas are unreachable (worker thread)."""
         start = next(self._turn)
         failures: list[str] = []
         for k in range(len(self.replicas)):
             replica = self.replicas[(start + k) % len(self.replicas)]
             try:
-                return await replica.call(fn)
+                return replica.call(fn)
             except BackendUnavailableError as exc:
                 failures.append(str(exc))
         if len(failures) == 1:
             raise BackendUnavailableError(failures[0])
-        raise BackendUnavailableError(f"no Triton replica could answer ({', '.join(self.urls)}): " + " | ".join(failures))
+        raise BackendUnavailableError(
+            f"no Triton replica could answer ({', '.join(self.urls)}): " + " | ".join(failures))
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _check_verb(self, name: str, verb: str) -> ModelSpec:
+        spec = get_spec(name)
+        if verb not in SERVABLE_VERBS:
+            served = [v for v in spec.verbs if v != verb]
+            raise UnsupportedVerbError(f"{name} (on the {self.kind} backend)", verb, served)
+        return spec
+
+    async def model(self, name: str) -> RemoteModel:
+        """`name` on the next replica, over a client of its own (the caller closes it)."""
+        replica = self.replicas[next(self._turn) % len(self.replicas)]
+        return RemoteModel(get_spec(name), TritonClient(replica.url, self.protocol))  # type: ignore[arg-type]
+
+    async def run(self, name: str, verb: str, job: Callable[[Any], T]) -> T:
+        """``job(RemoteModel)`` in a worker thread, on the next replica that answers."""
+        spec = self._check_verb(name, verb)
+        return await self._in_thread(lambda: self._on_a_replica(lambda client: job(RemoteModel(spec, client))))
 
     async def start(self, preload: Sequence[str] = (), download: Sequence[str] = ()) -> None:
         """Check Triton once; start anyway when it is down (requests answer 503 until it is up).
 
         Triton holds the weights, so nothing is downloaded here (`download` is ignored)."""
-        if not await self.ready():
+        if not await self._ready():
             logger.warning("Triton at %s (%s) is not ready yet; requests will answer 503 until it is",
                            ", ".join(self.urls), self.protocol)
             return
@@ -162,13 +190,18 @@ class TritonBackend(BackendBase):
             if name not in served:
                 logger.warning("preload: Triton at %s does not serve %s", ", ".join(self.urls), name)
 
-    async def ready(self) -> bool:
+    async def _ready(self) -> bool:
         """True when at least one replica is ready."""
-        return any(await asyncio.gather(*(r.probe() for r in self.replicas)))
+        return any(await asyncio.gather(*(self._in_thread(r.ready) for r in self.replicas)))
+
+    async def readiness(self) -> Readiness:
+        if await self._ready():
+            return Readiness("ready")
+        return Readiness("not_ready", f"the {self.kind} backend is not ready")
 
     async def _served_models(self) -> dict[str, set[str]]:
         """``{registered name: verbs}`` of the models Triton has ready."""
-        index = await self._call(lambda c: c.models())
+        index = await self._in_thread(lambda: self._on_a_replica(lambda client: client.models()))
         served: dict[str, set[str]] = {}
         for entry in index:
             if entry.get("state") == "READY" and entry.get("name"):
@@ -189,34 +222,7 @@ class TritonBackend(BackendBase):
             self._served = {}
         return await super().models()
 
-    async def embed(self, name: str, request: EmbedRequest) -> dict[str, Any]:
-        records = request.records()
-        result = await self._call(
-            lambda c: c.embed(name, records, request.layer, request.pooling, on_too_long=request.on_too_long))
-        # Arrays to JSON lists is CPU work: keep it off the event loop.
-        return await asyncio.to_thread(embeddings_to_json, result)
-
-    async def score(self, name: str, request: ScoreRequest) -> dict[str, Any]:
-        records = request.records()
-        options = request.verb_options().keywords()
-        result = await self._call(lambda c: c.score(name, records, **options))
-        return result.to_dict()
-
-    async def generate(self, name: str, request: GenerateRequest) -> dict[str, Any]:
-        records = request.records()
-        result = await self._call(lambda c: c.generate(name, records, **request.options()))
-        return result.to_dict()
-
-    async def fold(self, name: str, request: FoldRequest) -> dict[str, Any]:
-        result = await self._call(lambda c: c.fold(name, request.sequence, **request.options()))
-        return await asyncio.to_thread(result.to_dict)
-
-    async def decode(self, name: str, request: DecodeRequest) -> dict[str, Any]:
-        hiddens = np.asarray(request.hiddens, dtype=np.float32)
-        mask = np.asarray(request.mask, dtype=bool)
-        generated = await self._call(lambda c: c.decode(name, hiddens, mask, **request.options()))
-        return {"model": name, "generated": generated}
-
     async def close(self) -> None:
         for replica in self.replicas:
-            await replica.close()
+            replica.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bionemo_lite.spec import ModelSpec
 
-from ..deps import BackendDep, SettingsDep, model_with
+from ..deps import ProviderDep, SettingsDep, model_with
 from ..errors import ERROR_RESPONSES
 from ..payloads import file_content_types, file_response, metadata_without, per_record, strings
 from ..responses import json_response
@@ -30,7 +30,7 @@ router = APIRouter(tags=["contacts"])
 async def contacts(
     body: ContactsRequest,
     spec: Annotated[ModelSpec, Depends(model_with("contacts"))],
-    backend: BackendDep,
+    provider: ProviderDep,
     settings: SettingsDep,
 ) -> Response:
     """Contact probabilities between every pair of residues, per record (fair-esm's ``return_contacts``).
@@ -39,8 +39,10 @@ async def contacts(
     """
     check_count(len(body.sequences), settings.max_sequences)
     records, truncated = check_proteins(spec, body.records(), truncate=body.truncate)
-    result = await backend.contacts(spec.name, body)
-    answer = {"model": result["model"], "ids": [r.id for r in records], "contacts": result["contacts"],
+    options, inputs = body.verb_options(), body.records()
+    maps = await provider.run(spec.name, "contacts",
+                              lambda model: [np.asarray(m).tolist() for m in options.run(model, inputs)])
+    answer = {"model": spec.name, "ids": [r.id for r in records], "contacts": maps,
               "lengths": [len(r.sequence) for r in records], "truncated": truncated}
     if body.format == "json":
         return await json_response(answer)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from bionemo_lite.spec import ModelSpec
 
-from ..deps import BackendDep, SettingsDep, model_with
+from ..deps import ProviderDep, SettingsDep, model_with
 from ..errors import ERROR_RESPONSES
 from ..responses import json_response
 from ..schemas import DecodeRequest, DecodeResponse
@@ -22,9 +23,12 @@ router = APIRouter(tags=["decode"])
 async def decode(
     body: DecodeRequest,
     spec: Annotated[ModelSpec, Depends(model_with("decode"))],
-    backend: BackendDep,
+    provider: ProviderDep,
     settings: SettingsDep,
 ) -> Response:
     """Decode encoder hidden states (hiddens + mask) back to sequences, e.g. MegaMolBART SMILES."""
     check_count(len(body.hiddens), settings.max_sequences)
-    return await json_response(await backend.decode(spec.name, body))
+    hiddens, mask = np.asarray(body.hiddens, dtype=np.float32), np.asarray(body.mask, dtype=bool)
+    options = body.verb_options()
+    generated = await provider.run(spec.name, "decode", lambda model: list(options.run(model, hiddens, mask)))
+    return await json_response({"model": spec.name, "generated": generated})

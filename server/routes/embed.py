@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from bionemo_lite.pooling import PER_RESIDUE, is_per_position
 from bionemo_lite.spec import ModelSpec
 
-from ..deps import BackendDep, SettingsDep, model_with
+from ..deps import ProviderDep, SettingsDep, model_with
 from ..errors import ERROR_RESPONSES
 from ..payloads import file_content_types, file_response, metadata_without, per_record, stacked, strings
 from ..responses import json_response
@@ -32,15 +32,15 @@ router = APIRouter(tags=["embed"])
 async def embed(
     body: EmbedRequest,
     spec: Annotated[ModelSpec, Depends(model_with("embed"))],
-    backend: BackendDep,
+    provider: ProviderDep,
     settings: SettingsDep,
 ) -> Response:
     """Embed sequences: one vector per record (mean or BOS pooling) or one per residue, from any layer."""
     check_count(len(body.sequences), settings.max_sequences)
     check_proteins(spec, body.records(), truncate=body.truncate)
-    result = one_layout(await backend.embed(spec.name, body))
+    result = one_layout(await provider.embed(spec.name, body.verb_options(), body.records()))
     if body.include_hiddens:
-        result.update(await _hiddens(backend, spec.name, body))
+        result.update(await _hiddens(provider, spec.name, body))
     if body.format == "json":
         return await json_response(result)
     arrays = await run_in_threadpool(embedding_arrays, result)  # lists to arrays: CPU work, off the loop
@@ -84,10 +84,11 @@ def embedding_arrays(result: dict[str, Any]) -> dict[str, np.ndarray]:
     return arrays
 
 
-async def _hiddens(backend: BackendDep, name: str, body: EmbedRequest) -> dict[str, Any]:
-    """BioNeMo's padded ``hiddens`` + ``mask`` from the per-token states, through whichever backend serves."""
+async def _hiddens(provider: ProviderDep, name: str, body: EmbedRequest) -> dict[str, Any]:
+    """BioNeMo's padded ``hiddens`` + ``mask`` from the per-token states, through whichever provider serves."""
     first = body.layer[0] if isinstance(body.layer, list) else body.layer
-    per_token = await backend.embed(name, body.model_copy(update={"pooling": PER_RESIDUE.name, "layer": first}))
+    per_token_body = body.model_copy(update={"pooling": PER_RESIDUE.name, "layer": first})
+    per_token = await provider.embed(name, per_token_body.verb_options(), per_token_body.records())
     arrays = [np.asarray(a, dtype=np.float32) for a in per_token["embeddings"]]
     width = max((len(a) for a in arrays), default=0)
     dim = per_token["dim"]

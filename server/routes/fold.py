@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bionemo_lite.spec import ModelSpec
 
-from ..deps import BackendDep, model_with
+from ..deps import ProviderDep, model_with
 from ..errors import ERROR_RESPONSES, error_response
 from ..payloads import base64_float16, file_content_types, file_response, metadata_without
 from ..responses import json_response
@@ -73,12 +73,13 @@ def structure_arrays(answer: dict[str, Any]) -> dict[str, Any]:
 async def fold(
     body: FoldRequest,
     spec: Annotated[ModelSpec, Depends(model_with("fold"))],
-    backend: BackendDep,
+    provider: ProviderDep,
     request: Request,
 ) -> Response:
     """Predict a structure: PDB or mmCIF text with per-residue pLDDT, pTM and PAE."""
     check_fold_sequence(spec, body.sequence, body.id or "sequence")  # before any model work
-    result = await backend.fold(spec.name, body)
+    options = body.verb_options()
+    result = await provider.run(spec.name, "fold", lambda model: options.run(model, body.sequence).to_dict())
     wanted = _wanted_file(request.headers.get("accept", ""))
     if wanted is None:
         answer = _json_body(result, body.format)

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from bionemo_lite.spec import ModelSpec
 
-from ..deps import BackendDep, SettingsDep, model_with
+from ..deps import ProviderDep, SettingsDep, model_with
 from ..errors import ERROR_RESPONSES
 from ..responses import json_response
 from ..schemas import GenerateRequest, GenerateResponse
@@ -22,10 +22,12 @@ router = APIRouter(tags=["generate"])
 async def generate(
     body: GenerateRequest,
     spec: Annotated[ModelSpec, Depends(model_with("generate"))],
-    backend: BackendDep,
+    provider: ProviderDep,
     settings: SettingsDep,
 ) -> Response:
     """Generate new sequences or molecules from seeds (masked infilling, latent-space sampling)."""
     check_count(len(body.sequences), settings.max_sequences)
-    body.records()  # duplicate ids -> 422 now; residues are the model's to check (seeds carry <mask>)
-    return await json_response(await backend.generate(spec.name, body))
+    records = body.records()  # duplicate ids -> 422 now; residues are the model's to check (seeds carry <mask>)
+    options = body.verb_options()
+    result = await provider.run(spec.name, "generate", lambda model: options.run(model, records).to_dict())
+    return await json_response(result)

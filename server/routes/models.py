@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from bionemo_lite.registry import get_spec
 
 from ..backends.base import describe_model
-from ..deps import BackendDep, ModelName, SettingsDep
+from ..deps import ModelName, ProviderDep, SettingsDep
 from ..errors import ERROR_RESPONSES
 from ..schemas import ModelInfo, ModelList
 
@@ -17,15 +17,15 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 @router.get("", response_model=ModelList)
-async def list_models(backend: BackendDep) -> dict[str, Any]:
+async def list_models(provider: ProviderDep) -> dict[str, Any]:
     """Every registered model with its verbs, weight availability and load state."""
-    return {"models": await backend.models()}
+    return {"models": await provider.models()}
 
 
 @router.get("/{name}", response_model=ModelInfo, responses={404: ERROR_RESPONSES[404]})
-async def model_info(name: ModelName, backend: BackendDep, settings: SettingsDep) -> dict[str, Any]:
+async def model_info(name: ModelName, provider: ProviderDep, settings: SettingsDep) -> dict[str, Any]:
     """One model's card, its architecture config included."""
     spec = get_spec(name)  # unknown -> 404 with close names
-    listed = (m for m in await backend.models() if m["name"] == spec.name)
+    listed = (m for m in await provider.models() if m["name"] == spec.name)
     entry = next(listed, None) or describe_model(spec, settings, loaded=False)
     return {**entry, "config": dict(spec.config)}

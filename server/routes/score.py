@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from bionemo_lite.spec import ModelSpec
 
-from ..deps import BackendDep, SettingsDep, model_with
+from ..deps import ProviderDep, SettingsDep, model_with
 from ..errors import ERROR_RESPONSES
 from ..responses import json_response
 from ..schemas import ScoreRequest, ScoreResponse
@@ -22,7 +22,7 @@ router = APIRouter(tags=["score"])
 async def score(
     body: ScoreRequest,
     spec: Annotated[ModelSpec, Depends(model_with("score"))],
-    backend: BackendDep,
+    provider: ProviderDep,
     settings: SettingsDep,
 ) -> Response:
     """Score records: pseudo-log-likelihood per sequence, or one variant-effect score per mutation."""
@@ -30,4 +30,6 @@ async def score(
     if spec.score_methods:  # before loading, like poolings
         spec.score_method(body.method)
     check_proteins(spec, body.records(), truncate=body.truncate)
-    return await json_response(await backend.score(spec.name, body))
+    options, records = body.verb_options(), body.records()
+    result = await provider.run(spec.name, "score", lambda model: options.run(model, records).to_dict())
+    return await json_response(result)
