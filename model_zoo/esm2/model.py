@@ -190,6 +190,7 @@ class ESM2Model(BioModel):
             on_too_long=on_too_long,
             tokens_per_batch=tokens_per_batch,
             extra_tokens=SPECIAL_TOKENS,
+            poolings=self.spec.poolings,
         )
 
     def _embed_batch(self, records: list[Record], layers: tuple[int, ...], pooling: Pooling) -> list[dict[int, np.ndarray]]:
