@@ -87,6 +87,14 @@ def _mean_numpy(hidden: np.ndarray, residue_mask: np.ndarray, _: int) -> list[np
     return list((hidden * mask).sum(1) / np.maximum(mask.sum(1), 1.0))
 
 
+def _max_torch(hidden: Any, residue_mask: Any, _: int) -> list[np.ndarray]:
+    return list(hidden.masked_fill(~residue_mask.unsqueeze(-1), float("-inf")).amax(1).cpu().numpy())
+
+
+def _max_numpy(hidden: np.ndarray, residue_mask: np.ndarray, _: int) -> list[np.ndarray]:
+    return list(np.where(residue_mask[..., None], hidden, -np.inf).max(1).astype(np.float32))
+
+
 def _bos_torch(hidden: Any, _: Any, bos_index: int) -> list[np.ndarray]:
     return list(hidden[:, bos_index].cpu().numpy())
 
@@ -104,12 +112,13 @@ def _rows_numpy(hidden: np.ndarray, residue_mask: np.ndarray, _: int) -> list[np
 
 
 MEAN = Pooling("mean", False, False, "mean over the residues (BOS, EOS and padding excluded)", _mean_torch, _mean_numpy)
+MAX = Pooling("max", False, False, "largest value of each dimension over the residues", _max_torch, _max_numpy)
 BOS = Pooling("bos", False, True, "the BOS token's vector", _bos_torch, _bos_numpy)
 PER_RESIDUE = Pooling("per_residue", True, False, "one vector per residue", _rows_torch, _rows_numpy)
 # MegaMolBART's (BioNeMo's) name for the per-position hiddens of a SMILES.
 PER_TOKEN = Pooling("per_token", True, False, "one vector per SMILES token", _rows_torch, _rows_numpy)
 
-POOLINGS: Mapping[str, Pooling] = MappingProxyType({p.name: p for p in (MEAN, BOS, PER_RESIDUE, PER_TOKEN)})
+POOLINGS: Mapping[str, Pooling] = MappingProxyType({p.name: p for p in (MEAN, MAX, BOS, PER_RESIDUE, PER_TOKEN)})
 DEFAULT_POOLINGS: tuple[str, ...] = ("mean", "bos", "per_residue")  # a protein encoder with a BOS token
 
 

@@ -46,5 +46,10 @@ def test_lookup_names_the_allowed_poolings_and_per_position_is_a_property():
 
 
 def test_a_spec_can_only_offer_registered_poolings():
-    with pytest.raises(ValueError, match="'max'"):
-        ModelSpec(name="m", family="f", verbs={"embed"}, loader="m:f", poolings=("mean", "max"))
+    with pytest.raises(ValueError, match="'attention'"):
+        ModelSpec(name="m", family="f", verbs={"embed"}, loader="m:f", poolings=("mean", "attention"))
+
+
+def test_max_takes_each_dimension_s_largest_residue_value():
+    np.testing.assert_array_equal(POOLINGS["max"].numpy(HIDDEN, MASK)[1], HIDDEN[1, 1:5].max(0))
+    assert not POOLINGS["max"].per_position and not POOLINGS["max"].needs_bos

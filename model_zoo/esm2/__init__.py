@@ -75,6 +75,7 @@ def _spec(name: str, num_layers: int, embed_dim: int, attention_heads: int) -> M
         input_kind="protein",
         max_length=MAX_RESIDUES,
         numerics=("fast", "reference"),  # fast (fused SDPA) is the default
+        poolings=("mean", "max", "bos", "per_residue"),
         score_methods=SCORE_METHODS,
         config={
             "num_layers": num_layers,

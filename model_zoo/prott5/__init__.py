@@ -29,7 +29,7 @@ from bionemo_lite.spec import ModelSpec, WeightFile, WeightSource
 FAMILY = "prott5"
 LOADER = "bionemo_lite.zoo.prott5.model:load_prott5"
 DEFAULT_MAX_LENGTH = 4000
-POOLINGS = ("mean", "per_residue")  # T5 has no BOS/CLS token
+POOLINGS = ("mean", "max", "per_residue")  # T5 has no BOS/CLS token
 
 # The published architecture (config.json of both Hugging Face repositories).
 PROT_T5_XL_CONFIG: dict = {
