@@ -339,7 +339,8 @@ def embed_command(
         None, "--layer", help="Layer to return (0 = embeddings, -1 = last; repeat for several)."
     ),
     pooling: str = typer.Option(
-        "mean", "--pooling", help="mean, bos or per_residue (MegaMolBART: mean or per_token)."
+        "mean", "--pooling",
+        help="One of the model's poolings (`bionemo-lite models --json`), e.g. mean, max, bos, per_residue.",
     ),
     device: str = DeviceOpt,
     dtype: Optional[str] = DtypeOpt,

@@ -133,7 +133,8 @@ class EmbedRequest(RecordsRequest, LengthPolicyBody):
     )
 
     layer: int | list[int] = Field(-1, description="Layer index (0 = embedding layer, -1 = last) or a list of them.")
-    pooling: str = Field("mean", description='"mean" (over residues, no BOS/EOS), "bos" or "per_residue".')
+    pooling: str = Field("mean", description='One of the model\'s poolings (`GET /v1/models`): "mean" or "max" '
+                                             '(over residues, no BOS/EOS), "bos", "per_residue", ...')
     truncate: bool = Field(False, description="Cut records longer than the model's maximum instead of refusing them.")
     include_hiddens: bool = Field(
         False,
