@@ -139,7 +139,7 @@ ESM2 = "esm2_t6_8M_UR50D"  # registered by the esm2 plugin; no weights in the te
 @pytest.mark.parametrize(
     "args, hint, message",
     [
-        (["embed", ESM2, "IN", "-o", "o.parquet", "--pooling", "max"], "--pooling", "pooling must be one of mean"),
+        (["embed", ESM2, "IN", "-o", "o.parquet", "--pooling", "maximum"], "--pooling", "pooling must be one of mean"),
         (["embed", ESM2, "IN", "-o", "o.parquet", "--layer", "7"], "--layer",
          "layer 7 does not exist: the model has layers 0..6"),
         (["embed", ESM2, "IN", "-o", "o.parquet", "--layer", "-8"], "--layer", "layer -8 does not exist"),
