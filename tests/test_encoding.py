@@ -21,7 +21,7 @@ def test_bad_layers_are_invalid_input(layer):
 
 def test_bad_pooling_and_dtype_are_invalid_input():
     with pytest.raises(InvalidInputError, match="mean, bos, per_residue"):
-        get_pooling("max")
+        get_pooling("maximum")
     with pytest.raises(InvalidInputError, match="unknown dtype 'int8'"):
         resolve_dtype("int8", "cpu")
 

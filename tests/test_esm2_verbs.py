@@ -171,7 +171,7 @@ def test_lowercase_and_whitespace_are_normalised(fair_model):
         (lambda m: m.embed([]), "no input records"),
         (lambda m: m.embed("MKT", layer=4), "layer 4 does not exist"),
         (lambda m: m.embed("MKT", layer=-5), "layer -5 does not exist"),
-        (lambda m: m.embed("MKT", pooling="max"), "pooling must be one of"),
+        (lambda m: m.embed("MKT", pooling="maximum"), "pooling must be one of"),
         (lambda m: m.embed("MKT", on_too_long="crop"), "length policy"),
         (lambda m: m.embed("MKT", tokens_per_batch=0), "tokens_per_batch"),
         (lambda m: m.logits("MKT", tokens_per_batch=-3), "tokens_per_batch"),
