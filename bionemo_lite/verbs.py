@@ -17,12 +17,13 @@ method on the plugin, and one line per door.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from .binding import bind_options
+from .errors import InvalidInputError
 from .records import Inputs, LengthPolicy, Record
 from .results import Decoded, Embeddings, Generated, Scores, Structure
 
@@ -251,6 +252,21 @@ class DecodeOptions:
         return model.decode(hiddens, mask, **kwargs)
 
 
+def options_from_keywords(verb: str, keywords: Mapping[str, Any]) -> Any:
+    """`verb`'s typed options from a door's plain keywords (a JSON object): the options dataclass's named
+    fields by name, everything else in its ``extra`` / ``options`` mapping (bound to the verb by name)."""
+    cls = VERB_OPTIONS[verb]
+    names = {f.name for f in fields(cls)}
+    rest_field = next((n for n in ("extra", "options") if n in names), None)
+    named = {k: v for k, v in keywords.items() if k in names and k != rest_field}
+    if "layers" in named:
+        named["layers"] = tuple(named["layers"]) if isinstance(named["layers"], (list, tuple)) else (named["layers"],)
+    rest = {k: v for k, v in keywords.items() if k not in named}
+    if rest and rest_field is None:
+        raise InvalidInputError(f"unknown option(s) {', '.join(map(repr, sorted(rest)))} for {verb}")
+    return cls(**named, **({rest_field: rest} if rest_field else {}))
+
+
 VERB_PROTOCOLS: dict[str, type] = {
     "embed": Embedder,
     "contacts": ContactPredictor,
@@ -260,3 +276,13 @@ VERB_PROTOCOLS: dict[str, type] = {
     "decode": Decoder,
 }
 """The Protocol of each verb, by name."""
+
+VERB_OPTIONS: dict[str, type] = {
+    "embed": EmbedOptions,
+    "contacts": ContactsOptions,
+    "score": ScoreOptions,
+    "generate": GenerateOptions,
+    "fold": FoldOptions,
+    "decode": DecodeOptions,
+}
+"""The typed options of each verb, by name."""

@@ -100,5 +100,5 @@ def test_bos_pooling_is_refused(weights, fasta, tmp_path):
     out = tmp_path / "emb.parquet"
     result = _embed(fasta, out, weights, "--pooling", "bos")
     plain = " ".join(result.stderr.translate({ord(c): " " for c in "│╭╮╰╯─"}).split())  # no box drawing
-    assert result.exit_code == 2 and "pooling must be one of mean, per_residue; got 'bos'" in plain
+    assert result.exit_code == 2 and "pooling must be one of mean, max, per_residue; got 'bos'" in plain
     assert not out.exists()

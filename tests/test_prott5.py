@@ -323,7 +323,7 @@ def test_max_length_option_and_length_policy(full_dir):
         ({"gap": "MK-T"}, {}, "gaps are not allowed", "gap", 3),
         ({"e": "   "}, {}, "empty sequence", "e", None),
         ([("x", "MKT"), ("x", "GSH")], {}, "duplicate record id", "x", None),
-        (["MKT"], {"pooling": "bos"}, "pooling must be one of mean, per_residue", None, None),
+        (["MKT"], {"pooling": "bos"}, "pooling must be one of mean, max, per_residue", None, None),
         (["MKT"], {"layer": 3}, "layer 3 does not exist", None, None),
         ([], {}, "no input records", None, None),
     ],

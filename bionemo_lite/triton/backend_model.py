@@ -35,14 +35,13 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from bionemo_lite.binding import bind_options, verb_method
 from bionemo_lite.errors import BionemoLiteError, InvalidInputError
 from bionemo_lite.merging import run_merged
 from bionemo_lite.pooling import get_pooling, is_per_position
 from bionemo_lite.records import Record, prepare_inputs
 from bionemo_lite.results import Embeddings
 from bionemo_lite.triton.protocol import decode_layer, encode_error
-from bionemo_lite.verbs import EmbedOptions
+from bionemo_lite.verbs import EmbedOptions, options_from_keywords
 
 
 @dataclass
@@ -348,10 +347,7 @@ class TritonPythonModel:
             raise BionemoLiteError(f"ONNX model {self.onnx_model!r} failed: {response.error().message()}")
         return [pb_utils.get_output_tensor_by_name(response, n).as_numpy() for n in names]
 
-    # -- score / generate / fold / decode ----------------------------------------------------------
-    def _method(self) -> Any:
-        return verb_method(self.model, self.verb)
-
+    # -- score / generate / fold / decode: the verb's typed options, as at every other door --------------
     def _json_verb(self, request: Any) -> Any:
         """score / generate: the request's sequences as records, named in the answer by their index.
 
@@ -367,9 +363,8 @@ class TritonPythonModel:
         ids = _record_ids(request, len(sequences))
         records = [Record(ids[i], s, i) for i, s in enumerate(sequences)]
         index = {rid: str(i) for i, rid in reversed(list(enumerate(ids)))}
-        method = self._method()
         try:
-            result = method(records, **bind_options(method, options, self.name))
+            result = options_from_keywords(self.verb, options).run(self.model, records)
         except InvalidInputError as exc:
             if exc.record is None or str(exc.record) not in index:
                 raise
@@ -386,8 +381,7 @@ class TritonPythonModel:
         sequences = _sequences(request, "sequence")
         if len(sequences) != 1:
             raise InvalidInputError(f"a fold request holds exactly one sequence, got {len(sequences)}")
-        method = self._method()
-        result = method(sequences[0], **bind_options(method, options, self.name))
+        result = options_from_keywords("fold", options).run(self.model, sequences[0])
         plddt = np.asarray(result.plddt, dtype=np.float32).reshape(-1)
         pae = np.zeros((0, 0), np.float32) if result.pae is None else np.asarray(result.pae, dtype=np.float32)
         return pb_utils.InferenceResponse(output_tensors=[
@@ -401,8 +395,7 @@ class TritonPythonModel:
         options = _options(request)
         hiddens = np.asarray(_input(request, "hiddens"), dtype=np.float32)
         mask = np.asarray(_input(request, "mask"), dtype=bool)
-        method = self._method()
-        result = method(hiddens, mask, **bind_options(method, options, self.name, positional=2))
+        result = options_from_keywords("decode", options).run(self.model, hiddens, mask)
         if not isinstance(result, (list, tuple)) or not all(isinstance(t, str) for t in result):
             raise BionemoLiteError(f"{self.name} decode returned {type(result).__name__}, not a list of strings")
         generated = np.array([t.encode("utf-8") for t in result], dtype=np.object_)
