@@ -117,3 +117,12 @@ def trained():
     print(f"\ntrained {report.steps} steps in {report.seconds:.1f} s, final loss {report.losses[-1]:.4f}, "
           f"greedy reconstruction {report.accuracy:.1%} ({report.stopped})")
     return model, report
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    """An HTTP client of the module's own `server` fixture (a real uvicorn process)."""
+    import httpx
+
+    with httpx.Client(base_url=server.base_url, timeout=300) as c:
+        yield c

@@ -32,12 +32,6 @@ def server(tmp_path_factory):
         yield srv
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.base_url, timeout=30) as c:
-        yield c
-
-
 def no_server_path(response: httpx.Response, server) -> None:
     assert str(server.tmp) not in response.text and "/tmp/" not in response.text, response.text
     assert str(Path(server_fixtures.__file__).resolve().parent) not in response.text

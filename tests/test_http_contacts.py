@@ -33,12 +33,6 @@ def server(tmp_path_factory, esm2_fair_checkpoint):
 
 
 @pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.base_url, timeout=120) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def reference(fair_ref):
     """fair-esm's contacts per record, cut to the record's residues (its batch pads the shorter ones)."""
     maps = fair_run(fair_ref, list(SEQS.values()), contacts=True)["contacts"].numpy()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import torch
@@ -41,12 +40,6 @@ def server(tmp_path_factory, nemo):
     args = ("--weights", f"{NAME}={nemo}", "--max-sequences", str(MAX_SEQUENCES))
     with serve_cli(tmp_path_factory.mktemp("mmbserver"), *args) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.base_url, timeout=120) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import torch
@@ -38,12 +37,6 @@ def prott5_dir(tmp_path_factory) -> Path:
 def server(tmp_path_factory, prott5_dir):
     with serve_cli(tmp_path_factory.mktemp("prott5server"), "--weights", f"{NAME}={prott5_dir}", "--max-sequences", "4") as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.base_url, timeout=120) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

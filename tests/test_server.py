@@ -50,12 +50,6 @@ def server(tmp_path_factory, toy_weights):
 
 
 @pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.base_url, timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def python_toy(toy_weights):
     register_toys()
     return bionemo_lite.load("toy_encoder", weights=toy_weights)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import numpy as np
 import pytest
 
@@ -36,12 +35,6 @@ TOL = 1e-5
 def server(tmp_path_factory, esm2_fair_checkpoint):
     with serve_cli(tmp_path_factory.mktemp("batchserver"), "--weights", f"{NAME}={esm2_fair_checkpoint}") as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.base_url, timeout=120) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ the module is the concurrent one, so it really is a first load.
 
 from __future__ import annotations
 
-import httpx
 import numpy as np
 import pytest
 
@@ -28,12 +27,6 @@ def server(tmp_path_factory, esm2_fair_checkpoint):
     # Started the way users start it: `bionemo-lite serve --weights NAME=PATH`.
     with serve_cli(tmp_path_factory.mktemp("esm2server"), "--weights", f"{NAME}={esm2_fair_checkpoint}") as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.base_url, timeout=120) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

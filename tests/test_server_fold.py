@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import warnings
 
-import httpx
 import numpy as np
 import pytest
 
@@ -35,12 +34,6 @@ def server(tmp_path_factory, weights):
            "BIONEMO_LITE_WEIGHTS": json.dumps({NAME: str(weights)})}
     with running_server(uvicorn_factory("bionemo_lite.server.app:create_app"), env, tmp) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.base_url, timeout=300) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
