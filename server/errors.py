@@ -153,7 +153,7 @@ class UnhandledErrors:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception as exc:
+        except Exception:
             if started:  # half a response is out: nothing sensible can follow it
                 raise
             logger.exception("request %s: unhandled error on %s %s", current_request_id(), scope.get("method"),
