@@ -678,6 +678,10 @@ def serve_command(
         SERVE_DEFAULTS["max_sequences"], "--max-sequences", min=1, help="Records per request."
     ),
     preload: Optional[list[str]] = typer.Option(None, "--preload", help="Model to load at start-up (repeatable)."),
+    log_format: Optional[str] = typer.Option(
+        None, "--log-format", help="text or json: one JSON object per line, with the request id "
+                                   "(default: $BIONEMO_LITE_LOG_FORMAT, else text)."
+    ),
 ) -> None:
     """Start the HTTP service. Options not given come from BIONEMO_LITE_* variables, then the defaults."""
     from pydantic import ValidationError
@@ -698,6 +702,7 @@ def serve_command(
         "triton_url": triton_url, "triton_protocol": triton_protocol, "max_sequences": max_sequences,
         "weights": list(weights) if weights else None, "preload": list(preload) if preload else None,
     }
+    values["log_format"] = log_format
     given = {k: v for k, v in values.items() if v is not None and (k not in SERVE_DEFAULTS or given_here(k))}
     try:
         settings = Settings(**given)

@@ -23,6 +23,8 @@ from bionemo_lite.registry import get_spec
 from .backends import make_provider
 from .errors import UnhandledErrors, install_error_handlers
 from .limits import BodySizeLimit
+from .logs import configure_logging, logging_config
+from .metrics import HttpMetrics, ServiceMetrics
 from .preload import PreloadPlan, plan_preload
 from .problems import weights_missing
 from .request_id import RequestId
@@ -59,8 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BackendUnavailableError: the Triton backend was asked for but cannot be imported.
     """
     settings = settings if settings is not None else Settings()
+    if settings.log_format == "json":  # `uvicorn --factory` has set up text logging before calling us
+        configure_logging(settings.log_format, settings.log_level)
     _check_names(settings)
-    provider = make_provider(settings)
+    metrics = ServiceMetrics()
+    provider = make_provider(settings, metrics)
     plan = _plan(settings)
 
     @asynccontextmanager
@@ -82,9 +87,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.provider = provider
+    app.state.metrics = metrics
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(UnhandledErrors)
+    app.add_middleware(HttpMetrics, metrics=metrics)  # outside UnhandledErrors: a bug's 500 is counted
     app.add_middleware(RequestId)  # added last = outermost: every answer, a 500 included, carries the id
     for router in ROUTERS:
         app.include_router(router)
@@ -95,6 +102,7 @@ def serve(settings: Settings) -> None:
     """Run the service with uvicorn until interrupted."""
     import uvicorn
 
-    level = logging.DEBUG if settings.log_level == "trace" else getattr(logging, settings.log_level.upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    configure_logging(settings.log_format, settings.log_level)  # before the app is built: its warnings too
+    log_config = logging_config(settings.log_format, settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                log_config=log_config)

@@ -380,6 +380,8 @@ class ModelInfo(BaseModel):
     max_length: int
     weights_available: bool
     loaded: bool
+    ready: bool = Field(description="Loaded and able to answer now, without a load first.")
+    state: str = Field(description="loaded, loading, downloading, failed (see problem) or not_loaded.")
 
 
 class ModelList(BaseModel):
@@ -390,6 +392,16 @@ class Health(BaseModel):
     status: str
     backend: str | None = None
     detail: str | None = None
+    version: str | None = Field(None, description="The bionemo-lite version (liveness probe).")
+
+
+class VersionInfo(BaseModel):
+    """What is running: ``GET /v1/version``."""
+
+    version: str = Field(description="The bionemo-lite package version.")
+    python: str
+    torch: str | None = Field(description="The installed torch version (None when torch is not installed).")
+    backend: str = Field(description="inprocess or triton.")
 
 
 class ErrorBody(BaseModel):

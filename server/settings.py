@@ -86,6 +86,8 @@ class Settings(BaseSettings):
             served when nothing is configured and the weight cache is empty; ``off`` (or an
             empty value) never downloads. Offline, the service starts anyway and the readiness
             probe names the fix.
+        log_format: ``"text"`` (human lines, the default) or ``"json"`` (one JSON object per line,
+            with the request id; uvicorn's access log too). See `server.logs`.
     """
 
     model_config = SettingsConfigDict(env_prefix="BIONEMO_LITE_", extra="forbid")
@@ -108,6 +110,8 @@ class Settings(BaseSettings):
     max_batch_records: int = Field(256, ge=1)
     numerics: Literal["fast", "reference"] | None = None
     default_model: str | None = DEFAULT_MODEL
+    # observability (server/logs.py, server/metrics.py)
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("weights", mode="before")
     @classmethod
@@ -135,3 +139,8 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value

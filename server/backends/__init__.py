@@ -9,17 +9,19 @@ from bionemo_lite.errors import BackendUnavailableError
 from .base import ModelProvider, ProviderBase, describe_model
 
 if TYPE_CHECKING:
+    from ..metrics import ServiceMetrics
     from ..settings import Settings
 
 __all__ = ["ModelProvider", "ProviderBase", "describe_model", "make_provider"]
 
 
-def make_provider(settings: Settings) -> ModelProvider:
-    """The provider named by ``settings.backend`` (Triton's client is imported only when chosen)."""
+def make_provider(settings: Settings, metrics: ServiceMetrics | None = None) -> ModelProvider:
+    """The provider named by ``settings.backend`` (Triton's client is imported only when chosen);
+    the in-process one reports batches, queues and loads to `metrics`."""
     if settings.backend == "inprocess":
         from .inprocess import InProcessProvider
 
-        return InProcessProvider(settings)
+        return InProcessProvider(settings, metrics)
     if settings.backend == "triton":
         try:
             from .triton import TritonProvider

@@ -21,6 +21,8 @@ from bionemo_lite.merging import run_merged
 from bionemo_lite.records import Record
 from bionemo_lite.results import Embeddings
 
+from .. import metrics
+
 logger = logging.getLogger(__name__)
 
 # One request's answer, or the exception that request must raise.
@@ -72,10 +74,12 @@ class EmbedBatcher:
     Args:
         window_s: how long a group waits for more requests after its first (0: no merging).
         max_records: most records in one merged call (a larger single request still runs alone).
+        app_metrics: the app's metrics, told the size of each merged call (None: none kept).
     """
 
-    def __init__(self, window_s: float, max_records: int):
+    def __init__(self, window_s: float, max_records: int, app_metrics: metrics.ServiceMetrics | None = None):
         self._window_s = window_s
+        self._metrics = app_metrics
         self._max_records = max_records
         self._open: dict[Hashable, _Group] = {}
         self._counters: dict[str, BatchCounters] = {}
@@ -134,6 +138,7 @@ class EmbedBatcher:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
+        metrics.observe_batch(self._metrics, name, len(group.requests), group.records)
         counters = self.counters(name)
         counters.calls += calls
         counters.requests += len(group.requests)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from bionemo_lite.spec import ModelSpec
 from bionemo_lite.verbs import VERB_PROTOCOLS, EmbedOptions
 from bionemo_lite.weights import list_cached, pull, weights_available
 
+from .. import metrics
 from ..preload import is_registered
 from ..problems import Problem, nothing_to_serve, problem_of, weights_missing
 from ..settings import DEFAULT_MODEL
@@ -64,9 +66,11 @@ class _Slot:
 class ModelPool:
     """Loaded models by name, with lazy loading that is safe under concurrent first requests."""
 
-    def __init__(self, settings: Settings, executor: ThreadPoolExecutor):
+    def __init__(self, settings: Settings, executor: ThreadPoolExecutor,
+                 app_metrics: metrics.ServiceMetrics | None = None):
         self._settings = settings
         self._executor = executor
+        self._metrics = app_metrics
         self._slots: dict[str, _Slot] = {}
         self._torch_ready = False
 
@@ -101,12 +105,14 @@ class ModelPool:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _load(self, name: str) -> BioModel:
+        started = time.perf_counter()
         self._configure_torch()
         settings = self._settings
         logger.info("loading %s on %s", name, settings.device)
         model = bionemo_lite.load(name, weights=settings.weights.get(name), device=settings.device,
                                   dtype=settings.dtype, numerics=settings.numerics)
         logger.info("loaded %r", model)
+        metrics.observe_load(self._metrics, name, started)
         return model
 
     def _configure_torch(self) -> None:
@@ -170,9 +176,9 @@ class ModelPool:
 
         def locked() -> T:
             with slot.running:
-                return fn(model)
+                return metrics.computed(self._metrics, name, fn, model)
 
-        async with slot.queue:
+        async with metrics.queued(self._metrics, name, slot.queue):
             if on_turn is not None:
                 on_turn()
             return await self._in_thread(locked)
@@ -228,11 +234,11 @@ class InProcessProvider(ProviderBase):
 
     kind = "inprocess"
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, app_metrics: metrics.ServiceMetrics | None = None):
         super().__init__(settings)
         self._executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="bionemo-model")
-        self.pool = ModelPool(settings, self._executor)
-        self.batcher = EmbedBatcher(settings.batch_window_ms / 1000.0, settings.max_batch_records)
+        self.pool = ModelPool(settings, self._executor, app_metrics)
+        self.batcher = EmbedBatcher(settings.batch_window_ms / 1000.0, settings.max_batch_records, app_metrics)
         self._started = False
         self._closed = False
         self._preload: tuple[str, ...] = ()

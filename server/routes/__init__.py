@@ -1,6 +1,6 @@
 """One router per resource; `ROUTERS` is what the app mounts."""
 
-from . import contacts, decode, embed, fold, generate, health, models, score
+from . import contacts, decode, embed, fold, generate, health, metrics, models, score
 
 ROUTERS = [health.router, models.router, embed.router, score.router, generate.router, fold.router, decode.router,
-           contacts.router]
+           contacts.router, metrics.router]
