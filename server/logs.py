@@ -4,9 +4,11 @@
     {"level": "INFO", "logger": "uvicorn.access", "message": "127.0.0.1:5312 - \\"POST /v1/... HTTP/1.1\\" 422",
      "request_id": "3f2a...", "time": "2026-12-02T04:10:00.123+00:00"}
 
-Every line written while a request is answered carries that request's id
-(``request_id``, the one its error body and ``X-Request-ID`` header carry), so
-a client's report can be found in the log.
+The lines a request's own task writes (uvicorn's access line, the error log of
+a 4xx/5xx) carry that request's id (``request_id``, the one its error body and
+``X-Request-ID`` header carry), so a client's report can be found in the log.
+Lines of the model worker threads carry none: a load or a merged embed call
+serves several requests at once.
 """
 
 from __future__ import annotations
