@@ -64,10 +64,9 @@ def _hf_files(name: str, folder: str = "") -> tuple[WeightFile, ...]:
 
 def _weight_sources(name: str, contacts: bool) -> tuple[WeightSource, ...]:
     # fair-esm ships contact regression for ESM-1b only (esm/pretrained.py: _has_regression_weights).
+    regression_file = f"{name}-contact-regression.pt"
     regression = (
-        (WeightFile(f"{name}-contact-regression.pt", f"{FAIR_ESM_REGRESSION}/{name}-contact-regression.pt", required=False),)
-        if contacts
-        else ()
+        (WeightFile(regression_file, f"{FAIR_ESM_REGRESSION}/{regression_file}", required=False),) if contacts else ()
     )
     fair = WeightSource(
         format="fair-esm",

@@ -38,7 +38,8 @@ class Esm1bArch(Esm2Arch):
     emb_layer_norm_before: bool = True
 
     def to_config(self) -> dict[str, Any]:
-        return {**super().to_config(), "position_embedding": "learned", "emb_layer_norm_before": self.emb_layer_norm_before}
+        learned = {"position_embedding": "learned", "emb_layer_norm_before": self.emb_layer_norm_before}
+        return {**super().to_config(), **learned}
 
 
 class ESM1bNetwork(ESM2Network):

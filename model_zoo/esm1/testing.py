@@ -100,7 +100,7 @@ def write_fair_esm1_checkpoint(folder: str | Path, name: str = TINY_NAME, tiny: 
 
 
 def write_hf_esm1_dir(folder: str | Path, name: str = TINY_NAME, tiny: TinyEsm1 = TinyEsm1()) -> Path:
-    """The same random weights as `write_fair_esm1_checkpoint`, as fair-esm loads them, as an ``EsmForMaskedLM`` folder."""
+    """`write_fair_esm1_checkpoint`'s random weights, as fair-esm loads them, as an ``EsmForMaskedLM`` folder."""
     import esm
     from transformers import EsmConfig, EsmForMaskedLM
 

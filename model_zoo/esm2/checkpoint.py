@@ -412,7 +412,9 @@ def build_network(
             parts.append(f"unexpected: {_key_summary(unexpected)}")
         if wrong_shape:
             parts.append(f"wrong shape: {_key_summary(wrong_shape)}")
-        raise CheckpointError(f"{ckpt.path}: tensors do not fit a {network_type.__name__} of {ckpt.arch}: " + "; ".join(parts))
+        raise CheckpointError(
+            f"{ckpt.path}: tensors do not fit a {network_type.__name__} of {ckpt.arch}: " + "; ".join(parts)
+        )
     # fair-esm ties the LM-head projection to the token embeddings; keep it tied
     # unless the checkpoint carries a different (fine-tuned) projection.
     head = state.pop(TIED_KEY, None)
