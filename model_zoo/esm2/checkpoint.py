@@ -41,6 +41,9 @@ _HF_TOP = (
     ("esm.embeddings.word_embeddings.", "embed_tokens."),
     ("esm.encoder.emb_layer_norm_after.", "emb_layer_norm_after."),
     ("esm.contact_head.", "contact_head."),
+    # ESM-1b's learned positions and embedding LayerNorm (`bionemo_lite.zoo.esm1`); ESM-2 has neither.
+    ("esm.embeddings.position_embeddings.", "embed_positions."),
+    ("esm.embeddings.layer_norm.", "emb_layer_norm_before."),
     ("lm_head.decoder.weight", "lm_head.weight"),
     ("lm_head.", "lm_head."),
 )
@@ -132,8 +135,12 @@ def _cfg_value(cfg: Any, name: str) -> Any:
     return getattr(cfg, name, None)
 
 
-def read_fair_esm(path: Path) -> Esm2Checkpoint:
-    """Read an official-layout ESM-2 ``.pt`` (and its ``-contact-regression.pt`` sibling if present)."""
+def read_fair_esm_state(path: Path) -> tuple[Mapping[str, Any], dict[str, torch.Tensor]]:
+    """The top level of a fair-esm ``.pt`` and its tensors without the encoder prefixes.
+
+    The ``-contact-regression.pt`` sibling is merged in when present. Shared by
+    every fair-esm family (ESM-2 here, ESM-1b/1v in `bionemo_lite.zoo.esm1`).
+    """
     data = safe_torch_load(path, [argparse.Namespace])
     if not isinstance(data, Mapping):
         raise CheckpointError(f"{path}: not a fair-esm checkpoint (top level is {type(data).__name__})")
@@ -144,6 +151,12 @@ def read_fair_esm(path: Path) -> Esm2Checkpoint:
         reg = safe_torch_load(regression, [argparse.Namespace])
         reg_state = reg.get("model", reg) if isinstance(reg, Mapping) else reg
         state.update({_strip_fair_prefix(k): v for k, v in _tensor_dict(reg_state, regression).items()})
+    return data, state
+
+
+def read_fair_esm(path: Path) -> Esm2Checkpoint:
+    """Read an official-layout ESM-2 ``.pt`` (and its ``-contact-regression.pt`` sibling if present)."""
+    data, state = read_fair_esm_state(path)
     cfg = data.get("cfg")
     cfg = cfg.get("model") if isinstance(cfg, Mapping) else None
     inv_freq = _pop_rotary(state)
@@ -227,16 +240,37 @@ def _load_hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{folder}: has config.json but no {' or '.join(HF_WEIGHT_FILES)}")
 
 
-def read_huggingface(folder: Path) -> Esm2Checkpoint:
-    """Read a Hugging Face ``EsmForMaskedLM`` folder (config.json + weights)."""
+def read_hf_config(folder: Path) -> dict[str, Any]:
+    """The config.json of a Hugging Face ``EsmForMaskedLM`` folder (checked to be an ESM language model)."""
     try:
         config = json.loads((folder / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{folder / 'config.json'}: unreadable: {exc}") from exc
-    if config.get("model_type") != "esm":
-        raise CheckpointError(f"{folder}: model_type is {config.get('model_type')!r}, not 'esm'")
+    if not isinstance(config, dict) or config.get("model_type") != "esm":
+        model_type = config.get("model_type") if isinstance(config, dict) else None
+        raise CheckpointError(f"{folder}: model_type is {model_type!r}, not 'esm'")
     if config.get("is_folding_model"):
-        raise CheckpointError(f"{folder}: an ESMFold checkpoint, not an ESM-2 language model")
+        raise CheckpointError(f"{folder}: an ESMFold checkpoint, not an ESM language model")
+    return config
+
+
+def read_hf_state(folder: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """A Hugging Face ESM folder's tensors under our names, and a stored rotary frequency buffer if any."""
+    state: dict[str, torch.Tensor] = {}
+    inv_freq = None
+    for key, value in _load_hf_tensors(folder).items():
+        ours = _hf_key(key)
+        if ours is None:
+            if key.endswith("inv_freq") and inv_freq is None:
+                inv_freq = value
+            continue
+        state[ours] = value
+    return state, inv_freq
+
+
+def read_huggingface(folder: Path) -> Esm2Checkpoint:
+    """Read a Hugging Face ``EsmForMaskedLM`` folder (config.json + weights)."""
+    config = read_hf_config(folder)
     problems = []
     if config.get("position_embedding_type", "absolute") != "rotary":
         problems.append("position_embedding_type is not 'rotary' (ESM-1 models are not ESM-2)")
@@ -250,16 +284,7 @@ def read_huggingface(folder: Path) -> Esm2Checkpoint:
         problems.append("mask/pad token ids differ from the ESM-2 alphabet (32/1)")
     if problems:
         raise CheckpointError(f"{folder}: not an ESM-2 checkpoint: " + "; ".join(problems))
-    raw = _load_hf_tensors(folder)
-    state: dict[str, torch.Tensor] = {}
-    inv_freq = None
-    for key, value in raw.items():
-        ours = _hf_key(key)
-        if ours is None:
-            if key.endswith("inv_freq") and inv_freq is None:
-                inv_freq = value
-            continue
-        state[ours] = value
+    state, inv_freq = read_hf_state(folder)
     arch = _infer_arch(
         state,
         folder,
@@ -349,9 +374,13 @@ def _key_summary(keys: list[str], limit: int = 12) -> str:
 
 
 def build_network(
-    ckpt: Esm2Checkpoint, device: str | torch.device, dtype: torch.dtype, numerics: Numerics = "fast"
+    ckpt: Esm2Checkpoint,
+    device: str | torch.device,
+    dtype: torch.dtype,
+    numerics: Numerics = "fast",
+    network_type: type[ESM2Network] = ESM2Network,
 ) -> ESM2Network:
-    """Instantiate `ESM2Network` for `ckpt.arch` and load its tensors strictly.
+    """Instantiate `network_type` (`ESM2Network` or a subclass) for `ckpt.arch` and load its tensors strictly.
 
     The network is built on the meta device and the checkpoint's tensors are
     assigned, so a large model is never held twice in memory. Only the
@@ -361,7 +390,7 @@ def build_network(
         CheckpointError: listing missing, unexpected or mis-shaped tensors.
     """
     with torch.device("meta"):
-        network = ESM2Network(ckpt.arch, numerics)
+        network = network_type(ckpt.arch, numerics)
     expected = {k: tuple(v.shape) for k, v in network.state_dict(keep_vars=True).items()}
     state = dict(ckpt.state)
     optional = {TIED_KEY, *CONTACT_KEYS}
@@ -383,7 +412,9 @@ def build_network(
             parts.append(f"unexpected: {_key_summary(unexpected)}")
         if wrong_shape:
             parts.append(f"wrong shape: {_key_summary(wrong_shape)}")
-        raise CheckpointError(f"{ckpt.path}: tensors do not fit an ESM-2 of {ckpt.arch}: " + "; ".join(parts))
+        raise CheckpointError(
+            f"{ckpt.path}: tensors do not fit a {network_type.__name__} of {ckpt.arch}: " + "; ".join(parts)
+        )
     # fair-esm ties the LM-head projection to the token embeddings; keep it tied
     # unless the checkpoint carries a different (fine-tuned) projection.
     head = state.pop(TIED_KEY, None)

@@ -48,13 +48,16 @@ class Esm2Arch:
     token_dropout: bool = True
     layer_norm_eps: float = 1e-5
     max_positions: int = 1026
+    rotary: bool = True  # False: a subclass adds its own position embedding (ESM-1b's learned one)
 
     def __post_init__(self) -> None:
         if self.ffn_dim is None:
             object.__setattr__(self, "ffn_dim", 4 * self.embed_dim)
-        if self.embed_dim % self.attention_heads or (self.embed_dim // self.attention_heads) % 2:
+        odd_heads = self.rotary and (self.embed_dim // self.attention_heads) % 2  # rotary pairs dimensions
+        if self.embed_dim % self.attention_heads or odd_heads:
             raise ValueError(
-                f"embed_dim {self.embed_dim} must split into {self.attention_heads} heads of even size"
+                f"embed_dim {self.embed_dim} must split into {self.attention_heads} heads"
+                + (" of even size" if self.rotary else "")
             )
 
     def to_config(self) -> dict[str, Any]:
@@ -134,9 +137,9 @@ class RotaryEmbedding(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with rotary embeddings and a key-padding mask."""
+    """Multi-head self-attention with rotary embeddings (unless `rotary` is False) and a key-padding mask."""
 
-    def __init__(self, embed_dim: int, num_heads: int):
+    def __init__(self, embed_dim: int, num_heads: int, rotary: bool = True):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = embed_dim // num_heads
@@ -145,7 +148,7 @@ class SelfAttention(nn.Module):
         self.k_proj = nn.Linear(embed_dim, embed_dim)
         self.v_proj = nn.Linear(embed_dim, embed_dim)
         self.out_proj = nn.Linear(embed_dim, embed_dim)
-        self.rot_emb = RotaryEmbedding(self.head_dim)
+        self.rot_emb = RotaryEmbedding(self.head_dim) if rotary else None
 
     def forward(
         self,
@@ -172,7 +175,8 @@ class SelfAttention(nn.Module):
         q = (self.q_proj(x) * self.scaling).reshape(heads).transpose(1, 2)
         k = self.k_proj(x).reshape(heads).transpose(1, 2)
         v = self.v_proj(x).reshape(heads).transpose(1, 2)
-        q, k = self.rot_emb(q, k)
+        if self.rot_emb is not None:
+            q, k = self.rot_emb(q, k)
         weights: torch.Tensor | None = None
         if need_weights or explicit:
             scores = torch.matmul(q, k.transpose(-1, -2))
@@ -191,10 +195,10 @@ class SelfAttention(nn.Module):
 class TransformerLayer(nn.Module):
     """Pre-LayerNorm block: x + attn(LN(x)), then x + fc2(gelu(fc1(LN(x))))."""
 
-    def __init__(self, embed_dim: int, ffn_dim: int, num_heads: int, eps: float):
+    def __init__(self, embed_dim: int, ffn_dim: int, num_heads: int, eps: float, rotary: bool = True):
         super().__init__()
         self.reference = False  # fair-esm's arithmetic (explicit attention, erf GELU); see ESM2Network
-        self.self_attn = SelfAttention(embed_dim, num_heads)
+        self.self_attn = SelfAttention(embed_dim, num_heads, rotary)
         self.self_attn_layer_norm = nn.LayerNorm(embed_dim, eps=eps)
         self.fc1 = nn.Linear(embed_dim, ffn_dim)
         self.fc2 = nn.Linear(ffn_dim, embed_dim)
@@ -275,7 +279,7 @@ class ESM2Network(nn.Module):
         dim = arch.embed_dim
         self.embed_tokens = nn.Embedding(arch.vocab_size, dim, padding_idx=self.padding_idx)
         self.layers = nn.ModuleList(
-            TransformerLayer(dim, int(arch.ffn_dim), arch.attention_heads, arch.layer_norm_eps)
+            TransformerLayer(dim, int(arch.ffn_dim), arch.attention_heads, arch.layer_norm_eps, arch.rotary)
             for _ in range(arch.num_layers)
         )
         self.emb_layer_norm_after = nn.LayerNorm(dim, eps=arch.layer_norm_eps)

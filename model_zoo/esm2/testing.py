@@ -51,13 +51,18 @@ def random_fair_esm2(tiny: TinyEsm2 = TinyEsm2()) -> tuple[Any, Any]:
         alphabet=alphabet,
         token_dropout=True,
     )
+    randomize_parameters(model)
+    return model.eval(), alphabet
+
+
+def randomize_parameters(model: torch.nn.Module) -> None:
+    """Draw every parameter at random (LayerNorm scales near 1), so no zero bias hides a mapping bug."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "layer_norm" in name and name.endswith("weight"):
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
             else:
                 p.copy_(0.2 * torch.randn_like(p) if p.dim() > 1 else 0.05 * torch.randn_like(p))
-    return model.eval(), alphabet
 
 
 def write_fair_esm_checkpoint(
