@@ -20,6 +20,7 @@ from fastapi import FastAPI
 import bionemo_lite
 from bionemo_lite.registry import get_spec
 
+from .auth import check_exposure, install_access_control
 from .backends import make_provider
 from .errors import UnhandledErrors, install_error_handlers
 from .limits import BodySizeLimit
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.provider = provider
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_access_control(app, settings)  # API keys and per-client limits, outside the body limit
     app.add_middleware(UnhandledErrors)
     app.add_middleware(RequestId)  # added last = outermost: every answer, a 500 included, carries the id
     for router in ROUTERS:
@@ -95,6 +97,7 @@ def serve(settings: Settings) -> None:
     """Run the service with uvicorn until interrupted."""
     import uvicorn
 
+    check_exposure(settings)  # no keys beyond loopback unless --insecure
     level = logging.DEBUG if settings.log_level == "trace" else getattr(logging, settings.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
