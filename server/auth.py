@@ -30,6 +30,7 @@ from .settings import Settings
 OPEN_PREFIXES = ("/v1/health/",)
 OPEN_PATHS = ("/v1/metrics",)
 REALM = 'Bearer realm="bionemo-lite"'
+SCHEME = "apiKey"  # the OpenAPI security scheme's name
 MISSING = ("this server needs an API key: send the header 'Authorization: Bearer KEY' "
            "(keys are made with `bionemo-lite keys add NAME --file KEYS`)")
 
@@ -122,6 +123,25 @@ class ApiKeyAuth:
         await self.app(scope, receive, send)
 
 
+def document_bearer_keys(app: FastAPI, is_open: Callable[[str], bool]) -> None:
+    """Declare the Bearer scheme in the OpenAPI schema on every guarded route, so the docs page's
+    "Authorize" button sends the key with "Try it out"."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()  # caches itself in app.openapi_schema: edited once, in place
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})[SCHEME] = {
+                "type": "http", "scheme": "bearer", "description": "An API key from `bionemo-lite keys add`."}
+            for path, operations in schema.get("paths", {}).items():
+                if not is_open(path):
+                    for operation in operations.values():
+                        operation["security"] = [{SCHEME: []}]
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_access_control(app: FastAPI, settings: Settings) -> None:
     """Add the limits, then the key check around them (when `settings.api_keys` is set).
 
@@ -137,3 +157,4 @@ def install_access_control(app: FastAPI, settings: Settings) -> None:
                        is_open=is_open)
     if settings.api_keys:
         app.add_middleware(ApiKeyAuth, store=KeyStore(settings.api_keys), defaults=defaults, is_open=is_open)
+        document_bearer_keys(app, is_open)

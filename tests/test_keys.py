@@ -246,6 +246,14 @@ def test_health_metrics_and_docs_stay_open(client):
     assert client.get("/v1/metrics").status_code != 401  # another module serves it; no key is asked for
 
 
+def test_the_openapi_schema_declares_the_bearer_keys(client):
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http", "scheme": "bearer", "description": "An API key from `bionemo-lite keys add`."}
+    assert schema["paths"]["/v1/models/{name}/embed"]["post"]["security"] == [{"apiKey": []}]
+    assert "security" not in schema["paths"]["/v1/health/live"]["get"]
+
+
 def _until(predicate, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
