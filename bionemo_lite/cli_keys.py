@@ -41,12 +41,11 @@ def keys_add_command(
     ),
 ) -> None:
     """Make a key for NAME and print it, once: the file keeps only its hash."""
-    from bionemo_lite.server.keyfile import new_key, read_key_file, write_key_file
+    from bionemo_lite.server.keyfile import new_key, update_key_file
 
     key = new_key()
-    keyfile = read_key_file(file, missing_ok=True).added(
-        name, key, requests_per_minute=requests_per_minute, max_in_flight=max_in_flight)
-    write_key_file(keyfile)
+    keyfile = update_key_file(file, lambda keys: keys.added(name, key, requests_per_minute=requests_per_minute,
+                                                            max_in_flight=max_in_flight), missing_ok=True)
     typer.echo(key)  # alone on stdout, so `KEY=$(bionemo-lite keys add ...)` works
     typer.echo(f"API key {name!r} added to {keyfile.path}; it is shown only this once: store it now.", err=True)
 
@@ -76,16 +75,16 @@ def keys_list_command(
 
 def keys_remove_command(name: str = NameArg, file: Path = KeysFileOpt) -> None:
     """Delete the key NAME (its requests get 401 from then on)."""
-    from bionemo_lite.server.keyfile import read_key_file, write_key_file
+    from bionemo_lite.server.keyfile import update_key_file
 
-    write_key_file(read_key_file(file).removed(name))
+    update_key_file(file, lambda keys: keys.removed(name))
     typer.echo(f"API key {name!r} removed from {file}", err=True)
 
 
 def _set_disabled(name: str, file: Path, disabled: bool) -> None:
-    from bionemo_lite.server.keyfile import read_key_file, write_key_file
+    from bionemo_lite.server.keyfile import update_key_file
 
-    write_key_file(read_key_file(file).with_disabled(name, disabled))
+    update_key_file(file, lambda keys: keys.with_disabled(name, disabled))
     typer.echo(f"API key {name!r} {'disabled' if disabled else 'enabled'} in {file}", err=True)
 
 

@@ -18,6 +18,7 @@ disabled take effect without a restart.
 from __future__ import annotations
 
 import difflib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -25,6 +26,7 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -173,6 +175,28 @@ def write_key_file(keyfile: KeyFile) -> None:
             tmp.write_text(keyfile.to_json(), encoding="utf-8")
     except OSError as exc:
         raise KeyFileError(f"cannot write API key file {keyfile.path}: {exc}") from None
+
+
+def update_key_file(path: str | os.PathLike, change: Callable[[KeyFile], KeyFile], *,
+                    missing_ok: bool = False) -> KeyFile:
+    """Read, change and write the file under an exclusive lock on its folder, so two
+    `bionemo-lite keys` commands at once cannot lose each other's edit."""
+    path = Path(path).expanduser()
+    try:
+        if missing_ok:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError as exc:
+        if not missing_ok:
+            read_key_file(path)  # a missing file: the error says how to make one
+        raise KeyFileError(f"cannot open the folder of API key file {path}: {exc}") from None
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        keyfile = change(read_key_file(path, missing_ok=missing_ok))
+        write_key_file(keyfile)
+        return keyfile
+    finally:
+        os.close(folder)  # releases the lock
 
 
 def _signature(path: Path) -> tuple[int, int, int, int] | None:

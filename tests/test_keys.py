@@ -14,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ import httpx
 import pytest
 
 from bionemo_lite.server.auth import InsecureBindError, check_exposure, is_loopback
-from bionemo_lite.server.keyfile import KeyFileError, new_key, read_key_file
+from bionemo_lite.server.keyfile import KeyFileError, new_key, read_key_file, update_key_file
 from bionemo_lite.server.settings import Settings
 from keys_fixtures import CLI, add_key, assert_error_body, bearer, keys_cli
 from server_fixtures import cli_serve, free_port, running_server, uvicorn_factory, write_toy_weights
@@ -96,6 +97,9 @@ def test_remove_disable_enable_and_the_environment_variable(tmp_path):
     assert list(read_key_file(file).keys) == ["bob"]
     missing = keys_cli("remove", "alcie", env=env)
     assert missing.returncode == 1 and "no key named 'alcie'" in missing.stderr
+    elsewhere = keys_cli("disable", "bob", "--file", str(tmp_path / "nowhere" / "keys.json"))
+    assert elsewhere.returncode == 1 and "does not exist: create it with" in elsewhere.stderr
+    assert not (tmp_path / "nowhere").exists()
     assert stat.S_IMODE(file.stat().st_mode) == 0o600
 
 
@@ -116,6 +120,25 @@ def test_a_malformed_file_is_a_clear_error(tmp_path):
         read_key_file(file)
     with pytest.raises(KeyFileError, match="does not exist: create it with `bionemo-lite keys add"):
         read_key_file(tmp_path / "missing.json")
+
+
+def test_concurrent_edits_lose_no_key(tmp_path):
+    """Each edit reads, waits, then writes: without the lock every writer but one would lose the others' keys."""
+    file = tmp_path / "keys.json"
+    names = [f"worker-{i}" for i in range(4)]
+
+    def slow_add(name: str) -> None:
+        def change(keyfile):
+            time.sleep(0.2)
+            return keyfile.added(name, new_key())
+        update_key_file(file, change, missing_ok=True)
+
+    threads = [threading.Thread(target=slow_add, args=(name,)) for name in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(read_key_file(file).keys) == names
 
 
 def test_match_finds_the_key_by_its_hash(tmp_path):
