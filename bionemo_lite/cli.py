@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import typer
 
+from .cli_keys import KEYS_COMMANDS, keys_app
 from .cli_output import command_scope, setup_logging
 from .cli_style import MARKUP_MODE, Command
 from .errors import BionemoLiteError, InvalidInputError, UnsupportedVerbError
@@ -651,6 +652,7 @@ SERVE_DEFAULTS: dict[str, Any] = {
     "host": "127.0.0.1", "port": 8000, "device": "cpu", "backend": "inprocess", "triton_protocol": "http",
     "max_sequences": 32,
 }
+SERVE_DEFAULTS.update({"requests_per_minute": 600, "max_in_flight": 16})  # per API key (server/ratelimit.py)
 
 
 @app.command("serve", cls=Command)
@@ -682,6 +684,21 @@ def serve_command(
         None, "--log-format", help="text or json: one JSON object per line, with the request id "
                                    "(default: $BIONEMO_LITE_LOG_FORMAT, else text)."
     ),
+    api_keys: Optional[Path] = typer.Option(
+        None, "--api-keys", metavar="KEYS",
+        help="API-key file (`bionemo-lite keys add`): clients then send 'Authorization: Bearer KEY'.",
+    ),
+    insecure: bool = typer.Option(False, "--insecure", help="Serve a non-loopback address without API keys."),
+    requests_per_minute: int = typer.Option(
+        SERVE_DEFAULTS["requests_per_minute"], "--requests-per-minute", min=0,
+        help="Requests per minute of each API key unless the key file sets its own (0: no limit).",
+    ),
+    max_in_flight: int = typer.Option(
+        SERVE_DEFAULTS["max_in_flight"], "--max-in-flight", min=0,
+        help="Concurrent requests of each API key unless the key file sets its own (0: no limit).",
+    ),
+    limit_by_address: bool = typer.Option(False, "--limit-by-address",
+                                          help="Without API keys, apply those limits per client address."),
 ) -> None:
     """Start the HTTP service. Options not given come from BIONEMO_LITE_* variables, then the defaults."""
     from pydantic import ValidationError
@@ -701,6 +718,8 @@ def serve_command(
         "host": host, "port": port, "device": device, "dtype": dtype, "numerics": numerics, "backend": backend,
         "triton_url": triton_url, "triton_protocol": triton_protocol, "max_sequences": max_sequences,
         "weights": list(weights) if weights else None, "preload": list(preload) if preload else None,
+        "api_keys": api_keys, "insecure": insecure or None, "requests_per_minute": requests_per_minute,
+        "max_in_flight": max_in_flight, "limit_by_address": limit_by_address or None,
     }
     values["log_format"] = log_format
     given = {k: v for k, v in values.items() if v is not None and (k not in SERVE_DEFAULTS or given_here(k))}
@@ -709,7 +728,13 @@ def serve_command(
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
         raise typer.BadParameter(problems) from None
-    serve(settings)
+    from bionemo_lite.server.auth import InsecureBindError
+    from bionemo_lite.server.keyfile import KeyFileError
+
+    try:
+        serve(settings)
+    except (InsecureBindError, KeyFileError) as exc:  # the service refuses to start: a usage error
+        raise _fail(str(exc), 2) from None
 
 
 def check_serve_numerics(numerics: str) -> None:
@@ -720,6 +745,12 @@ def check_serve_numerics(numerics: str) -> None:
     if numerics not in modes:
         raise typer.BadParameter(f"must be one of {', '.join(modes) or '(no model offers a choice)'}; "
                                  f"got {numerics!r}", param_hint="--numerics")
+
+
+# `bionemo-lite keys ...` (bionemo_lite/cli_keys.py), with the same error handling as every command here.
+app.add_typer(keys_app, name="keys")
+for _name, _command in KEYS_COMMANDS.items():
+    keys_app.command(_name, cls=Command)(handles_errors(_command))
 
 
 def main() -> None:  # pragma: no cover - `python -m bionemo_lite.cli`

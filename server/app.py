@@ -20,6 +20,7 @@ from fastapi import FastAPI
 import bionemo_lite
 from bionemo_lite.registry import get_spec
 
+from .auth import check_exposure, install_access_control
 from .backends import make_provider
 from .errors import UnhandledErrors, install_error_handlers
 from .limits import BodySizeLimit
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_access_control(app, settings)  # API keys and per-client limits, outside the body limit
     app.add_middleware(UnhandledErrors)
     app.add_middleware(HttpMetrics, metrics=metrics)  # outside UnhandledErrors: a bug's 500 is counted
     app.add_middleware(RequestId)  # added last = outermost: every answer, a 500 included, carries the id
@@ -102,6 +104,7 @@ def serve(settings: Settings) -> None:
     """Run the service with uvicorn until interrupted."""
     import uvicorn
 
+    check_exposure(settings)  # no keys beyond loopback unless --insecure
     configure_logging(settings.log_format, settings.log_level)  # before the app is built: its warnings too
     log_config = logging_config(settings.log_format, settings.log_level)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
               413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request"}
+HTTP_CODES.update({401: "unauthorized", 403: "forbidden", 429: "too_many_requests"})  # API keys and limits
 INTERNAL_ERROR = "unexpected error while answering this request; the server log has the details under this request_id"
 
 

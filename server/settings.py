@@ -88,6 +88,12 @@ class Settings(BaseSettings):
             probe names the fix.
         log_format: ``"text"`` (human lines, the default) or ``"json"`` (one JSON object per line,
             with the request id; uvicorn's access log too). See `server.logs`.
+        api_keys: the API-key file (`bionemo-lite keys add`); set, every route but health, metrics
+            and docs needs ``Authorization: Bearer KEY``. None: no keys (loopback addresses only).
+        insecure: serve without keys on a non-loopback address.
+        requests_per_minute: each key's rate limit unless its entry sets one (0: none).
+        max_in_flight: each key's concurrent requests unless its entry sets one (0: none).
+        limit_by_address: without keys, apply the two limits per client address.
     """
 
     model_config = SettingsConfigDict(env_prefix="BIONEMO_LITE_", extra="forbid")
@@ -112,6 +118,12 @@ class Settings(BaseSettings):
     default_model: str | None = DEFAULT_MODEL
     # observability (server/logs.py, server/metrics.py)
     log_format: Literal["text", "json"] = "text"
+    # API keys and per-client limits (server/auth.py, server/keyfile.py, server/ratelimit.py).
+    api_keys: str | None = None
+    insecure: bool = False
+    requests_per_minute: int = Field(600, ge=0)
+    max_in_flight: int = Field(16, ge=0)
+    limit_by_address: bool = False
 
     @field_validator("weights", mode="before")
     @classmethod
@@ -127,6 +139,13 @@ class Settings(BaseSettings):
     @classmethod
     def _off(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() in _OFF else value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _no_keys(cls, value: Any) -> Any:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        return None if isinstance(value, str) and not value.strip() else value  # an empty variable: keys off
 
     @field_validator("numerics", mode="before")
     @classmethod

@@ -18,7 +18,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "bionemo_lite"
 ABOVE_THE_CORE = ("bionemo_lite.zoo", "bionemo_lite.server", "bionemo_lite.cli", "bionemo_lite.triton")
 # Front doors and backends that live in the package folder but are not the core.
-NOT_CORE = {"cli.py", "cli_output.py", "cli_style.py", "triton"}
+NOT_CORE = {"cli.py", "cli_output.py", "cli_style.py", "cli_keys.py", "triton"}
 
 
 def test_the_distribution_installs_one_top_level_name():
