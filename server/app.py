@@ -11,6 +11,7 @@ any that cannot be and the command that fixes it.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from bionemo_lite.registry import get_spec
 
 from .backends import make_provider
 from .errors import UnhandledErrors, install_error_handlers
+from .lifetime import RequestLifetime
 from .limits import BodySizeLimit
 from .preload import PreloadPlan, plan_preload
 from .problems import weights_missing
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.provider = provider
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLifetime, timeout_s=settings.request_timeout_s)  # disconnect / deadline cancel
     app.add_middleware(UnhandledErrors)
     app.add_middleware(RequestId)  # added last = outermost: every answer, a 500 included, carries the id
     for router in ROUTERS:
@@ -91,10 +94,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def _exit_zero(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def serve(settings: Settings) -> None:
-    """Run the service with uvicorn until interrupted."""
+    """Run the service with uvicorn until interrupted.
+
+    SIGTERM stops accepting, lets in-flight requests finish for up to ``shutdown_timeout_s``,
+    cancels the rest (their model calls stop at the next batch boundary) and exits 0.
+    """
     import uvicorn
 
     level = logging.DEBUG if settings.log_level == "trace" else getattr(logging, settings.log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    # uvicorn re-raises the signal once it has shut down; this handler turns that into exit status 0.
+    signal.signal(signal.SIGTERM, _exit_zero)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                timeout_graceful_shutdown=settings.shutdown_timeout_s)
