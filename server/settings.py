@@ -94,7 +94,8 @@ class Settings(BaseSettings):
         request_timeout_s: a request still unanswered after this many seconds is cancelled (its
             model work stops at the next batch boundary) and answered 504; None: no deadline.
         shutdown_timeout_s: on SIGTERM, how long in-flight requests may finish before the rest
-            are cancelled and the process exits (0).
+            are cancelled and the process exits (0), under `serve` / ``bionemo-lite serve``
+            (``uvicorn --factory`` takes ``--timeout-graceful-shutdown`` instead).
     """
 
     model_config = SettingsConfigDict(env_prefix="BIONEMO_LITE_", extra="forbid")

@@ -7,6 +7,7 @@ through the core's `run_batches`, logged to ``steps.log``) and tiny ESM-2 PLL.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 from bionemo_lite.batching import run_batches
 from bionemo_lite.cancellation import CancelToken, installed, raise_if_cancelled
 from bionemo_lite.errors import RequestCancelledError
+from bionemo_lite.server.settings import Settings
 from server_fixtures import ServerProcess, cli_serve, running_server, slow_toy_env, uvicorn_factory
 
 LONG = ["ACDEFGHIKLMNPQRSTVWY" * 2] * 32  # 1,280 slow steps: 64 s at 0.05 s a step
@@ -85,6 +87,70 @@ def test_esm2_pll_stops_when_cancelled(fair_model, one_torch_thread):
     with installed(token), pytest.raises(RequestCancelledError):
         fair_model.score(["MKTAYIAKQRQISFVKSHFSRQ"], method="pll")
     assert fair_model.score(["MKTAYIAKQR"], method="pll").scores.shape == (1,)  # the model is fine after
+
+
+@pytest.mark.slow  # ~20-40 s: transformers and a tiny ESMFold
+def test_esmfold_recycling_stops_between_trunk_blocks(tmp_path):
+    """transformers' recycling loop is not ours: the check sits before each trunk block."""
+    import warnings
+
+    import bionemo_lite
+    from bionemo_lite.zoo.esmfold.testing import write_tiny_esmfold_dir
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = bionemo_lite.load("esmfold_v1", weights=write_tiny_esmfold_dir(tmp_path / "esmfold"))
+    token = CancelToken()
+    first_block_calls: list[int] = []
+
+    def cancel_in_the_second_pass(module, args, output) -> None:
+        first_block_calls.append(1)
+        if len(first_block_calls) == 2:
+            token.cancel("client disconnected")
+
+    hook = model.network.trunk.blocks[0].register_forward_hook(cancel_in_the_second_pass)
+    try:
+        with installed(token), pytest.raises(RequestCancelledError):
+            model.fold("MKTAYIAKQRQISF", num_recycles=3)  # 4 passes
+        assert len(first_block_calls) == 2
+    finally:
+        hook.remove()
+    assert model.fold("MKTAYIAKQR", num_recycles=0).sequence == "MKTAYIAKQR"  # no token: runs
+
+
+def test_triton_provider_stops_waiting_and_its_call_stops():
+    """A cancelled request stops waiting for Triton at once; its worker thread stops at the next batch."""
+    from bionemo_lite.server.backends.triton import TritonProvider
+
+    provider = TritonProvider(Settings(backend="triton", triton_url="127.0.0.1:1"))
+    steps: list[int] = []
+
+    def step(batch: list[int]) -> dict[int, None]:
+        time.sleep(0.01)
+        steps.extend(batch)
+        return dict.fromkeys(batch)
+
+    def job(remote_model) -> None:  # a call of many batches, as a verb's call on a RemoteModel is
+        run_batches([[i] for i in range(2000)], step)
+
+    async def cancel_while_running() -> float:
+        call = asyncio.ensure_future(provider.run("esm2_t6_8M_UR50D", "embed", job))
+        while not steps:  # until it runs (the first call imports tritonclient)
+            await asyncio.sleep(0.05)
+        cancelled = time.monotonic()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        return time.monotonic() - cancelled
+
+    try:
+        assert asyncio.run(cancel_while_running()) < 0.5
+        time.sleep(0.2)
+        stopped = len(steps)
+        time.sleep(0.3)
+        assert 0 < len(steps) == stopped < 2000
+    finally:
+        asyncio.run(provider.close())
 
 
 # ---------------------------------------------------------------- over HTTP
