@@ -18,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from .errors import RequestCancelledError
 
+T = TypeVar("T")
 _current: contextvars.ContextVar[CancelToken | None] = contextvars.ContextVar("bionemo_lite_cancel_token",
                                                                               default=None)
 
@@ -59,6 +60,17 @@ def installed(token: CancelToken) -> Iterator[CancelToken]:
         yield token
     finally:
         _current.reset(reset)
+
+
+def run_with_token(token: CancelToken, fn: Callable[[], T]) -> T:
+    """``fn()`` with `token` installed in this (worker) thread; not started at all when already cancelled.
+
+    Raises:
+        RequestCancelledError: before `fn` starts, or from its next batch boundary.
+    """
+    with installed(token):
+        token.raise_if_cancelled()
+        return fn()
 
 
 def raise_if_cancelled() -> None:

@@ -107,7 +107,8 @@ class RequestLifetime:
                 logger.info("request %s: client disconnected from %s %s; its work was cancelled",
                             current_request_id(), scope.get("method"), scope.get("path"))
                 return
-            await self._deadline_response(scope, connection.receive, send)
+            if not started.is_set():  # it may have begun answering while it unwound: nothing can follow that
+                await self._deadline_response(scope, connection.receive, send)
         except asyncio.CancelledError:  # the server is shutting down past its drain bound
             handler.cancel()
             await asyncio.gather(handler, return_exceptions=True)

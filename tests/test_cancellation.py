@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from bionemo_lite.batching import run_batches
-from bionemo_lite.cancellation import CancelToken, installed, raise_if_cancelled
+from bionemo_lite.cancellation import CancelToken, installed, raise_if_cancelled, run_with_token
 from bionemo_lite.errors import RequestCancelledError
 from bionemo_lite.server.settings import Settings
 from server_fixtures import ServerProcess, cli_serve, running_server, slow_toy_env, uvicorn_factory
@@ -71,6 +71,16 @@ def test_a_token_is_the_calling_threads_own():
             raise_if_cancelled()
     raise_if_cancelled()  # uninstalled again after the block
     assert seen == [None]
+
+
+def test_a_call_cancelled_before_it_starts_never_runs():
+    calls: list[int] = []
+    assert run_with_token(CancelToken(), lambda: calls.append(1) or "ran") == "ran"
+    token = CancelToken()
+    token.cancel("client disconnected while queued")
+    with pytest.raises(RequestCancelledError, match="while queued"):
+        run_with_token(token, lambda: calls.append(2))
+    assert calls == [1]
 
 
 def test_cancelled_token_keeps_its_first_reason():

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import bionemo_lite
 from bionemo_lite.binding import verb_method
-from bionemo_lite.cancellation import CancelToken, installed
+from bionemo_lite.cancellation import CancelToken, run_with_token
 from bionemo_lite.errors import UnsupportedVerbError
 from bionemo_lite.model import BioModel
 from bionemo_lite.records import Record
@@ -177,9 +177,8 @@ class ModelPool:
         token = token if token is not None else CancelToken()
 
         def locked() -> T:
-            with slot.running, installed(token):
-                token.raise_if_cancelled()  # given up on while it waited for the model
-                return fn(model)
+            with slot.running:
+                return run_with_token(token, lambda: fn(model))  # not started if given up on while it waited
 
         with self._live.tracking(token):
             async with slot.queue:

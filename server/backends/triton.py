@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from bionemo_lite.cancellation import CancelToken, installed
+from bionemo_lite.cancellation import CancelToken, run_with_token
 from bionemo_lite.errors import BackendUnavailableError, UnsupportedVerbError
 from bionemo_lite.registry import get_spec
 from bionemo_lite.spec import ModelSpec
@@ -184,12 +184,10 @@ class TritonProvider(ProviderBase):
         token = CancelToken()
 
         def call() -> T:
-            with installed(token):
-                token.raise_if_cancelled()
-                return self._on_a_replica(lambda client: job(RemoteModel(spec, client)))
+            return self._on_a_replica(lambda client: job(RemoteModel(spec, client)))
 
         with self._live.tracking(token):
-            return await self._in_thread(call)
+            return await self._in_thread(lambda: run_with_token(token, call))
 
     async def start(self, preload: Sequence[str] = (), download: Sequence[str] = ()) -> None:
         """Check Triton once; start anyway when it is down (requests answer 503 until it is up).
