@@ -163,6 +163,47 @@ def test_triton_provider_stops_waiting_and_its_call_stops():
         asyncio.run(provider.close())
 
 
+def test_a_merged_embed_call_stops_only_when_all_its_requests_left():
+    from bionemo_lite.records import Record
+    from bionemo_lite.server.backends.batcher import EmbedBatcher
+
+    steps: list[int] = []
+
+    def step(batch: list[int]) -> dict[int, None]:
+        time.sleep(0.005)
+        steps.extend(batch)
+        return dict.fromkeys(batch)
+
+    def runner(model, requests):  # the group's model call (worker thread): many batches
+        run_batches([[i] for i in range(200)], step)
+        return [len(records) for records in requests], 1
+
+    async def run_model(job, on_turn, token):  # what the pool does: the job under the group's token
+        on_turn()
+        return await asyncio.to_thread(run_with_token, token, lambda: job(None))
+
+    async def scenario() -> None:
+        batcher = EmbedBatcher(window_s=0.05, max_records=100)
+        one, two = [Record("a", "MKT", 0)], [Record("b", "GS", 0), Record("c", "W", 1)]
+        left = asyncio.ensure_future(batcher.submit("toy", "key", one, runner, run_model))
+        stays = asyncio.ensure_future(batcher.submit("toy", "key", two, runner, run_model))
+        while not steps:
+            await asyncio.sleep(0.01)
+        left.cancel()  # its neighbour still waits: the call goes on
+        assert await stays == 2 and len(steps) == 200
+        steps.clear()
+        alone = asyncio.ensure_future(batcher.submit("toy", "key", one, runner, run_model))
+        while not steps:
+            await asyncio.sleep(0.01)
+        alone.cancel()  # nobody waits any more: the call stops at its next batch
+        with pytest.raises(asyncio.CancelledError):
+            await alone
+        await asyncio.sleep(0.2)
+
+    asyncio.run(scenario())
+    assert 0 < len(steps) < 200
+
+
 # ---------------------------------------------------------------- over HTTP
 
 
