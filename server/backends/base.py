@@ -12,6 +12,11 @@ verb, that the request is within the server's limits and (for protein inputs)
 that every record is valid and short enough. What goes wrong after is a
 `bionemo_lite` error (`InvalidInputError` -> 422, `WeightsNotFoundError` /
 `CheckpointError` / `BackendUnavailableError` -> 503).
+
+A route whose request is given up on (client gone, deadline passed, shutdown:
+`server.lifetime`) is cancelled while it awaits `run`; the provider then cancels
+the call's `CancelToken` (`LiveCalls`), so a queued call never starts and a
+running one stops at its next batch boundary.
 """
 
 from __future__ import annotations

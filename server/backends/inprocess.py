@@ -186,12 +186,8 @@ class ModelPool:
                     on_turn()
                 return await self._in_thread(locked)
 
-    def cancel_all(self, reason: str) -> None:
-        """Cancel every queued or running call (they stop at their next batch boundary)."""
-        self._live.cancel_all(reason)
-
     async def close(self) -> None:
-        self.cancel_all("the server is shutting down")
+        self._live.cancel_all("the server is shutting down")  # running calls stop at their next batch
         for name, slot in self._slots.items():
             if slot.model is not None:
                 try:
