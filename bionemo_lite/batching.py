@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from numbers import Integral
 from typing import Any, TypeVar
 
+from .cancellation import raise_if_cancelled
 from .errors import BionemoLiteError, InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -131,13 +132,16 @@ def run_batches(
     Returns:
         Results by index, and failure reasons by index for records that could
         not be computed even alone. Errors other than out-of-memory propagate:
-        a `BionemoLiteError` for one record is the caller's to report.
+        a `BionemoLiteError` for one record is the caller's to report, and
+        `RequestCancelledError` before the next batch once the call's token
+        (`bionemo_lite.cancellation`) is cancelled.
     """
     on_progress = on_progress or _progress_listener.get()
     results: dict[int, T] = {}
     failures: dict[int, str] = {}
     pending: list[list[int]] = [list(b) for b in reversed(batches)]
     while pending:
+        raise_if_cancelled()  # a batch boundary: a cancelled call stops here (free without a token)
         batch = pending.pop()
         try:
             results.update(run(batch))

@@ -91,3 +91,35 @@ class DeviceUnavailableError(BionemoLiteError, ValueError):
 
 class BackendUnavailableError(BionemoLiteError):
     """A serving backend (e.g. Triton) cannot be reached."""
+
+
+# ---- bounded, cancellable work (the HTTP service's budget, deadline and cancellation)
+
+
+class RequestCancelledError(BionemoLiteError):
+    """The call was cancelled (client gone, deadline passed, server shutting down) and stopped
+    at a batch boundary (`bionemo_lite.cancellation`)."""
+
+
+class OverBudgetError(BionemoLiteError):
+    """A request would cost more compute than the service allows for one request.
+
+    Attributes:
+        verb: the verb asked for.
+        cost: the request's cost, in `unit`.
+        budget: the most one request may cost, in `unit`.
+        unit: what is counted (e.g. residue-passes).
+        setting: the setting that raises the budget.
+        batch_command: the batch job that runs the same work without a budget.
+    """
+
+    def __init__(self, verb: str, cost: int, budget: int, unit: str, setting: str, batch_command: str):
+        self.verb, self.cost, self.budget, self.unit = verb, cost, budget, unit
+        self.setting, self.batch_command = setting, batch_command
+        super().__init__(
+            f"this {verb} request costs {cost:,} {unit}, over the budget of {budget:,} for one request; "
+            f"raise it with {setting}, or run the same work as a batch job: {batch_command}")
+
+    def to_dict(self) -> dict:
+        return {"verb": self.verb, "cost": self.cost, "budget": self.budget, "unit": self.unit,
+                "setting": self.setting, "batch_command": self.batch_command}

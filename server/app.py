@@ -11,6 +11,7 @@ any that cannot be and the command that fixes it.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from bionemo_lite.registry import get_spec
 from .auth import check_exposure, install_access_control
 from .backends import make_provider
 from .errors import UnhandledErrors, install_error_handlers
+from .lifetime import RequestLifetime
 from .limits import BodySizeLimit
 from .logs import configure_logging, logging_config
 from .metrics import HttpMetrics, ServiceMetrics
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLifetime, timeout_s=settings.request_timeout_s)  # disconnect / deadline cancel
     install_access_control(app, settings)  # API keys and per-client limits, outside the body limit
     app.add_middleware(UnhandledErrors)
     app.add_middleware(HttpMetrics, metrics=metrics)  # outside UnhandledErrors: a bug's 500 is counted
@@ -100,12 +103,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def _exit_zero(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def serve(settings: Settings) -> None:
-    """Run the service with uvicorn until interrupted."""
+    """Run the service with uvicorn until interrupted.
+
+    SIGTERM stops accepting, lets in-flight requests finish for up to ``shutdown_timeout_s``,
+    cancels the rest (their model calls stop at the next batch boundary) and exits 0.
+    """
     import uvicorn
 
     check_exposure(settings)  # no keys beyond loopback unless --insecure
     configure_logging(settings.log_format, settings.log_level)  # before the app is built: its warnings too
     log_config = logging_config(settings.log_format, settings.log_level)
+    # uvicorn re-raises the signal once it has shut down; this handler turns that into exit status 0.
+    signal.signal(signal.SIGTERM, _exit_zero)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                log_config=log_config)
+                log_config=log_config, timeout_graceful_shutdown=settings.shutdown_timeout_s)

@@ -25,6 +25,8 @@ from bionemo_lite.errors import (
     CheckpointError,
     DownloadError,
     InvalidInputError,
+    OverBudgetError,
+    RequestCancelledError,
     UnknownModelError,
     UnsupportedVerbError,
     WeightsNotFoundError,
@@ -53,6 +55,10 @@ def _status_and_body(exc: BionemoLiteError) -> tuple[int, str, dict[str, Any]]:
     """Most specific class first: several errors derive from builtin ones too."""
     if isinstance(exc, InvalidInputError):
         return 422, "invalid_input", exc.to_dict()
+    if isinstance(exc, OverBudgetError):  # server/budget.py
+        return 422, "over_budget", exc.to_dict()
+    if isinstance(exc, RequestCancelledError):  # its model call was cancelled (e.g. shutting down)
+        return 503, "cancelled", {}
     if isinstance(exc, UnknownModelError):
         return 404, "unknown_model", {"model": exc.name, "close_matches": exc.close_matches}
     if isinstance(exc, UnsupportedVerbError):
@@ -174,4 +180,5 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "Request body over the server's limit."},
     422: {"model": ErrorBody, "description": "Invalid input, naming the record, position and reason."},
     503: {"model": ErrorBody, "description": "Weights missing or unreadable, or the Triton server unreachable."},
+    504: {"model": ErrorBody, "description": "Not answered within the deadline (BIONEMO_LITE_REQUEST_TIMEOUT_S)."},
 }

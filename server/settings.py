@@ -94,6 +94,16 @@ class Settings(BaseSettings):
         requests_per_minute: each key's rate limit unless its entry sets one (0: none).
         max_in_flight: each key's concurrent requests unless its entry sets one (0: none).
         limit_by_address: without keys, apply the two limits per client address.
+        max_token_passes: most work of one embed / contacts / score / generate request, in
+            token-passes (residues x forward passes; PLL is the sum of L^2): 422 above it
+            (`server.budget`). The default lets 32 x 350-residue PLL through.
+        max_fold_work: most work of one fold request, in residue^3-passes (L^3 x (recycles + 1)):
+            422 above it. The default lets 1,022 residues with up to 6 recycles through.
+        request_timeout_s: a request still unanswered after this many seconds is cancelled (its
+            model work stops at the next batch boundary) and answered 504; None: no deadline.
+        shutdown_timeout_s: on SIGTERM, how long in-flight requests may finish before the rest
+            are cancelled and the process exits (0), under `serve` / ``bionemo-lite serve``
+            (``uvicorn --factory`` takes ``--timeout-graceful-shutdown`` instead).
     """
 
     model_config = SettingsConfigDict(env_prefix="BIONEMO_LITE_", extra="forbid")
@@ -124,6 +134,12 @@ class Settings(BaseSettings):
     requests_per_minute: int = Field(600, ge=0)
     max_in_flight: int = Field(16, ge=0)
     limit_by_address: bool = False
+    # ---- bounded work per request and graceful shutdown (server/budget.py, server/lifetime.py)
+    max_token_passes: int = Field(4_000_000, ge=1)
+    max_fold_work: int = Field(8_000_000_000, ge=1)
+    request_timeout_s: float | None = Field(300.0, gt=0)
+    shutdown_timeout_s: float = Field(30.0, ge=0)
+    # ----
 
     @field_validator("weights", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ tests count loads independently of the server's own bookkeeping.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bionemo_lite.batching import run_batches
 from bionemo_lite.encoding import embed_records
 from bionemo_lite.errors import CheckpointError, InvalidInputError
 from bionemo_lite.model import BioModel
@@ -51,6 +53,12 @@ def uvicorn_factory(factory: str) -> Command:
     """``python -m uvicorn --factory FACTORY`` (settings from ``BIONEMO_LITE_*`` variables)."""
     return lambda port: [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
                          "--port", str(port), "--log-level", "warning"]
+
+
+def toy_serve() -> Command:
+    """`bionemo_lite.server.app.serve` of the toy app (settings from ``BIONEMO_LITE_*``), as
+    ``bionemo-lite serve`` runs it: its SIGTERM handling and drain bound included."""
+    return lambda port: [sys.executable, "-c", f"import server_fixtures; server_fixtures.serve_toys({port})"]
 
 
 def cli_serve(*args: str) -> Command:
@@ -113,6 +121,17 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def terminate(self, timeout: float) -> int | None:
+        """Send SIGTERM and wait up to `timeout` s: the exit status, or None (then it is killed)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
 
 @contextmanager
 def running_server(command: Command, env: Mapping[str, str], workdir: Path) -> Iterator[ServerProcess]:
@@ -165,6 +184,15 @@ def write_toy_weights(path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, table=rng.normal(size=(len(RESIDUES) + 1, TOY_DIM)).astype(np.float32))
     return path
+
+
+def slow_toy_env(folder: Path, **extra: str) -> dict[str, str]:
+    """Settings of a toy-only server with ``toy_encoder`` preloaded, whose ``"method": "slow"`` score
+    takes `$TOY_STEP_S` per residue and logs each step to ``folder/steps.log``; `extra` variables win."""
+    weights = write_toy_weights(folder / "toy.npz")
+    return {"BIONEMO_LITE_HOME": str(folder / "empty-cache"), "BIONEMO_LITE_NO_PLUGINS": "1",
+            "BIONEMO_LITE_WEIGHTS": json.dumps({"toy_encoder": str(weights)}), "BIONEMO_LITE_PRELOAD": "toy_encoder",
+            "TOY_STEP_LOG": str(folder / "steps.log"), "TOY_STEP_S": "0.05", **extra}
 
 
 def _source() -> WeightSource:
@@ -246,9 +274,11 @@ class ToyEncoder(ToyModel):
     def score(self, inputs, method="pll", mutations=None, *, on_too_long="error"):
         if method == "crash":  # a plugin bug, not a user error; its message names a server path
             raise RuntimeError(f"toy plugin bug reading {Path(__file__).resolve()}")
-        if method != "pll":
+        if method not in ("pll", "slow"):
             raise InvalidInputError(f"the toy model scores with 'pll' only, not {method!r}")
         records, truncated = prepare_proteins(inputs, self.max_length, on_too_long)
+        if method == "slow":  # one `$TOY_STEP_S` step per residue, through the core's (cancellable) batch loop
+            run_batches([[i] for i in range(sum(len(r.sequence) for r in records))], _slow_step)
         scores = np.array([float(self.residue_vectors(r.sequence)[:, 0].sum()) for r in records])
         return Scores(self.name, method, [r.id for r in records], scores, None, truncated)
 
@@ -264,6 +294,14 @@ class ToyEncoder(ToyModel):
                 samples.append(seq)
             out.append(GeneratedRecord(r.id, r.sequence, samples, [float(temperature)] * num_samples))
         return Generated(self.name, out)
+
+
+def _slow_step(batch: list[int]) -> dict[int, None]:
+    time.sleep(float(os.environ.get("TOY_STEP_S", "0.05")))
+    if log := os.environ.get("TOY_STEP_LOG"):
+        with open(log, "a") as fh:
+            fh.write(".")
+    return dict.fromkeys(batch)
 
 
 class ToyFolder(ToyModel):
@@ -300,6 +338,15 @@ def toy_app():
 
     register_toys()
     return create_app()
+
+
+def serve_toys(port: int) -> None:
+    """Run the toy app with `serve` on `port` (see `toy_serve`)."""
+    from bionemo_lite.server.app import serve
+    from bionemo_lite.server.settings import Settings
+
+    register_toys()
+    serve(Settings(port=port))
 
 
 def downloadable_toy_spec(url: str, sha256: str | None = None) -> ModelSpec:

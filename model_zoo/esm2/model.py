@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from bionemo_lite.batching import check_tokens_per_batch, run_batches, token_budget_batches
+from bionemo_lite.cancellation import raise_if_cancelled
 from bionemo_lite.encoding import embed_records
 from bionemo_lite.pooling import Pooling
 from bionemo_lite.errors import BionemoLiteError, CheckpointError, InvalidInputError
@@ -470,6 +471,7 @@ class ESM2Model(BioModel):
         rows = torch.arange(len(samples))
         with torch.inference_mode():
             for step in range(len(masked.masks)):
+                raise_if_cancelled()  # one network pass per mask: a batch boundary
                 positions = [o[step] for o in orders]
                 log_probs = torch.from_numpy(self._log_probs_at(tokens, positions))
                 tokens[rows, torch.tensor(positions)] = draw(log_probs, allowed, temperature, top_k, gens)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from bionemo_lite.batching import is_out_of_memory
+from bionemo_lite.cancellation import cancellable_modules
 from bionemo_lite.errors import CheckpointError, InvalidInputError
 from bionemo_lite.model import BioModel
 from bionemo_lite.options import check_int
@@ -97,6 +98,7 @@ class ESMFoldModel(BioModel):
         self.esm_dtype = esm_dtype
         self._max_length = int(max_length) if max_length is not None else spec.max_length
         self._default_chunk_size = network.trunk.chunk_size
+        cancellable_modules(network.trunk.blocks)  # transformers' recycling loop calls them: cancel between blocks
         # One fold at a time: the chunk size is module state, and folds gain nothing from overlapping.
         self._lock = threading.Lock()
 

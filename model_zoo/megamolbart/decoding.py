@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from bionemo_lite.cancellation import raise_if_cancelled
+
 from .network import MegaMolBARTNetwork
 
 
@@ -71,6 +73,7 @@ def _autoregress(
     state = network.start_decoding(memory, memory_mask)
     tokens = torch.full((batch,), bos, dtype=torch.long, device=device)
     for t in range(max_steps):
+        raise_if_cancelled()  # a decoding step: a batch boundary
         logp = _log_probs(network.step(tokens, state), ok)
         nxt = choose(logp, rows)
         out[rows, t] = nxt
@@ -165,6 +168,7 @@ def beam_search(
     history = torch.empty(batch * k, 0, dtype=torch.long, device=device)
     offsets = (torch.arange(batch, device=device) * k)[:, None]
     for _ in range(max_steps):
+        raise_if_cancelled()  # a decoding step: a batch boundary
         logp = _log_probs(network.step(tokens, state), ok).double()
         # A finished beam may only continue with end tokens, at no cost.
         logp[finished] = float("-inf")

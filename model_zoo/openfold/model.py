@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bionemo_lite.cancellation import cancellable_modules
 from bionemo_lite.errors import BackendUnavailableError, InvalidInputError
 from bionemo_lite.model import BioModel
 from bionemo_lite.options import check_int
@@ -84,6 +85,7 @@ class OpenFoldModel(BioModel):
 
         super().__init__(spec, device=device, dtype=dtype, config=config)
         self.network = network
+        cancellable_modules([*network.pairformer_stack.blocks, network.diffusion_module])  # recycles, diffusion steps
         self.of3_config = of3_config
         self.max_tokens = int(max_tokens or spec.max_length)
         self.forward_calls = 0

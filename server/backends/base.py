@@ -12,16 +12,24 @@ verb, that the request is within the server's limits and (for protein inputs)
 that every record is valid and short enough. What goes wrong after is a
 `bionemo_lite` error (`InvalidInputError` -> 422, `WeightsNotFoundError` /
 `CheckpointError` / `BackendUnavailableError` -> 503).
+
+A route whose request is given up on (client gone, deadline passed, shutdown:
+`server.lifetime`) is cancelled while it awaits `run`; the provider then cancels
+the call's `CancelToken` (`LiveCalls`), so a queued call never starts and a
+running one stops at its next batch boundary.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from bionemo_lite.cancellation import CancelToken
 from bionemo_lite.records import Record
 from bionemo_lite.registry import list_models
 from bionemo_lite.results import Embeddings
@@ -101,6 +109,34 @@ class ModelProvider(Protocol):
     async def close(self) -> None:
         """Release models, threads and connections."""
         ...
+
+
+class LiveCalls:
+    """The cancel tokens of a provider's queued and running model calls.
+
+    A request whose handler is cancelled (client gone, deadline passed, shutdown)
+    cancels its token, so its worker thread stops at the next batch boundary
+    (`bionemo_lite.cancellation`) instead of holding the model to the end.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: set[CancelToken] = set()
+
+    @contextlib.contextmanager
+    def tracking(self, token: CancelToken) -> Iterator[CancelToken]:
+        """Within the block `token` is live; the block's cancellation cancels it."""
+        self._tokens.add(token)
+        try:
+            yield token
+        except asyncio.CancelledError:
+            token.cancel("the request was cancelled (client gone, deadline passed or server shutting down)")
+            raise
+        finally:
+            self._tokens.discard(token)
+
+    def cancel_all(self, reason: str) -> None:
+        for token in list(self._tokens):
+            token.cancel(reason)
 
 
 def describe_model(spec: ModelSpec, settings: Settings, **facts: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bionemo_lite.cancellation import CancelToken
 from bionemo_lite.merging import run_merged
 from bionemo_lite.records import Record
 from bionemo_lite.results import Embeddings
@@ -30,8 +31,9 @@ Outcome = Any | BaseException
 GroupResult = tuple[list[Outcome], int]
 # (model, the records of every request of a group) -> (per request outcome, model calls made); worker thread.
 GroupRunner = Callable[[Any, list[list[Record]]], GroupResult]
-# Runs a job with the model in a worker thread, calling `on_turn` on the event loop just before it starts.
-ModelRunner = Callable[[Callable[[Any], GroupResult], Callable[[], None]], Awaitable[GroupResult]]
+# Runs a job with the model in a worker thread, calling `on_turn` on the event loop just before it starts;
+# the token cancels the job (when every request of the group has gone).
+ModelRunner = Callable[[Callable[[Any], GroupResult], Callable[[], None], CancelToken], Awaitable[GroupResult]]
 
 
 def run_group(embed: Callable[[list[Record]], Embeddings], to_json: Callable[[Embeddings], Any],
@@ -58,6 +60,7 @@ class _Group:
     requests: list[list[Record]] = field(default_factory=list)
     futures: list[asyncio.Future] = field(default_factory=list)
     records: int = 0
+    token: CancelToken = field(default_factory=CancelToken)
 
 
 @dataclass
@@ -111,8 +114,15 @@ class EmbedBatcher:
         group.records += len(records)
         if self._window_s <= 0 or group.records >= self._max_records:
             self._close(full_key, group)
-        # shield: a client that goes away must not cancel its neighbours' call.
-        return await asyncio.shield(future)
+        # shield: a client that goes away must not cancel its neighbours' call...
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.cancel()
+            if all(f.cancelled() for f in group.futures):  # ...but a call nobody waits for stops
+                self._close(full_key, group)
+                group.token.cancel("every request of the merged embed call was cancelled")
+            raise
 
     def _close(self, full_key: Hashable, group: _Group) -> None:
         if self._open.get(full_key) is group:
@@ -125,7 +135,7 @@ class EmbedBatcher:
                 await asyncio.sleep(self._window_s)
             # Closed on the event loop when the model is ours, so no request joins while it runs.
             outcomes, calls = await run_model(lambda model: runner(model, group.requests),
-                                              lambda: self._close(full_key, group))
+                                              lambda: self._close(full_key, group), group.token)
         except BaseException as exc:  # loading failed, a bug, or shutdown: every request of the group gets it
             self._close(full_key, group)
             for future in group.futures:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import bionemo_lite
 from bionemo_lite.binding import verb_method
+from bionemo_lite.cancellation import CancelToken, run_with_token
 from bionemo_lite.errors import UnsupportedVerbError
 from bionemo_lite.model import BioModel
 from bionemo_lite.records import Record
@@ -37,7 +38,7 @@ from .. import metrics
 from ..preload import is_registered
 from ..problems import Problem, nothing_to_serve, problem_of, weights_missing
 from ..settings import DEFAULT_MODEL
-from .base import ProviderBase, Readiness, embeddings_to_json
+from .base import LiveCalls, ProviderBase, Readiness, embeddings_to_json
 from .batcher import EmbedBatcher, run_group
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class ModelPool:
         self._metrics = app_metrics
         self._slots: dict[str, _Slot] = {}
         self._torch_ready = False
+        self._live = LiveCalls()
 
     def _slot(self, name: str) -> _Slot:
         # Only the event-loop thread touches `_slots`, so no lock is needed here.
@@ -165,25 +167,34 @@ class ModelPool:
         # shield: a client that disconnects must not cancel the load the others wait for.
         return await asyncio.shield(slot.loading)
 
-    async def run(self, name: str, fn: Callable[[BioModel], T], on_turn: Callable[[], None] | None = None) -> T:
+    async def run(self, name: str, fn: Callable[[BioModel], T], on_turn: Callable[[], None] | None = None,
+                  token: CancelToken | None = None) -> T:
         """Run ``fn(model)`` in a worker thread, one call at a time per model.
+
+        A caller that is cancelled while queued never starts `fn`; once `fn` runs, the
+        call's `token` is cancelled and `fn` stops at its next batch boundary, freeing the model.
 
         Args:
             on_turn: called on the event loop once the model is this call's, just before `fn` starts.
+            token: cancels the call (e.g. shared by the requests of a merged group); one of its own if None.
         """
         model = await self.get(name)
         slot = self._slots[name]
+        token = token if token is not None else CancelToken()
 
         def locked() -> T:
             with slot.running:
-                return metrics.computed(self._metrics, name, fn, model)
+                # not started if given up on while it waited
+                return run_with_token(token, lambda: metrics.computed(self._metrics, name, fn, model))
 
-        async with metrics.queued(self._metrics, name, slot.queue):
-            if on_turn is not None:
-                on_turn()
-            return await self._in_thread(locked)
+        with self._live.tracking(token):
+            async with metrics.queued(self._metrics, name, slot.queue):
+                if on_turn is not None:
+                    on_turn()
+                return await self._in_thread(locked)
 
     async def close(self) -> None:
+        self._live.cancel_all("the server is shutting down")  # running calls stop at their next batch
         for name, slot in self._slots.items():
             if slot.model is not None:
                 try:
@@ -333,7 +344,7 @@ class InProcessProvider(ProviderBase):
             return run_group(lambda recs: options.run(embedder, recs), embeddings_to_json, requests)
 
         return await self.batcher.submit(name, options, records, runner,
-                                         lambda job, on_turn: self.pool.run(name, job, on_turn))
+                                         lambda job, on_turn, token: self.pool.run(name, job, on_turn, token))
 
     async def close(self) -> None:
         self._closed = True

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from bionemo_lite.cancellation import CancelToken, run_with_token
 from bionemo_lite.errors import BackendUnavailableError, UnsupportedVerbError
 from bionemo_lite.registry import get_spec
 from bionemo_lite.spec import ModelSpec
@@ -40,7 +41,7 @@ from bionemo_lite.triton.ports import TRITON_PORTS
 from bionemo_lite.triton.protocol import SERVABLE_VERBS, split_model_name
 from bionemo_lite.triton.remote import RemoteModel
 
-from .base import ProviderBase, Readiness
+from .base import LiveCalls, ProviderBase, Readiness
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -137,6 +138,7 @@ class TritonProvider(ProviderBase):
         self._turn = itertools.count()
         self._served: dict[str, set[str]] = {}
         self._executor = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="bionemo-triton")
+        self._live = LiveCalls()
 
     @property
     def urls(self) -> list[str]:
@@ -173,9 +175,19 @@ class TritonProvider(ProviderBase):
         return RemoteModel(get_spec(name), TritonClient(replica.url, self.protocol))  # type: ignore[arg-type]
 
     async def run(self, name: str, verb: str, job: Callable[[Any], T]) -> T:
-        """``job(RemoteModel)`` in a worker thread, on the next replica that answers."""
+        """``job(RemoteModel)`` in a worker thread, on the next replica that answers.
+
+        A request given up on (client gone, deadline, shutdown) stops waiting at once; its
+        thread does not start when still queued, and stops at the job's next batch boundary.
+        """
         spec = self._check_verb(name, verb)
-        return await self._in_thread(lambda: self._on_a_replica(lambda client: job(RemoteModel(spec, client))))
+        token = CancelToken()
+
+        def call() -> T:
+            return self._on_a_replica(lambda client: job(RemoteModel(spec, client)))
+
+        with self._live.tracking(token):
+            return await self._in_thread(lambda: run_with_token(token, call))
 
     async def start(self, preload: Sequence[str] = (), download: Sequence[str] = ()) -> None:
         """Check Triton once; start anyway when it is down (requests answer 503 until it is up).
@@ -223,6 +235,7 @@ class TritonProvider(ProviderBase):
         return await super().models()
 
     async def close(self) -> None:
+        self._live.cancel_all("the server is shutting down")
         for replica in self.replicas:
             replica.close()
         self._executor.shutdown(wait=False, cancel_futures=True)

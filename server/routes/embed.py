@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from bionemo_lite.pooling import PER_RESIDUE, is_per_position
 from bionemo_lite.spec import ModelSpec
 
+from ..budget import check_budget, embed_cost
 from ..deps import ProviderDep, SettingsDep, model_with
 from ..errors import ERROR_RESPONSES
 from ..payloads import file_content_types, file_response, metadata_without, per_record, stacked, strings
@@ -38,6 +39,7 @@ async def embed(
     """Embed sequences: one vector per record (mean or BOS pooling) or one per residue, from any layer."""
     check_count(len(body.sequences), settings.max_sequences)
     check_proteins(spec, body.records(), truncate=body.truncate)
+    check_budget(embed_cost(spec, body), settings)  # before any model work
     result = one_layout(await provider.embed(spec.name, body.verb_options(), body.records()))
     if body.include_hiddens:
         result.update(await _hiddens(provider, spec.name, body))

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bionemo_lite.spec import ModelSpec
 
+from ..budget import check_budget, fold_cost
 from ..deps import ProviderDep, model_with
 from ..errors import ERROR_RESPONSES, error_response
 from ..payloads import base64_float16, file_content_types, file_response, metadata_without
@@ -78,6 +79,7 @@ async def fold(
 ) -> Response:
     """Predict a structure: PDB or mmCIF text with per-residue pLDDT, pTM and PAE."""
     check_fold_sequence(spec, body.sequence, body.id or "sequence")  # before any model work
+    check_budget(fold_cost(spec, body), request.app.state.settings)
     options = body.verb_options()
     result = await provider.run(spec.name, "fold", lambda model: options.run(model, body.sequence).to_dict())
     wanted = _wanted_file(request.headers.get("accept", ""))

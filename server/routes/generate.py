@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from bionemo_lite.spec import ModelSpec
 
+from ..budget import check_budget, generate_cost
 from ..deps import ProviderDep, SettingsDep, model_with
 from ..errors import ERROR_RESPONSES
 from ..responses import json_response
@@ -28,6 +29,7 @@ async def generate(
     """Generate new sequences or molecules from seeds (masked infilling, latent-space sampling)."""
     check_count(len(body.sequences), settings.max_sequences)
     records = body.records()  # duplicate ids -> 422 now; residues are the model's to check (seeds carry <mask>)
+    check_budget(generate_cost(spec, body), settings)  # before any model work
     options = body.verb_options()
     result = await provider.run(spec.name, "generate", lambda model: options.run(model, records).to_dict())
     return await json_response(result)

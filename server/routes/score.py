@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from bionemo_lite.spec import ModelSpec
 
+from ..budget import check_budget, score_cost
 from ..deps import ProviderDep, SettingsDep, model_with
 from ..errors import ERROR_RESPONSES
 from ..responses import json_response
@@ -30,6 +31,7 @@ async def score(
     if spec.score_methods:  # before loading, like poolings
         spec.score_method(body.method)
     check_proteins(spec, body.records(), truncate=body.truncate)
+    check_budget(score_cost(spec, body), settings)  # before any model work
     options, records = body.verb_options(), body.records()
     result = await provider.run(spec.name, "score", lambda model: options.run(model, records).to_dict())
     return await json_response(result)
