@@ -209,7 +209,7 @@ def run_job(
         _remove_stale_parts(task, output, errors_path)
         before = _finished_before(source, output, params_hash(all_params))
         if before is not None:
-            logger.info("%s: nothing to do, the same job wrote its %d records at %s", output, before.n_records,
+            logger.debug("%s: nothing to do, the same job wrote its %d records at %s", output, before.n_records,
                         before.finished_at)
             return JobSummary(output, errors_path, manifest_path if manifest_path.exists() else None,
                               before.n_records, 0, before.n_records, 0, time.perf_counter() - started,
@@ -242,7 +242,7 @@ def _remove_stale_parts(task: JobTask, output: Path, errors_path: Path) -> None:
     if outdir is not None:
         removed += remove_stale_parts_in(outdir)
     if removed:
-        logger.info("removed %d temporary files left by a killed run: %s", len(removed),
+        logger.warning("removed %d temporary files left by a killed run: %s", len(removed),
                     ", ".join(p.name for p in removed))
 
 
