@@ -564,8 +564,8 @@ def generate_command(
     source = _input_file(input, spec.input_kind)
     loaded = _load_model(spec, weights, device, dtype, numerics, backend, triton_url)
     summary = run_job(source, GenerateTask(loaded, options), output,
-                      params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet, keep_manifest=keep_manifest,
-                      wait=wait)
+                      params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet,
+                      keep_manifest=keep_manifest, wait=wait)
     _finish(summary)
 
 

@@ -1,7 +1,7 @@
 """Atomic file writes: a killed job never leaves a truncated file that looks complete.
 
 Also what a full disk looks like to the writers (`disk_full_errno`), a check that
-a file of a given size fits before writing it (`reserve_space`) and the
+a file of a given size fits before writing it (`ensure_free_space`) and the
 clean-up of temporary files a killed writer left behind (`remove_stale_parts`).
 """
 
@@ -125,32 +125,13 @@ def disk_full_errno(exc: BaseException) -> int | None:
     return named
 
 
-def reserve_space(dest: str | os.PathLike, nbytes: int) -> None:
-    """Check that `nbytes` more fit next to `dest` (free space, quota, file size limit), before writing them.
+def ensure_free_space(dest: str | os.PathLike, nbytes: int) -> None:
+    """Raise ENOSPC, naming `dest`, unless `nbytes` are free on its file system: before a long write, not after.
 
-    Allocates a temporary file of that size and removes it again, so the file
-    system itself answers (a quota is invisible to ``statvfs``). Where it
-    cannot allocate (``posix_fallocate`` unsupported), the free space is
-    compared instead.
-
-    Raises:
-        OSError: ENOSPC, EDQUOT or EFBIG, naming `dest`.
+    A quota is not seen here (``statvfs`` knows only the file system); a
+    write past it still fails with EDQUOT where it happens.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if nbytes <= 0:
-        return
-    tmp = _create_temporary(dest)
-    try:
-        fd = os.open(tmp, os.O_WRONLY)
-        try:
-            os.posix_fallocate(fd, 0, nbytes)
-        except OSError as exc:
-            if exc.errno in DISK_FULL_ERRNOS:
-                raise OSError(exc.errno, os.strerror(exc.errno), str(dest)) from None
-            if shutil.disk_usage(dest.parent).free < nbytes:  # EOPNOTSUPP, EINVAL: no allocation here
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest)) from None
-        finally:
-            os.close(fd)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if nbytes > 0 and shutil.disk_usage(dest.parent).free < nbytes:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest))

@@ -271,9 +271,10 @@ H5_BYTES_PER_FILE = 1 << 20
 def space_needed(path: str | Path, n_records: int, array_bytes: int) -> int:
     """Free bytes to make sure of before writing `n_records` whose arrays hold `array_bytes` to `path`.
 
-    Only HDF5 files need it (see `GuardedFile`): there a full disk is found
-    out before the first byte is written. The other writers fail cleanly with
-    ENOSPC where it happens (0 is returned for them).
+    For HDF5, the file's estimated size: a full disk is then found out
+    before the first byte is written (`GuardedFile` covers a disk that fills
+    meanwhile). 0 for the other formats: they compress, so no estimate is
+    safe, and their writers fail cleanly with ENOSPC where it happens.
     """
     if Path(path).suffix.lower() not in (".h5", ".hdf5"):
         return 0

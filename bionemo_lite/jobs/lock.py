@@ -99,7 +99,8 @@ class JobLock:
             break
         previous = holder_details(self.path)
         if previous:
-            logger.warning("%s: taking over the lock left by %s (no longer running)", self.output, describe_holder(previous))
+            logger.warning("%s: taking over the lock left by %s (no longer running)", self.output,
+                           describe_holder(previous))
         self._fd = fd
         self._write_details()
 

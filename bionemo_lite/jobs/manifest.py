@@ -4,7 +4,11 @@ A row is keyed by the record id, the sha256 of its input text and a hash of
 the job's parameters (model, weights, layers, ...). A record whose text or
 parameters changed therefore has no row and is computed again; a record with
 a row is never computed twice. Rows are committed once per chunk, so a killed
-job loses at most the chunk it was working on.
+job loses at most the chunk it was working on; a commit that finds the disk
+full is rolled back whole (SQLite's journal) and raised as the `OSError` ENOSPC.
+
+Once every record is in the output the manifest goes; `mark_finished` then
+notes on the output which job wrote it, so that job run again has nothing to do.
 """
 
 from __future__ import annotations

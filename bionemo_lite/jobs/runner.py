@@ -33,7 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..batching import is_out_of_memory, reporting_progress
 from ..errors import DiskFullError, InvalidInputError
-from ..io.atomic import disk_full_errno, remove_stale_parts, remove_stale_parts_in, reserve_space
+from ..io.atomic import disk_full_errno, ensure_free_space, remove_stale_parts, remove_stale_parts_in
 from ..records import Record
 from ..results import RecordError
 from .identity import InputsDigest
@@ -205,12 +205,12 @@ def run_job(
     all_params = {**dict(params or {}), **task.params(), "verb": task.verb}
     started = time.perf_counter()
 
-    with JobLock(lock_path(manifest_path), output, wait=wait), _reporting_full_disk(manifest_path):
+    with _reporting_full_disk(manifest_path), JobLock(lock_path(manifest_path), output, wait=wait):
         _remove_stale_parts(task, output, errors_path)
         before = _finished_before(source, output, params_hash(all_params))
         if before is not None:
             logger.debug("%s: nothing to do, the same job wrote its %d records at %s", output, before.n_records,
-                        before.finished_at)
+                         before.finished_at)
             return JobSummary(output, errors_path, manifest_path if manifest_path.exists() else None,
                               before.n_records, 0, before.n_records, 0, time.perf_counter() - started,
                               up_to_date=True)
@@ -243,7 +243,7 @@ def _remove_stale_parts(task: JobTask, output: Path, errors_path: Path) -> None:
         removed += remove_stale_parts_in(outdir)
     if removed:
         logger.warning("removed %d temporary files left by a killed run: %s", len(removed),
-                    ", ".join(p.name for p in removed))
+                       ", ".join(p.name for p in removed))
 
 
 def _finished_before(source: RecordSource, output: Path, key: str) -> FinishedJob | None:
@@ -338,8 +338,8 @@ def _run_locked(source: RecordSource, task: JobTask, output: Path, all_params: d
 
         from ..io.writers import space_needed
 
-        # Found out before a byte is written (HDF5 must not meet a full disk), not after minutes of writing.
-        reserve_space(output, space_needed(output, len(manifest), manifest.stored_bytes()))
+        # A full disk found out before the output is written, not after minutes of writing it.
+        ensure_free_space(output, space_needed(output, len(manifest), manifest.stored_bytes()))
         # Records, not rows: a generate job writes several rows per record.
         finished = _Counting(_finished(source, manifest, task))
         task.write(output, finished)
