@@ -172,6 +172,44 @@ def test_an_output_that_does_not_fit_is_a_one_line_error_and_the_same_command_th
 
 
 @needs_mount
+@pytest.mark.slow
+def test_an_esm2_job_that_fills_the_disk_says_so_and_resumes(esm2_fair_checkpoint, tmp_path, small_fs):
+    """The real command and family (a tiny random ESM-2): the manifest fills the disk mid-way."""
+    from esm2_fixtures import ESM2_NAME, load_quietly
+
+    records = _records(300, max_len=60)
+    fasta = _fasta(tmp_path / "in.fasta", records)
+    out = small_fs / "emb.h5"
+    manifest = Path(f"{out}.job.sqlite")
+    cmd = [str(Path(sys.executable).parent / "bionemo-lite"), "embed", ESM2_NAME, str(fasta), "-o", str(out),
+           "--weights", str(esm2_fair_checkpoint), "--pooling", "per_residue", "--chunk-size", "20", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ballast = _leave_free(small_fs, MiB)  # 300 records of 45 x 48 float32 need about 2.6 MiB
+    failed = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert failed.returncode == 1, failed.stderr
+    assert "Traceback" not in failed.stderr  # (the tiny checkpoint's shape is warned about, as it should be)
+    line = failed.stderr.strip().splitlines()[-1]
+    assert line == (f"Error: cannot write '{manifest}': No space left on device. Free some space there and run the "
+                    f"same command again: the records finished so far are kept in '{manifest}' and will not be "
+                    "computed again.")
+    kept = _rows(manifest)
+    assert 0 < kept < 300
+
+    for path in ballast:
+        path.unlink()
+    finished = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert finished.returncode == 0, finished.stderr
+    assert f"wrote 300 records to {out} ({kept} resumed)" in finished.stderr
+    back = read_embeddings(out)
+    assert back.ids == list(records)
+    expected = load_quietly(esm2_fair_checkpoint).embed([records["r0"], records["r299"]], pooling="per_residue")
+    for rid, want in zip(("r0", "r299"), expected.embeddings):
+        assert np.max(np.abs(back.arrays[rid] - want)) <= 1e-5
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and again.stderr.strip().endswith(f"nothing to do: 300 records already done in {out}")
+
+
+@needs_mount
 def test_parquet_and_csv_writers_fail_cleanly_on_a_full_disk(small_fs):
     from bionemo_lite.io import write_table
     from bionemo_lite.io.atomic import disk_full_errno
