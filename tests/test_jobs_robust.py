@@ -1,9 +1,10 @@
 """Batch jobs against real trouble: a full file system, a kill during the final write, two jobs on one output,
 and a finished job run again.
 
-The full disk is a real tmpfs of a few MiB (mounted by the tests: they run as root here and in CI); the
-jobs that are killed, stopped or refused run the real command line in processes of their own, with the numpy
-model of jobs_fixtures.py registered (it starts in about a second: no torch).
+The full disk is a real tmpfs of a few MiB (mounted by the tests: they run as root here and in CI), the file
+size limit a real ``ulimit -f`` (RLIMIT_FSIZE) of a child process; the jobs that fail, are killed, stopped or
+refused run the real command line in processes of their own, with the numpy model of jobs_fixtures.py
+registered (it starts in about a second: no torch), and once with a tiny ESM-2 checkpoint.
 """
 
 from __future__ import annotations
@@ -207,6 +208,55 @@ def test_an_esm2_job_that_fills_the_disk_says_so_and_resumes(esm2_fair_checkpoin
         assert np.max(np.abs(back.arrays[rid] - want)) <= 1e-5
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0 and again.stderr.strip().endswith(f"nothing to do: 300 records already done in {out}")
+
+
+def test_a_file_size_limit_is_reported_like_a_full_disk(tmp_path):
+    """``ulimit -f``: SQLite calls it a "disk I/O error"; the job names the limit, and resumes once it is raised."""
+    import resource
+
+    records = _records(1000)
+    fasta = _fasta(tmp_path / "in.fasta", records)
+    out = tmp_path / "emb.h5"
+    manifest = Path(f"{out}.job.sqlite")
+    cmd = toy_cli("embed", SPEC.name, str(fasta), "-o", str(out), "--weights", str(fasta), "--pooling",
+                  "per_residue", "--chunk-size", "50", "--quiet")
+
+    def limit_file_size() -> None:  # in the child only: about 4 MiB of results, files of 1 MiB at most
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MiB, MiB))
+
+    failed = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=toy_env(),
+                            preexec_fn=limit_file_size)
+    assert failed.returncode == 1, failed.stderr
+    [line] = failed.stderr.strip().splitlines()
+    assert line.startswith(f"Error: cannot write '{manifest}': File too large. Raise the file size limit (ulimit -f)")
+    kept = _rows(manifest)
+    assert 0 < kept < 1000
+
+    finished = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=toy_env())
+    assert finished.returncode == 0, finished.stderr
+    assert f"wrote 1000 records to {out} ({kept} resumed)" in finished.stderr
+
+
+@needs_mount
+def test_the_guarded_file_keeps_in_memory_what_the_disk_refused(small_fs):
+    """What HDF5 writes past a full disk it can still read back, so it closes without crashing."""
+    from bionemo_lite.io.writers import GuardedFile
+
+    _leave_free(small_fs, 64 << 10)
+    path = small_fs / "scratch"
+    path.touch()
+    data = np.random.default_rng(0).bytes(256 << 10)
+    target = GuardedFile(path)
+    try:
+        assert target.write(data) == len(data)  # HDF5 is told it went well...
+        assert target.error is not None and target.error.errno == 28  # ...the writer knows better
+        assert target.seek(0, os.SEEK_END) == len(data)
+        target.seek(100_000)
+        target.write(b"xyz")
+        target.seek(0)
+        assert target.read(len(data)) == data[:100_000] + b"xyz" + data[100_003:]
+    finally:
+        target.close()
 
 
 @needs_mount

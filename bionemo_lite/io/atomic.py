@@ -20,6 +20,7 @@ from pathlib import Path
 # No space left, quota used up, file too large (for the file system or RLIMIT_FSIZE).
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _PART = r"\.[0-9a-f]{12}\.part"
+_LIMIT_REACH = 1 << 30  # what one commit of a job may add to its manifest, at most
 
 
 def _create_temporary(dest: Path) -> Path:
@@ -123,6 +124,37 @@ def disk_full_errno(exc: BaseException) -> int | None:
     if named is None and "database or disk is full" in text:
         return errno.ENOSPC
     return named
+
+
+def probe_disk_full(path: str | os.PathLike) -> int | None:
+    """Why writing `path` failed when the error does not say (SQLite reports a quota or size limit as "disk I/O error").
+
+    EFBIG when the process's file size limit (``ulimit -f``) is within reach
+    of `path`'s size; else 64 KiB are written into a scratch file next to it:
+    a full disk or a used-up quota fails that write too. Returns ENOSPC,
+    EDQUOT or EFBIG, or None (another cause).
+    """
+    import resource
+
+    path = Path(path)
+    size = path.stat().st_size if path.exists() else 0
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and size + _LIMIT_REACH >= limit:
+        return errno.EFBIG
+    tmp = _create_temporary(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY)
+        try:
+            os.write(fd, bytes(1 << 16))
+        except OSError as exc:
+            return exc.errno if exc.errno in DISK_FULL_ERRNOS else None
+        finally:
+            os.close(fd)
+    except OSError as exc:  # not even the scratch file could be created
+        return exc.errno if exc.errno in DISK_FULL_ERRNOS else None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return None
 
 
 def ensure_free_space(dest: str | os.PathLike, nbytes: int) -> None:

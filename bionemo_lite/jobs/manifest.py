@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..io.atomic import disk_full_errno
+from ..io.atomic import disk_full_errno, probe_disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Manifest:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        """SQLite's "database or disk is full" as the `OSError` any other write would raise, naming this file.
+        """SQLite's "database or disk is full" (or quota, or size limit) as the `OSError` a plain write would raise.
 
         SQLite keeps the file consistent: the failed transaction is rolled back
         (on close, or from its journal on the next open).
@@ -92,6 +92,8 @@ class Manifest:
             yield
         except sqlite3.Error as exc:
             number = disk_full_errno(exc)
+            if number is None and str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_IOERR"):
+                number = probe_disk_full(self.path)  # SQLite says "disk I/O error" for EDQUOT and EFBIG
             if number is None:
                 raise
             raise OSError(number, os.strerror(number), str(self.path)) from exc

@@ -22,6 +22,7 @@ is space computes only what is missing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sys
@@ -221,6 +222,13 @@ def run_job(
         return summary
 
 
+_DISK_FULL_ADVICE = {
+    errno.ENOSPC: "Free some space there",
+    errno.EDQUOT: "Free some of your quota there (or have it raised)",
+    errno.EFBIG: "Raise the file size limit (ulimit -f) or use a file system that allows larger files,",
+}
+
+
 @contextlib.contextmanager
 def _reporting_full_disk(manifest_path: Path) -> Iterator[None]:
     """A full disk (or quota, or file size limit) as a `DiskFullError` naming the file and what to do."""
@@ -230,7 +238,8 @@ def _reporting_full_disk(manifest_path: Path) -> Iterator[None]:
         number = disk_full_errno(exc)
         if number is None:
             raise
-        hint = (f"Free some space there and run the same command again: the records finished so far are kept in "
+        what_to_do = _DISK_FULL_ADVICE.get(number, _DISK_FULL_ADVICE[errno.ENOSPC])
+        hint = (f"{what_to_do} and run the same command again: the records finished so far are kept in "
                 f"{str(manifest_path)!r} and will not be computed again.")
         raise DiskFullError(exc.filename or manifest_path.parent, os.strerror(number), hint) from exc
 
