@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
@@ -110,6 +111,14 @@ def handles_errors(fn: F) -> F:
             raise _fail(str(exc), 2) from None
         except BionemoLiteError as exc:
             raise _fail(str(exc), 1) from None
+        except OSError as exc:  # a full disk outside a job's own files (those are a DiskFullError already)
+            from .errors import DiskFullError
+            from .io.atomic import disk_full_errno
+
+            number = disk_full_errno(exc)
+            if number is None:
+                raise
+            raise _fail(str(DiskFullError(exc.filename or "a file", os.strerror(number))), 1) from None
         except KeyboardInterrupt:
             typer.echo("\nInterrupted; finished chunks are kept: run the same command again to resume.", err=True)
             raise typer.Exit(130) from None
@@ -283,6 +292,9 @@ def _input_file(path: Path, kind: str) -> Any:
 
 def _finish(summary: Any) -> None:
     """Report a job and exit non-zero when nothing succeeded."""
+    if summary.up_to_date:
+        typer.echo(f"nothing to do: {summary.n_ok} records already done in {summary.output}", err=True)
+        return
     resumed = f" ({summary.n_skipped_resumed} resumed)" if summary.n_skipped_resumed else ""
     failed = f"; {summary.n_failed} failed, see {summary.errors_path}" if summary.n_failed else ""
     typer.echo(
@@ -311,6 +323,7 @@ ChunkOpt = typer.Option(
 )
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bar or log lines.")
 KeepOpt = typer.Option(False, "--keep-manifest", help="Keep OUTPUT.job.sqlite after a fully successful run.")
+WaitOpt = typer.Option(False, "--wait", help="If another job is writing OUTPUT, wait for it to end instead of failing.")
 TokensOpt = typer.Option(None, "--tokens-per-batch", min=1, help="Padded tokens per batch (default: the model's).")
 TruncateOpt = typer.Option(
     False, "--truncate", help="Cut sequences longer than the model's maximum instead of failing them."
@@ -351,6 +364,7 @@ def embed_command(
     chunk_size: int = ChunkOpt,
     quiet: bool = QuietOpt,
     keep_manifest: bool = KeepOpt,
+    wait: bool = WaitOpt,
     backend: str = BackendOpt,
     triton_url: Optional[str] = TritonUrlOpt,
 ) -> None:
@@ -368,7 +382,7 @@ def embed_command(
     task = EmbedTask(loaded, layers=tuple(layer or (-1,)), pooling=pooling, on_too_long=length_policy(truncate),
                      tokens_per_batch=tokens_per_batch)
     summary = run_job(source, task, output, params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet,
-                      keep_manifest=keep_manifest)
+                      keep_manifest=keep_manifest, wait=wait)
     _finish(summary)
 
 
@@ -389,6 +403,7 @@ def contacts_command(
     chunk_size: int = ChunkOpt,
     quiet: bool = QuietOpt,
     keep_manifest: bool = KeepOpt,
+    wait: bool = WaitOpt,
 ) -> None:
     """Predict each record's residue contact map: an L x L float32 array of probabilities per record, as fair-esm's
     ``return_contacts=True`` (resumable; bad records go to OUTPUT.errors.csv)."""
@@ -409,7 +424,7 @@ def contacts_command(
         raise UnsupportedVerbError(spec.name, "predict contacts", sorted(spec.verbs))
     task = ContactsTask(loaded, on_too_long=length_policy(truncate), tokens_per_batch=tokens_per_batch)
     summary = run_job(source, task, output, params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet,
-                      keep_manifest=keep_manifest)
+                      keep_manifest=keep_manifest, wait=wait)
     _finish(summary)
 
 
@@ -455,6 +470,7 @@ def score_command(
     chunk_size: int = ChunkOpt,
     quiet: bool = QuietOpt,
     keep_manifest: bool = KeepOpt,
+    wait: bool = WaitOpt,
     backend: str = BackendOpt,
     triton_url: Optional[str] = TritonUrlOpt,
 ) -> None:
@@ -494,7 +510,7 @@ def score_command(
         loaded = _load_model(spec, weights, device, dtype, numerics, backend, triton_url)
         task = ScoreTask(loaded, method, on_too_long=length_policy(truncate), tokens_per_batch=tokens_per_batch)
     summary = run_job(source, task, output, params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet,
-                      keep_manifest=keep_manifest)
+                      keep_manifest=keep_manifest, wait=wait)
     _finish(summary)
 
 
@@ -531,6 +547,7 @@ def generate_command(
     chunk_size: int = ChunkOpt,
     quiet: bool = QuietOpt,
     keep_manifest: bool = KeepOpt,
+    wait: bool = WaitOpt,
     backend: str = BackendOpt,
     triton_url: Optional[str] = TritonUrlOpt,
 ) -> None:
@@ -548,7 +565,8 @@ def generate_command(
     source = _input_file(input, spec.input_kind)
     loaded = _load_model(spec, weights, device, dtype, numerics, backend, triton_url)
     summary = run_job(source, GenerateTask(loaded, options), output,
-                      params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet, keep_manifest=keep_manifest)
+                      params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet,
+                      keep_manifest=keep_manifest, wait=wait)
     _finish(summary)
 
 
@@ -582,6 +600,7 @@ def fold_command(
     numerics: Optional[str] = NumericsOpt,
     quiet: bool = QuietOpt,
     keep_manifest: bool = KeepOpt,
+    wait: bool = WaitOpt,
     backend: str = BackendOpt,
     triton_url: Optional[str] = TritonUrlOpt,
 ) -> None:
@@ -609,7 +628,7 @@ def fold_command(
     # One record per chunk: each structure is committed as soon as it is predicted.
     summary = run_job(source, task, output / "summary.csv", params=job_identity(loaded), chunk_size=1,
                       progress=not quiet, manifest_path=output / "job.sqlite", errors_path=output / "errors.csv",
-                      keep_manifest=keep_manifest)
+                      keep_manifest=keep_manifest, wait=wait)
     _finish(summary)
 
 

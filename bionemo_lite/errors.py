@@ -123,3 +123,29 @@ class OverBudgetError(BionemoLiteError):
     def to_dict(self) -> dict:
         return {"verb": self.verb, "cost": self.cost, "budget": self.budget, "unit": self.unit,
                 "setting": self.setting, "batch_command": self.batch_command}
+
+
+# ---- batch jobs: the output's file system and the output's lock.
+class DiskFullError(BionemoLiteError):
+    """A job could not write a file: no space left on the device, the quota is used up or the file is too large.
+
+    Attributes:
+        path: the file that could not be written.
+        reason: the system's words for it (``No space left on device``, ...).
+    """
+
+    def __init__(self, path: object, reason: str, hint: str = ""):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot write {str(path)!r}: {reason}. {hint}".rstrip())
+
+
+class JobLockedError(BionemoLiteError):
+    """Another job is writing the same output (its lock file names the process)."""
+
+    def __init__(self, output: object, lock_path: object, holder: str):
+        self.output, self.lock_path, self.holder = output, lock_path, holder
+        super().__init__(
+            f"another job is writing {str(output)!r}: {holder}. Wait for it to finish (or run this command with "
+            f"--wait), or stop it; its lock is {str(lock_path)!r}"
+        )

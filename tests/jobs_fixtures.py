@@ -5,11 +5,19 @@ numpy: each residue is a one-hot vector scaled by its layer, so every layer,
 pooling and length gives distinct, checkable numbers. It goes through the
 core's own validation and batching (`embed_records`), like a plugin does, and
 counts the records it is asked to compute.
+
+Also for the jobs' robustness tests: a real small file system (a tmpfs) and
+the command line run in a process of its own with this model registered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -118,4 +126,57 @@ def load(spec: ModelSpec, path, device: str = "cpu", dtype: str | None = None, *
     return CompositionModel(spec)
 
 
-__all__ = ["CompositionModel", "PickyModel", "RecordError", "SPEC", "expected_vectors", "load"]
+__all__ = ["CompositionModel", "PickyModel", "RecordError", "SPEC", "can_mount", "expected_vectors", "fill",
+           "free_bytes", "load", "small_filesystem", "toy_cli", "toy_env"]
+
+# --- Real small file systems, and jobs in their own processes (test_jobs_robust.py) ---
+
+
+
+def can_mount() -> bool:
+    """A tmpfs can be mounted here (root, as on the test machines and CI)."""
+    return os.geteuid() == 0
+
+
+@contextlib.contextmanager
+def small_filesystem(where: Path, size_bytes: int) -> Iterator[Path]:
+    """A real tmpfs of `size_bytes` mounted at `where` for the block: writes past its size fail with ENOSPC."""
+    where.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes},mode=0755", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(path: Path, nbytes: int) -> Path:
+    """A ballast file taking `nbytes` of its file system (allocated, not sparse)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    finally:
+        os.close(fd)
+    return path
+
+
+def free_bytes(directory: Path) -> int:
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
+TESTS = Path(__file__).resolve().parent
+# `bionemo-lite` in a process of its own, with the numpy model registered (no torch to import: starts fast).
+TOY_CLI = (
+    "import sys, bionemo_lite; from jobs_fixtures import SPEC; bionemo_lite.register(SPEC); "
+    "from bionemo_lite.cli import app; sys.argv[0] = 'bionemo-lite'; app()"
+)
+
+
+def toy_cli(*args: str) -> list[str]:
+    """The command line of `bionemo-lite ARGS...` with `composition_test` registered (see `toy_env`)."""
+    return [sys.executable, "-c", TOY_CLI, *args]
+
+
+def toy_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+            "OMP_NUM_THREADS": "1"}

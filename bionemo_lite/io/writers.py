@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -241,18 +242,122 @@ def _write_arrays_h5(tmp: Path, rows: Iterable[EmbeddingRow], layers: tuple[int,
     import h5py
 
     n = 0
-    with h5py.File(tmp, "w", track_order=True) as fh:  # datasets iterate in input order
-        for key, value in attrs.items():
-            fh.attrs[key] = value
-        for row in rows:
-            ds = fh.create_dataset(h5_key(row.id), data=row.stacked(layers))
-            ds.attrs["id"] = row.id
-            ds.attrs["length"] = row.length
-            ds.attrs["truncated"] = row.truncated
-            for name, value in row.extras.items():
-                ds.attrs[name] = value
-            n += 1
+    target = GuardedFile(tmp)
+    try:
+        with h5py.File(target, "w", track_order=True) as fh:  # datasets iterate in input order
+            for key, value in attrs.items():
+                fh.attrs[key] = value
+            for row in rows:
+                if target.error is not None:
+                    break  # the disk is full: let HDF5 close (into memory), then report it
+                ds = fh.create_dataset(h5_key(row.id), data=row.stacked(layers))
+                ds.attrs["id"] = row.id
+                ds.attrs["length"] = row.length
+                ds.attrs["truncated"] = row.truncated
+                for name, value in row.extras.items():
+                    ds.attrs[name] = value
+                n += 1
+    finally:
+        target.close()
+    if target.error is not None:
+        raise target.error
     return n
+
+
+H5_BYTES_PER_RECORD = 1024  # a dataset's object header, attributes and link: about 500 bytes with HDF5 1.14
+H5_BYTES_PER_FILE = 1 << 20
+
+
+def space_needed(path: str | Path, n_records: int, array_bytes: int) -> int:
+    """Free bytes to make sure of before writing `n_records` whose arrays hold `array_bytes` to `path`.
+
+    For HDF5, the file's estimated size: a full disk is then found out
+    before the first byte is written (`GuardedFile` covers a disk that fills
+    meanwhile). 0 for the other formats: they compress, so no estimate is
+    safe, and their writers fail cleanly with ENOSPC where it happens.
+    """
+    if Path(path).suffix.lower() not in (".h5", ".hdf5"):
+        return 0
+    return array_bytes + n_records * H5_BYTES_PER_RECORD + H5_BYTES_PER_FILE
+
+
+class GuardedFile:
+    """The file HDF5 writes an output through (h5py's file-object driver), so that no write of it ever fails.
+
+    HDF5 does not survive a failed write: on a full disk (h5py 3.16, HDF5
+    1.14, tmpfs) it goes on "writing" far past the end, reports the errors
+    only from object destructors, and the interpreter dies of a SIGSEGV at
+    exit. Here a write the system refuses is kept in memory instead (HDF5 may
+    read it back) and remembered in `error`: the writer stops adding
+    datasets, lets HDF5 close (the few metadata writes left go to memory too)
+    and raises `error` itself.
+    """
+
+    def __init__(self, path: Path):
+        self._fd = os.open(path, os.O_RDWR)
+        self._pos = 0
+        self._kept: list[tuple[int, bytes]] = []  # writes refused by the system, in order, by offset
+        self.error: OSError | None = None
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size()}[whence]
+        self._pos = base + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def _size(self) -> int:
+        kept_end = max((offset + len(data) for offset, data in self._kept), default=0)
+        return max(os.fstat(self._fd).st_size, kept_end)
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        if self.error is None:
+            try:
+                while done < len(view):
+                    done += os.pwrite(self._fd, view[done:], self._pos + done)
+            except OSError as exc:
+                self.error = exc
+        if done < len(view):
+            self._kept.append((self._pos + done, bytes(view[done:])))
+        self._pos += len(view)
+        return len(view)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        got = os.preadv(self._fd, [view], self._pos)
+        view[got:] = bytes(len(view) - got)
+        start, stop = self._pos, self._pos + len(view)
+        for offset, data in self._kept:  # later writes win, as on disk
+            lo, hi = max(start, offset), min(stop, offset + len(data))
+            if lo < hi:
+                view[lo - start:hi - start] = data[lo - offset:hi - offset]
+        self._pos = stop
+        return len(view)
+
+    def read(self, size: int = -1) -> bytes:
+        buffer = bytearray(max(self._size() - self._pos, 0) if size < 0 else size)
+        self.readinto(buffer)
+        return bytes(buffer)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self._pos if size is None else size
+        if self.error is None:
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError as exc:
+                self.error = exc
+        return size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def _write_embeddings_npz(tmp: Path, rows: Iterable[EmbeddingRow], layers: tuple[int, ...]) -> int:

@@ -8,8 +8,15 @@ runs jobs (the CLI, scripts) keys them the same way.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Protocol
+
+from ..io.readers import record_fields
+from ..records import Record
+from ..results import RecordError
+from .manifest import sequence_hash
 
 
 class Identified(Protocol):
@@ -51,3 +58,25 @@ def job_identity(model: Identified) -> dict[str, Any]:
     if model.numerics is not None:
         identity["numerics"] = model.numerics
     return identity
+
+
+class InputsDigest:
+    """A sha256 over a job's parameters and its input, item by item in order.
+
+    Two runs with the same digest write the same output: same parameters
+    (``params_hash``), same records (id, text, extra columns) in the same
+    order, same unreadable ones. A finished job is recognised by it.
+    """
+
+    def __init__(self, params_key: str):
+        self._sha = hashlib.sha256(params_key.encode("utf-8"))
+
+    def add(self, item: Record | RecordError) -> None:
+        if isinstance(item, RecordError):
+            parts: list[Any] = ["error", item.id, item.index, item.reason]
+        else:
+            parts = ["record", item.id, sequence_hash(item.sequence), record_fields(item)]
+        self._sha.update(json.dumps(parts).encode("utf-8") + b"\n")
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()

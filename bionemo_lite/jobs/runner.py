@@ -9,11 +9,22 @@ re-run with the same command computes only what is missing. At the end the
 output is written atomically from the manifest, in input order, and the
 failures go to ``OUTPUT.errors.csv`` (``id``, ``reason``), which exists only
 while some record failed.
+
+One job at a time per output: a job holds ``OUTPUT.job.lock`` (`JobLock`)
+from start to end, and first removes the temporary files a killed run of it
+left. A job that finished with every record marks its output (`mark_finished`):
+run again on the same input with the same parameters, it has nothing to do.
+A full disk (or quota) stops the job with a `DiskFullError` naming the file;
+the manifest keeps what was finished, so the same job run again once there
+is space computes only what is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,10 +33,13 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..batching import is_out_of_memory, reporting_progress
-from ..errors import InvalidInputError
+from ..errors import DiskFullError, InvalidInputError
+from ..io.atomic import disk_full_errno, ensure_free_space, remove_stale_parts, remove_stale_parts_in
 from ..records import Record
 from ..results import RecordError
-from .manifest import Manifest, sequence_hash
+from .identity import InputsDigest
+from .lock import JobLock, lock_path
+from .manifest import FinishedJob, Manifest, finished_job, mark_finished, params_hash, sequence_hash
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +64,12 @@ class RecordSource(Protocol):
 
 
 class JobTask(Protocol):
-    """One verb run as a batch job (see `bionemo_lite.jobs.tasks`)."""
+    """One verb run as a batch job (see `bionemo_lite.jobs.tasks`).
+
+    A task that writes files of its own into a folder while it runs (fold's
+    structures) names that folder ``outdir``: the temporary files a killed
+    run left there are removed when the job starts again.
+    """
 
     verb: str
 
@@ -101,6 +120,8 @@ class JobSummary:
         n_skipped_resumed: records found finished in the manifest and not recomputed.
         n_computed: records computed by this run.
         manifest: the manifest path, or None once removed (every record succeeded).
+        up_to_date: the same job had finished already (same input, parameters and output):
+            nothing was computed or written.
     """
 
     output: Path
@@ -111,6 +132,7 @@ class JobSummary:
     n_skipped_resumed: int
     n_computed: int
     seconds: float
+    up_to_date: bool = False
 
     @property
     def all_failed(self) -> bool:
@@ -143,6 +165,7 @@ def run_job(
     manifest_path: str | Path | None = None,
     errors_path: str | Path | None = None,
     keep_manifest: bool = False,
+    wait: bool = False,
 ) -> JobSummary:
     """Run `task` over every record of `source`, resumably, and write `output`.
 
@@ -163,10 +186,16 @@ def run_job(
         errors_path: default ``OUTPUT.errors.csv``.
         keep_manifest: keep the manifest even when every record succeeded
             (it is kept anyway while some failed, so a re-run retries only those).
+        wait: if another job is writing `output`, wait for it to end instead of
+            raising `JobLockedError`.
 
     Raises:
         InvalidInputError: a problem that is not one record's (e.g. a layer the
             model does not have); nothing is written then.
+        JobLockedError: another job is writing `output` (its PID, host, command
+            and start time are in the message).
+        DiskFullError: a file of the job could not be written (no space, quota,
+            file size limit). What was finished is kept in the manifest.
     """
     if chunk_size < 1:
         raise InvalidInputError(f"chunk size must be at least 1, got {chunk_size}")
@@ -176,8 +205,75 @@ def run_job(
     errors_path = Path(errors_path) if errors_path else default_errors
     all_params = {**dict(params or {}), **task.params(), "verb": task.verb}
     started = time.perf_counter()
+
+    with _reporting_full_disk(manifest_path), JobLock(lock_path(manifest_path), output, wait=wait):
+        _remove_stale_parts(task, output, errors_path)
+        before = _finished_before(source, output, params_hash(all_params))
+        if before is not None:
+            logger.debug("%s: nothing to do, the same job wrote its %d records at %s", output, before.n_records,
+                         before.finished_at)
+            return JobSummary(output, errors_path, manifest_path if manifest_path.exists() else None,
+                              before.n_records, 0, before.n_records, 0, time.perf_counter() - started,
+                              up_to_date=True)
+        summary, digest = _run_locked(source, task, output, all_params, chunk_size, progress, on_chunk_done,
+                                      on_records_done, manifest_path, errors_path, keep_manifest, started)
+        if summary.n_failed == 0 and summary.n_ok > 0:  # with failures, the next run retries them
+            mark_finished(output, digest, summary.n_ok)
+        return summary
+
+
+_DISK_FULL_ADVICE = {
+    errno.ENOSPC: "Free some space there",
+    errno.EDQUOT: "Free some of your quota there (or have it raised)",
+    errno.EFBIG: "Raise the file size limit (ulimit -f) or use a file system that allows larger files,",
+}
+
+
+@contextlib.contextmanager
+def _reporting_full_disk(manifest_path: Path) -> Iterator[None]:
+    """A full disk (or quota, or file size limit) as a `DiskFullError` naming the file and what to do."""
+    try:
+        yield
+    except OSError as exc:
+        number = disk_full_errno(exc)
+        if number is None:
+            raise
+        what_to_do = _DISK_FULL_ADVICE.get(number, _DISK_FULL_ADVICE[errno.ENOSPC])
+        hint = (f"{what_to_do} and run the same command again: the records finished so far are kept in "
+                f"{str(manifest_path)!r} and will not be computed again.")
+        raise DiskFullError(exc.filename or manifest_path.parent, os.strerror(number), hint) from exc
+
+
+def _remove_stale_parts(task: JobTask, output: Path, errors_path: Path) -> None:
+    """The temporary files a run of this job left when it was killed while writing (see `atomic_path`)."""
+    removed = remove_stale_parts(output) + remove_stale_parts(errors_path)
+    outdir = getattr(task, "outdir", None)
+    if outdir is not None:
+        removed += remove_stale_parts_in(outdir)
+    if removed:
+        logger.warning("removed %d temporary files left by a killed run: %s", len(removed),
+                       ", ".join(p.name for p in removed))
+
+
+def _finished_before(source: RecordSource, output: Path, key: str) -> FinishedJob | None:
+    """The `FinishedJob` that wrote `output` as it is now from this very input and parameters, or None."""
+    before = finished_job(output)
+    if before is None:
+        return None
+    digest = InputsDigest(key)
+    for item in source.items():
+        digest.add(item)
+    return before if digest.hexdigest() == before.digest else None
+
+
+def _run_locked(source: RecordSource, task: JobTask, output: Path, all_params: dict[str, Any], chunk_size: int,
+                progress: bool, on_chunk_done: Callable[[ChunkReport], None] | None,
+                on_records_done: Callable[[int], None] | None, manifest_path: Path, errors_path: Path,
+                keep_manifest: bool, started: float) -> tuple[JobSummary, str]:
+    """`run_job` once it holds the output's lock and found work to do; also the `InputsDigest` of the run."""
     errors: list[tuple[int, str, str]] = []  # (input index, id, reason)
     skipped = computed = 0
+    digest = InputsDigest(params_hash(all_params))
 
     manifest = Manifest(manifest_path, all_params)
     if manifest.removed_stale:
@@ -225,6 +321,7 @@ def run_job(
                 on_chunk_done(report)
 
         for item in source.items():
+            digest.add(item)
             if isinstance(item, RecordError):
                 errors.append((item.index, item.id, item.reason))
                 advance(1)
@@ -248,6 +345,10 @@ def run_job(
             flush()
         bar.close()
 
+        from ..io.writers import space_needed
+
+        # A full disk found out before the output is written, not after minutes of writing it.
+        ensure_free_space(output, space_needed(output, len(manifest), manifest.stored_bytes()))
         # Records, not rows: a generate job writes several rows per record.
         finished = _Counting(_finished(source, manifest, task))
         task.write(output, finished)
@@ -278,7 +379,7 @@ def run_job(
         seconds=time.perf_counter() - started,
     )
     logger.debug("%s: %d ok (%d resumed), %d failed in %.1f s", output, n_ok, skipped, len(errors), summary.seconds)
-    return summary
+    return summary, digest.hexdigest()
 
 
 def _finished(source: RecordSource, manifest: Manifest, task: JobTask) -> Iterator[tuple[Record, Any]]:
