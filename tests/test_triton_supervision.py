@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 import httpx
+import psutil
 import pytest
 
 from bionemo_lite.triton.export import export_model
@@ -86,6 +87,30 @@ def test_stop_group_kills_an_orphan_that_ignores_sigterm():
             os.killpg(leader.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+_PARENT = """
+import subprocess, sys, time
+from bionemo_lite.triton.processes import signal_when_parent_dies
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], preexec_fn=signal_when_parent_dies())
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_child_armed_with_the_parent_death_signal_dies_with_its_parent():
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)
+    child = psutil.Process(int(parent.stdout.readline()))
+    try:
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while running(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running(child)
+    finally:
+        if running(child):
+            child.kill()
 
 
 def test_stop_group_of_an_empty_group_is_a_no_op():
@@ -250,3 +275,20 @@ def test_sigint_stops_the_server_and_its_stubs(repository, tmp_path):
     finally:
         serve.kill_everything()
 
+
+
+@pytest.mark.slow
+def test_a_sigkilled_supervisor_takes_tritonserver_down_with_it(repository, tmp_path):
+    """Nothing can clean up after SIGKILL: tritonserver is told by the kernel (parent-death signal) and stops its stubs."""
+    serve = TritonServeProcess(repository, tmp_path / "serve")
+    try:
+        serve.wait_for("ready: HTTP")
+        everything = triton_processes(serve.ps)
+        assert len(everything) >= 2, everything
+        assert serve.stop(signal.SIGKILL) == -signal.SIGKILL
+        deadline = time.monotonic() + 60
+        while any(running(p) for p in everything.values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(running(p) for p in everything.values()) and processes_serving(repository) == []
+    finally:
+        serve.kill_everything()

@@ -138,7 +138,8 @@ def serve_command(
     # A first delay above the cap raises the cap: the user asked for that wait.
     policy = RestartPolicy(restart_delay, max(restart_delay, max_restart_delay), max_failures, restart_window)
     log_path = log_file or Path(repository).resolve().parent / "tritonserver.log"
-    server = TritonServer(repository, http_port, grpc_port, metrics_port, log_path, host=host, startup_timeout=timeout)
+    server = TritonServer(repository, http_port, grpc_port, metrics_port, log_path, host=host, startup_timeout=timeout,
+                          die_with_parent=True)
     server.installation = find_tritonserver()
     check_ports_free(host, {"HTTP (--http-port)": http_port, "gRPC (--grpc-port)": grpc_port,
                             "metrics (--metrics-port)": metrics_port})

@@ -44,7 +44,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..errors import BackendUnavailableError, BionemoLiteError
-from .processes import kill_group, signal_group, stop_group
+from .processes import kill_group, signal_group, signal_when_parent_dies, stop_group
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +189,8 @@ class TritonServer:
         startup_timeout: seconds to wait for every model to be ready.
         exit_timeout: seconds Triton gets to finish in-flight requests on stop (then SIGKILL).
         stub_grace: seconds a process tritonserver leaves behind gets between SIGTERM and SIGKILL.
+        die_with_parent: tritonserver gets SIGTERM if this process dies, even by SIGKILL (Linux; for a
+            single-threaded supervisor such as ``triton serve``).
         extra_args: more ``tritonserver`` flags.
 
     Raises:
@@ -209,6 +211,7 @@ class TritonServer:
         startup_timeout: float = 120.0,
         exit_timeout: int = 10,
         stub_grace: float = 1.0,
+        die_with_parent: bool = False,
         extra_args: tuple[str, ...] = (),
     ):
         self.repository = Path(repository).resolve()
@@ -223,6 +226,7 @@ class TritonServer:
         self.startup_timeout = startup_timeout
         self.exit_timeout = exit_timeout
         self.stub_grace = stub_grace
+        self.die_with_parent = die_with_parent
         self.extra_args = tuple(extra_args)
         self.process: subprocess.Popen | None = None
         self._workdir: Path | None = None
@@ -327,7 +331,7 @@ class TritonServer:
             # Own session: Ctrl-C in a terminal reaches us, and we stop Triton (and its stubs) in order.
             self.process = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=self.environment(), cwd=self._workdir,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=signal_when_parent_dies() if self.die_with_parent else None,
             )
         try:
             self.wait_ready(self.startup_timeout)

@@ -21,25 +21,47 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 import psutil
 
 logger = logging.getLogger(__name__)
 
-# prctl(2) option number from <linux/prctl.h>.
+# prctl(2) option numbers from <linux/prctl.h>.
+_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _POLL_SECONDS = 0.05
 
 
-def become_subreaper() -> bool:
-    """Make orphaned descendants of this process its own children (Linux); False where unsupported."""
+def _prctl(option: int, value: int) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants of this process its own children (Linux); False where unsupported."""
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def signal_when_parent_dies(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` for `subprocess.Popen`: the child gets `sig` when this process dies (Linux).
+
+    So a supervisor that is itself SIGKILLed still takes its server down with it
+    (the server then stops its own children). Only for a parent whose other
+    threads do not matter between fork and exec (preexec_fn's caveat).
+    """
+    parent = os.getpid()
+
+    def arm() -> None:  # runs in the child, between fork and exec
+        _prctl(_PR_SET_PDEATHSIG, sig)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), sig)
+
+    return arm
 
 
 def describe_exit(returncode: int | None) -> str:

@@ -165,8 +165,8 @@ class TritonSupervisor:
             raise TritonGaveUpError(
                 f"{what}; it failed {recent} time(s) within {self.policy.window:.0f} s, giving up "
                 f"(after {self.restarts} restart(s)). Last lines of {self.server.log_path}:\n{self.server.log_tail()}")
-        self.report(f"{what}; restarting in {delay:.1f} s "
-                    f"(failure {recent} of {self.policy.max_failures} allowed within {self.policy.window:.0f} s)")
+        self.report(f"{what}; restarting in {delay:.1f} s (failure {recent} within {self.policy.window:.0f} s; "
+                    f"giving up at {self.policy.max_failures})")
         time.sleep(delay)
 
     def _restart(self) -> None:
