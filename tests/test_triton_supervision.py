@@ -10,12 +10,14 @@ posting while tritonserver is SIGKILLed.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import psutil
@@ -197,7 +199,8 @@ class RequestLoop:
 
 
 @pytest.mark.slow
-def test_sigkilled_tritonserver_is_restarted_and_nothing_is_left_behind(repository, tmp_path):
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_sigkilled_tritonserver_is_restarted_and_nothing_is_left_behind(repository, tmp_path, protocol):
     serve = TritonServeProcess(repository, tmp_path / "serve", "--restart-delay", "0.5")
     try:
         serve.wait_for("ready: HTTP")
@@ -206,8 +209,9 @@ def test_sigkilled_tritonserver_is_restarted_and_nothing_is_left_behind(reposito
         old_stubs = [p for p in first_generation.values() if p.pid != old_server.pid]
         assert old_stubs, f"expected python backend stubs under tritonserver: {first_generation}"
 
-        env = {"BIONEMO_LITE_BACKEND": "triton", "BIONEMO_LITE_TRITON_URL": serve.http_url,
-               "BIONEMO_LITE_TRITON_PROTOCOL": "http", "BIONEMO_LITE_LOG_LEVEL": "warning"}
+        env = {"BIONEMO_LITE_BACKEND": "triton", "BIONEMO_LITE_TRITON_PROTOCOL": protocol,
+               "BIONEMO_LITE_TRITON_URL": serve.http_url if protocol == "http" else serve.grpc_url,
+               "BIONEMO_LITE_LOG_LEVEL": "warning"}
         with running_server(uvicorn_factory("bionemo_lite.server.app:create_app"), env, tmp_path / "api") as api:
             with RequestLoop(api.base_url) as loop:
                 loop.wait_for_200(after=0.0, timeout=60)
@@ -220,7 +224,7 @@ def test_sigkilled_tritonserver_is_restarted_and_nothing_is_left_behind(reposito
 
         outcomes = loop.outcomes
         down = [o for o in outcomes if o.status == 503]
-        print(f"\nrecovery after SIGKILL: {recovery:.1f} s; {len(outcomes)} requests from {CLIENTS} clients: "
+        print(f"\n{protocol}: recovery after SIGKILL: {recovery:.1f} s; {len(outcomes)} requests from {CLIENTS} clients: "
               f"{loop.statuses()}; slowest {max(o.seconds for o in outcomes):.2f} s")
         assert loop.failures == [], loop.failures[:5]
         assert set(loop.statuses()) <= {200, 503}, {o.body for o in outcomes if o.status not in (200, 503)}
@@ -258,6 +262,31 @@ def test_gives_up_with_a_clear_message_and_leaves_nothing(repository, tmp_path):
         assert "giving up" in report and "restarting" not in report, report
         left = [p for p in everything.values() if running(p)]
         assert left == [] and processes_serving(repository) == [], (left, processes_serving(repository))
+    finally:
+        serve.kill_everything()
+
+
+@pytest.mark.slow
+def test_failed_restarts_count_towards_giving_up(repository, tmp_path):
+    """Killed, then the model no longer loads: each failed restart is a failure, and the last one gives up."""
+    repo = Path(shutil.copytree(repository, tmp_path / "repo"))
+    serve = TritonServeProcess(repo, tmp_path / "serve", "--max-failures", "2", "--restart-delay", "0.2")
+    try:
+        serve.wait_for("ready: HTTP")
+        model_py = repo / NAME / "1" / "model.py"
+        model_py.write_text("raise RuntimeError('broken on purpose')\n")
+        everything = triton_processes(serve.ps)
+        serve.tritonserver().send_signal(signal.SIGKILL)
+        code = serve.proc.wait(timeout=180)
+        report = serve.output()
+        assert code == 1, report
+        assert "exited with signal 9 (SIGKILL)" in report and "restarting in 0.2 s (failure 1 within" in report, report
+        assert "restarting tritonserver failed: tritonserver exited with code 1 before it was ready; " \
+            "it failed 2 time(s)" in report, report
+        assert "it failed 2 time(s) within 300 s, giving up (after 0 restart(s))" in report, report
+        assert "broken on purpose" in report, report  # Triton's own reason, from its log
+        left = [p for p in everything.values() if running(p)]
+        assert left == [] and processes_serving(repo) == [], (left, processes_serving(repo))
     finally:
         serve.kill_everything()
 

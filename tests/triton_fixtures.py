@@ -120,6 +120,10 @@ class TritonServeProcess:
     def http_url(self) -> str:
         return f"127.0.0.1:{self.http_port}"
 
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
     def output(self) -> str:
         return self.output_path.read_text(errors="replace")
 

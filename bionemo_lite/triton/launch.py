@@ -59,6 +59,18 @@ _ERROR_LINE = re.compile(r"^E\d{4} ")
 _CPU_NOISE = re.compile(r"cuda|nvml|dcgm|gpu", re.IGNORECASE)
 
 
+class TritonStartError(BionemoLiteError):
+    """tritonserver exited before it was ready, or was not ready in time.
+
+    Attributes:
+        reason: what happened, in one line; the message adds the end of Triton's log.
+    """
+
+    def __init__(self, reason: str, log_path: Path, log_tail: str):
+        super().__init__(f"{reason}; last lines of {log_path}:\n{log_tail}")
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class TritonInstallation:
     """A ``tritonserver`` binary and what it needs to run.
@@ -352,21 +364,17 @@ class TritonServer:
         """Poll readiness until `timeout` seconds.
 
         Raises:
-            BionemoLiteError: the process exited, or it was not ready in time.
+            TritonStartError: the process exited, or it was not ready in time.
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise BionemoLiteError(
-                    f"tritonserver exited with code {self.process.returncode} before it was ready; "
-                    f"last lines of {self.log_path}:\n{self.log_tail()}"
-                )
+                raise TritonStartError(f"tritonserver exited with code {self.process.returncode} before it was ready",
+                                       self.log_path, self.log_tail())
             if self.is_ready():
                 return
             time.sleep(0.25)
-        raise BionemoLiteError(
-            f"tritonserver was not ready after {timeout:.0f} s; last lines of {self.log_path}:\n{self.log_tail()}"
-        )
+        raise TritonStartError(f"tritonserver was not ready after {timeout:.0f} s", self.log_path, self.log_tail())
 
     def log_tail(self, lines: int = 15) -> str:
         """The errors Triton logged (CUDA noise of CPU machines left out), then the last lines of its log."""

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from ..errors import BionemoLiteError
-from .launch import TritonServer
+from .launch import TritonServer, TritonStartError
 from .processes import become_subreaper, describe_exit
 
 logger = logging.getLogger(__name__)
@@ -174,8 +174,11 @@ class TritonSupervisor:
         while True:
             try:
                 self.server.start()
-            except BionemoLiteError as exc:
-                self._failed(f"restarting tritonserver failed: {str(exc).splitlines()[0]}")
+            except TritonStartError as exc:  # the log tail comes with giving up, not with every retry
+                self._failed(f"restarting tritonserver failed: {exc.reason}")
+                continue
+            except BionemoLiteError as exc:  # e.g. the binary or a backend has gone
+                self._failed(f"restarting tritonserver failed: {exc}")
                 continue
             self.restarts += 1
             self.report(f"tritonserver is ready again (restart {self.restarts}, pid {self.server.pgid})")
