@@ -8,11 +8,12 @@
 `triton_app` is mounted as ``bionemo-lite triton`` and `export_command` as
 ``bionemo-lite export`` (and ``bionemo-lite triton export``) by
 ``bionemo_lite.cli``. Errors are one line on stderr and exit status 1; Ctrl-C
-or SIGTERM stops Triton cleanly. ``triton serve`` supervises tritonserver
-(`supervisor.TritonSupervisor`): it restarts it when it dies and gives up
-(exit 1) after ``--max-failures`` deaths within ``--restart-window`` seconds. ``triton serve`` listens on 8010-8012, not
+or SIGTERM stops Triton cleanly. ``triton serve`` listens on 8010-8012, not
 Triton's usual 8000-8002, so it never clashes with the API's 8000; a port that
-is taken is reported (with the process holding it) before Triton starts.
+is taken is reported (with the process holding it) before Triton starts. It
+supervises tritonserver (`supervisor.TritonSupervisor`): restarts it when it
+dies, gives up (exit 1) after ``--max-failures`` deaths within
+``--restart-window`` seconds, and leaves no tritonserver or stub behind.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def serve_command(
 
     say(f"starting tritonserver on {server.repository} (log: {server.log_path})")
     stopped_by = TritonSupervisor(server, policy, report=say).run(on_ready=ready)
-    say(f"stopped tritonserver ({stopped_by.name if stopped_by else 'done'})")
+    say(f"stopped tritonserver ({stopped_by.name})")
 
 
 @triton_app.command("status", cls=Command)

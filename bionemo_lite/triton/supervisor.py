@@ -116,7 +116,7 @@ class TritonSupervisor:
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
     # -- running -----------------------------------------------------------------------
-    def run(self, on_ready: Callable[[TritonServer], None] | None = None) -> signal.Signals | None:
+    def run(self, on_ready: Callable[[TritonServer], None] | None = None) -> signal.Signals:
         """Start the server and keep it running; returns the signal that stopped it.
 
         The first start must succeed (its error is raised as it is: a broken
