@@ -10,17 +10,18 @@
 ``bionemo_lite.cli``. Errors are one line on stderr and exit status 1; Ctrl-C
 or SIGTERM stops Triton cleanly. ``triton serve`` listens on 8010-8012, not
 Triton's usual 8000-8002, so it never clashes with the API's 8000; a port that
-is taken is reported (with the process holding it) before Triton starts.
+is taken is reported (with the process holding it) before Triton starts. It
+supervises tritonserver (`supervisor.TritonSupervisor`): restarts it when it
+dies, gives up (exit 1) after ``--max-failures`` deaths within
+``--restart-window`` seconds, and leaves no tritonserver or stub behind.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import signal
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
@@ -28,6 +29,7 @@ import typer
 from ..errors import BionemoLiteError
 from ..cli_style import MARKUP_MODE, Command
 from .ports import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT
+from .supervisor import RestartPolicy, TritonSupervisor
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,10 +54,6 @@ def _errors_to_exit(fn: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 @_errors_to_exit
@@ -118,34 +116,46 @@ def serve_command(
     host: Annotated[str, typer.Option("--host", help="Address to bind (0.0.0.0 for other machines).")] = "127.0.0.1",
     log_file: Annotated[Optional[Path], typer.Option("--log-file", help="Server log (default: <repository>/../tritonserver.log).")] = None,
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds to wait for every model to load.")] = 600.0,
+    max_failures: Annotated[int, typer.Option("--max-failures", min=1,
+                                              help="Give up (exit 1) when tritonserver dies this many times within "
+                                                   "--restart-window (1: never restart).")] = RestartPolicy.max_failures,
+    restart_window: Annotated[float, typer.Option("--restart-window", min=1,
+                                                  help="Seconds over which --max-failures are counted.")] = RestartPolicy.window,
+    restart_delay: Annotated[float, typer.Option("--restart-delay", min=0,
+                                                 help="Seconds before the first restart; doubled for each further "
+                                                      "failure in the window, up to --max-restart-delay.")] = RestartPolicy.first_delay,
+    max_restart_delay: Annotated[float, typer.Option("--max-restart-delay", min=0,
+                                                     help="Longest wait between restarts.")] = RestartPolicy.max_delay,
 ) -> None:
     """Start tritonserver on REPOSITORY and keep it running until Ctrl-C or SIGTERM.
 
-    Taken ports are reported, with the process holding them, before anything starts.
+    Taken ports are reported, with the process holding them, before anything starts. When
+    tritonserver dies it is restarted on the same ports (exponential back-off), its python
+    backend stubs stopped first; every stop leaves no Triton process behind.
     """
     from .launch import TritonServer, find_tritonserver
     from .ports import check_ports_free
 
+    # A first delay above the cap raises the cap: the user asked for that wait.
+    policy = RestartPolicy(restart_delay, max(restart_delay, max_restart_delay), max_failures, restart_window)
     log_path = log_file or Path(repository).resolve().parent / "tritonserver.log"
-    server = TritonServer(repository, http_port, grpc_port, metrics_port, log_path, host=host, startup_timeout=timeout)
+    server = TritonServer(repository, http_port, grpc_port, metrics_port, log_path, host=host, startup_timeout=timeout,
+                          die_with_parent=True)
     server.installation = find_tritonserver()
     check_ports_free(host, {"HTTP (--http-port)": http_port, "gRPC (--grpc-port)": grpc_port,
                             "metrics (--metrics-port)": metrics_port})
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        typer.echo(f"starting tritonserver on {server.repository} (log: {server.log_path})", err=True)
-        server.start()
-        assert server.installation is not None
-        typer.echo(f"ready: HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}  "
-                   f"(tritonserver from {server.installation.origin}); Ctrl-C to stop", err=True)
-        code = server.wait()
-        raise BionemoLiteError(f"tritonserver exited on its own with code {code}; last lines of "
-                               f"{server.log_path}:\n{server.log_tail()}")
-    except KeyboardInterrupt:
-        typer.echo("stopping tritonserver...", err=True)
-    finally:
-        server.stop()
-        signal.signal(signal.SIGTERM, previous)
+
+    def say(message: str) -> None:
+        typer.echo(message, err=True)
+
+    def ready(running: TritonServer) -> None:
+        assert running.installation is not None
+        say(f"ready: HTTP {running.http_url}  gRPC {running.grpc_url}  metrics {running.metrics_url}  "
+            f"(tritonserver from {running.installation.origin}, pid {running.pgid}); Ctrl-C to stop")
+
+    say(f"starting tritonserver on {server.repository} (log: {server.log_path})")
+    stopped_by = TritonSupervisor(server, policy, report=say).run(on_ready=ready)
+    say(f"stopped tritonserver ({stopped_by.name})")
 
 
 @triton_app.command("status", cls=Command)

@@ -306,6 +306,13 @@ def transport_errors() -> tuple[type[BaseException], ...]:
         errors.append(grpc.RpcError)
     except ImportError:
         pass
+    try:
+        # The HTTP client's transport: a server that dies mid-response is HTTPConnectionClosed, no OSError.
+        from geventhttpclient.response import HTTPParseError
+
+        errors.append(HTTPParseError)
+    except ImportError:
+        pass
     return tuple(errors)
 
 

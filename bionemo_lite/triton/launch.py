@@ -44,6 +44,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..errors import BackendUnavailableError, BionemoLiteError
+from .processes import kill_group, signal_group, signal_when_parent_dies, stop_group
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,18 @@ _BUILTIN_PLATFORMS = {"ensemble"}
 _ERROR_LINE = re.compile(r"^E\d{4} ")
 # Errors every CPU-only start logs (no driver, no pinned memory): not the reason anything failed.
 _CPU_NOISE = re.compile(r"cuda|nvml|dcgm|gpu", re.IGNORECASE)
+
+
+class TritonStartError(BionemoLiteError):
+    """tritonserver exited before it was ready, or was not ready in time.
+
+    Attributes:
+        reason: what happened, in one line; the message adds the end of Triton's log.
+    """
+
+    def __init__(self, reason: str, log_path: Path, log_tail: str):
+        super().__init__(f"{reason}; last lines of {log_path}:\n{log_tail}")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -186,6 +199,10 @@ class TritonServer:
         host: address to bind (default 127.0.0.1; ``0.0.0.0`` to serve other machines).
         installation: the binary to run (default: `find_tritonserver`).
         startup_timeout: seconds to wait for every model to be ready.
+        exit_timeout: seconds Triton gets to finish in-flight requests on stop (then SIGKILL).
+        stub_grace: seconds a process tritonserver leaves behind gets between SIGTERM and SIGKILL.
+        die_with_parent: tritonserver gets SIGTERM if this process dies, even by SIGKILL (Linux; for a
+            single-threaded supervisor such as ``triton serve``).
         extra_args: more ``tritonserver`` flags.
 
     Raises:
@@ -205,6 +222,8 @@ class TritonServer:
         installation: TritonInstallation | None = None,
         startup_timeout: float = 120.0,
         exit_timeout: int = 10,
+        stub_grace: float = 1.0,
+        die_with_parent: bool = False,
         extra_args: tuple[str, ...] = (),
     ):
         self.repository = Path(repository).resolve()
@@ -218,6 +237,8 @@ class TritonServer:
         self.installation = installation
         self.startup_timeout = startup_timeout
         self.exit_timeout = exit_timeout
+        self.stub_grace = stub_grace
+        self.die_with_parent = die_with_parent
         self.extra_args = tuple(extra_args)
         self.process: subprocess.Popen | None = None
         self._workdir: Path | None = None
@@ -306,6 +327,8 @@ class TritonServer:
         """Start the server and block until it is ready (or raise with the log tail)."""
         if self.process is not None and self.process.poll() is None:
             return self
+        if self.process is not None:
+            self.stop()  # a previous run's leftovers (stubs, shared memory, work folder) go first
         if self.installation is None:
             self.installation = find_tritonserver()
         self._check_backends()
@@ -320,7 +343,7 @@ class TritonServer:
             # Own session: Ctrl-C in a terminal reaches us, and we stop Triton (and its stubs) in order.
             self.process = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=self.environment(), cwd=self._workdir,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=signal_when_parent_dies() if self.die_with_parent else None,
             )
         try:
             self.wait_ready(self.startup_timeout)
@@ -341,21 +364,17 @@ class TritonServer:
         """Poll readiness until `timeout` seconds.
 
         Raises:
-            BionemoLiteError: the process exited, or it was not ready in time.
+            TritonStartError: the process exited, or it was not ready in time.
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise BionemoLiteError(
-                    f"tritonserver exited with code {self.process.returncode} before it was ready; "
-                    f"last lines of {self.log_path}:\n{self.log_tail()}"
-                )
+                raise TritonStartError(f"tritonserver exited with code {self.process.returncode} before it was ready",
+                                       self.log_path, self.log_tail())
             if self.is_ready():
                 return
             time.sleep(0.25)
-        raise BionemoLiteError(
-            f"tritonserver was not ready after {timeout:.0f} s; last lines of {self.log_path}:\n{self.log_tail()}"
-        )
+        raise TritonStartError(f"tritonserver was not ready after {timeout:.0f} s", self.log_path, self.log_tail())
 
     def log_tail(self, lines: int = 15) -> str:
         """The errors Triton logged (CUDA noise of CPU machines left out), then the last lines of its log."""
@@ -377,30 +396,41 @@ class TritonServer:
         assert self.process is not None
         return self.process.wait()
 
-    def _signal_group(self, sig: int) -> None:
-        assert self.process is not None
-        try:
-            os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
+    @property
+    def pgid(self) -> int | None:
+        """The process group of tritonserver and its python backend stubs (the server's pid); None before start."""
+        return self.process.pid if self.process is not None else None
 
-    def stop(self) -> None:
-        """SIGTERM (Triton finishes in-flight requests), then SIGKILL after the exit timeout."""
-        if self.process is not None and self.process.poll() is None:
-            self._signal_group(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=self.exit_timeout + 10)
-            except subprocess.TimeoutExpired:
-                logger.warning("tritonserver did not stop in time; killing it")
-                self._signal_group(signal.SIGKILL)
-                self.process.wait()
+    def stop(self) -> int:
+        """SIGTERM (Triton finishes in-flight requests), then SIGKILL after the exit timeout.
+
+        Whatever of its process group outlives tritonserver (python backend stubs
+        orphaned by a crash ignore SIGTERM) is stopped too, SIGKILL after a short
+        grace, so nothing is left running. Returns how many such leftovers there were.
+        """
+        left = 0
+        if self.process is not None:
+            if self.process.poll() is None:
+                signal_group(self.process.pid, signal.SIGTERM)
+                try:
+                    self.process.wait(timeout=self.exit_timeout + 10)
+                except subprocess.TimeoutExpired:
+                    logger.warning("tritonserver did not stop in time; killing it")
+                    signal_group(self.process.pid, signal.SIGKILL)
+                    self.process.wait()
+            # The server is reaped (by Popen, which keeps its exit status); now its leftovers.
+            left = stop_group(self.process.pid, grace=self.stub_grace)
+            if left:
+                logger.info("stopped %d process(es) tritonserver left behind (python backend stubs)", left)
         self._cleanup()
+        return left
 
     def kill(self) -> None:
         """SIGKILL the server and its python backend stubs at once (as a crash would)."""
-        if self.process is not None and self.process.poll() is None:
-            self._signal_group(signal.SIGKILL)
+        if self.process is not None:
+            signal_group(self.process.pid, signal.SIGKILL)
             self.process.wait()
+            kill_group(self.process.pid)
         self._cleanup()
 
     def _cleanup(self) -> None:

@@ -65,20 +65,22 @@ class _Replica:
     A `TritonClient` serves one thread at a time, so each call takes an idle one
     (or opens one) and gives it back. A failure drops every client of the
     replica: they all talk to the same server, and a fresh connection is what
-    recovery needs.
+    recovery needs. Each worker thread keeps its own idle client: the HTTP
+    client's sockets (gevent) belong to the thread that opened them, and used
+    from another thread they fail with "Cannot switch to a different thread".
     """
 
     def __init__(self, url: str, protocol: str):
         self.url = url
         self.protocol = protocol
-        self._idle: list[TritonClient] = []
+        self._idle: dict[int, TritonClient] = {}  # worker thread id -> its idle client
         self._generation = 0
         self._lock = threading.Lock()
 
     def call(self, fn: Callable[[TritonClient], T]) -> T:
         """``fn(client)`` on an idle client of this replica (worker thread)."""
         with self._lock:
-            client = self._idle.pop() if self._idle else None
+            client = self._idle.pop(threading.get_ident(), None)
             generation = self._generation
         if client is None:
             client = TritonClient(self.url, self.protocol)  # type: ignore[arg-type]
@@ -103,14 +105,14 @@ class _Replica:
     def _give_back(self, client: TritonClient, generation: int) -> None:
         with self._lock:
             if generation == self._generation:
-                self._idle.append(client)
+                self._idle[threading.get_ident()] = client
                 return
         _close(client, self.url)
 
     def _drop(self, client: TritonClient | None) -> None:
         with self._lock:
             self._generation += 1
-            stale, self._idle = self._idle, []
+            stale, self._idle = list(self._idle.values()), {}
         for c in [*stale, *([client] if client is not None else [])]:
             _close(c, self.url)
 
