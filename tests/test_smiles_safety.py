@@ -226,3 +226,37 @@ def test_a_cli_job_with_the_crashing_record_finishes_and_lists_it(nemo, tmp_path
     with open(f"{out}.errors.csv", newline="") as fh:
         [error] = list(csv.DictReader(fh))
     assert error["id"] == "poison" and "15000 characters" in error["reason"]
+
+
+# ---------------------------------------------------------------- Triton's model.py
+@pytest.fixture(scope="module")
+def triton_client(nemo, tmp_path_factory):
+    import warnings
+
+    from bionemo_lite.triton.client import TritonClient
+    from bionemo_lite.triton.export import export_model
+    from bionemo_lite.triton.launch import TritonServer, find_tritonserver
+
+    if find_tritonserver() is None:
+        pytest.skip("no tritonserver binary (install the triton extra)")
+    repo = tmp_path_factory.mktemp("mmbsafetytriton") / "repository"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a tiny checkpoint under the published name warns about its size
+        export_model(NAME, repo, weights=nemo, num_threads=1)
+    server = TritonServer(repo, log_path=repo.parent / "triton.log", startup_timeout=240)
+    server.start()
+    try:
+        with TritonClient(server.http_url, "http") as client:
+            yield client
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verb", ["embed", "score"])
+def test_triton_model_refuses_the_crashing_record_and_serves_on(triton_client, verb):
+    call = getattr(triton_client, verb)
+    with pytest.raises(InvalidInputError) as err:
+        call(NAME, {"ok": "CCO", "poison": CRASHING})
+    assert err.value.record == "poison" and "15000 characters" in err.value.reason
+    assert call(NAME, {"ok": ASPIRIN}).ids == ["ok"]
