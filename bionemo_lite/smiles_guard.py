@@ -12,7 +12,8 @@ threads or CUDA), once per process, on first use; it imports RDKit and this
 module only. ``BIONEMO_LITE_SMILES_ISOLATION=inprocess`` (or
 ``configure(isolation="inprocess")``) parses in the calling process instead:
 faster to start, but a crash in RDKit is then the caller's.
-``BIONEMO_LITE_SMILES_TIMEOUT`` is the time budget per record, in seconds.
+``BIONEMO_LITE_SMILES_TIMEOUT`` is the time budget per record, in seconds (default 10),
+``BIONEMO_LITE_SMILES_WORKERS`` the number of worker processes (default 1).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 Isolation = Literal["worker", "inprocess"]
 ISOLATION_ENV = "BIONEMO_LITE_SMILES_ISOLATION"
 TIMEOUT_ENV = "BIONEMO_LITE_SMILES_TIMEOUT"
+WORKERS_ENV = "BIONEMO_LITE_SMILES_WORKERS"
 DEFAULT_TIMEOUT_S = 10.0  # per record: ~50x the slowest SMILES the length cap lets through
 BATCH_SIZE = 256  # SMILES per task sent to the worker: amortises the round trip
 _BATCH_SECONDS_PER_RECORD = 0.05  # a whole batch may take this long per record on top of one budget
@@ -101,15 +103,15 @@ def _isolation_from_env() -> Isolation:
     return value  # type: ignore[return-value]
 
 
-def _timeout_from_env() -> float:
-    value = os.environ.get(TIMEOUT_ENV, "").strip()
+def _number_from_env(name: str, default: float, kind: type = float) -> float:
+    value = os.environ.get(name, "").strip()
     try:
-        seconds = float(value) if value else DEFAULT_TIMEOUT_S
+        number = kind(value) if value else default
     except ValueError:
-        raise BionemoLiteError(f"{TIMEOUT_ENV} must be a number of seconds, got {value!r}") from None
-    if not seconds > 0:
-        raise BionemoLiteError(f"{TIMEOUT_ENV} must be positive, got {value!r}")
-    return seconds
+        raise BionemoLiteError(f"{name} must be a positive {kind.__name__}, got {value!r}") from None
+    if not number > 0:
+        raise BionemoLiteError(f"{name} must be positive, got {value!r}")
+    return number
 
 
 class SmilesParser:
@@ -137,6 +139,7 @@ class SmilesParser:
         self.workers = int(workers)
         self.max_characters = int(max_characters)
         self._pool = None
+        self._pool_pid = 0  # a forked child must not use its parent's pool (its threads did not survive the fork)
         self._lock = threading.Lock()
 
     def parse(
@@ -168,10 +171,11 @@ class SmilesParser:
     # ----- the worker ----------------------------------------------------------------------
     def _get_pool(self):
         with self._lock:
-            if self._pool is None or not self._pool.active:
+            if self._pool is None or not self._pool.active or self._pool_pid != os.getpid():
                 from pebble import ProcessPool
 
                 self._pool = ProcessPool(max_workers=self.workers, initializer=_warm_up, context=_WorkerContext())
+                self._pool_pid = os.getpid()
             return self._pool
 
     def _submit(self, texts: list[str], canonicalize: bool, timeout: float) -> Future:
@@ -215,7 +219,7 @@ class SmilesParser:
         """Stop the worker (a later `parse` starts a new one)."""
         with self._lock:
             pool, self._pool = self._pool, None
-        if pool is not None:
+        if pool is not None and self._pool_pid == os.getpid():
             pool.stop()
             pool.join(timeout=10)
 
@@ -240,7 +244,8 @@ def default_parser() -> SmilesParser:
     global _default
     with _default_lock:
         if _default is None:
-            _default = SmilesParser(_isolation_from_env(), _timeout_from_env())
+            _default = SmilesParser(_isolation_from_env(), _number_from_env(TIMEOUT_ENV, DEFAULT_TIMEOUT_S),
+                                    int(_number_from_env(WORKERS_ENV, 1, int)))
         return _default
 
 
@@ -249,7 +254,9 @@ def configure(isolation: Isolation | None = None, timeout_s: float | None = None
     global _default
     with _default_lock:
         old, _default = _default, SmilesParser(
-            isolation or _isolation_from_env(), timeout_s if timeout_s is not None else _timeout_from_env())
+            isolation or _isolation_from_env(),
+            timeout_s if timeout_s is not None else _number_from_env(TIMEOUT_ENV, DEFAULT_TIMEOUT_S),
+            int(_number_from_env(WORKERS_ENV, 1, int)))
     if old is not None:
         old.close()
     return _default

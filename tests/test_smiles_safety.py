@@ -172,6 +172,30 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_the_worker(tmp_path):
     assert done.stdout.count("script ran") == 1 and "['CCO']" in done.stdout
 
 
+def test_the_process_parser_follows_configure_and_the_environment(monkeypatch):
+    from bionemo_lite import smiles_guard
+    from bionemo_lite.errors import BionemoLiteError
+
+    monkeypatch.setenv(smiles_guard.ISOLATION_ENV, "inprocess")
+    monkeypatch.setenv(smiles_guard.TIMEOUT_ENV, "2.5")
+    try:
+        parser = smiles_guard.configure()
+        assert smiles_guard.default_parser() is parser
+        assert (parser.isolation, parser.timeout_s, parser.workers) == ("inprocess", 2.5, 1)
+        assert smiles_guard.parse_many(["OCC", "C1CC"], ["a", "b"])[0] == "CCO"
+        assert smiles_guard.configure(isolation="worker", timeout_s=4).isolation == "worker"
+        monkeypatch.setenv(smiles_guard.ISOLATION_ENV, "sometimes")
+        with pytest.raises(BionemoLiteError, match="must be 'worker' or 'inprocess'"):
+            smiles_guard.configure()
+        monkeypatch.setenv(smiles_guard.ISOLATION_ENV, "worker")
+        monkeypatch.setenv(smiles_guard.WORKERS_ENV, "0")
+        with pytest.raises(BionemoLiteError, match="BIONEMO_LITE_SMILES_WORKERS must be positive"):
+            smiles_guard.configure()
+    finally:
+        monkeypatch.undo()
+        smiles_guard.configure()  # back to the environment's (default) parser
+
+
 # ---------------------------------------------------------------- HTTP
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, nemo):
