@@ -1,5 +1,9 @@
 """SMILES helpers shared by chemistry models: validation, canonical form, properties.
 
+These parse in the calling process. Untrusted SMILES go through
+`bionemo_lite.smiles_guard` (a worker process) instead; both check the raw
+text with `bionemo_lite.smiles_text` first.
+
 Every function that reads user input raises `InvalidInputError` naming the
 record, so an unparsable SMILES is a per-record error and never a crash.
 RDKit's own console warnings are silenced while parsing: the reason goes into
@@ -14,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from .errors import InvalidInputError
 from .records import Inputs, Record, as_records
+from .smiles_text import MAX_SMILES_CHARACTERS, check_smiles_text
 
 if TYPE_CHECKING:
     from rdkit.Chem import Mol
@@ -22,23 +27,22 @@ MORGAN_RADIUS = 2
 MORGAN_BITS = 2048
 
 
-def parse_smiles(smiles: str, record: str | int | None = None) -> Mol:
+def parse_smiles(smiles: str, record: str | int | None = None, max_characters: int = MAX_SMILES_CHARACTERS) -> Mol:
     """An RDKit molecule from a SMILES string.
 
+    The text is first held to `bionemo_lite.smiles_text.check_smiles_text` (length cap,
+    characters, bracket atoms), so no string reaches RDKit unchecked. This parses in the
+    calling process: for untrusted input prefer `bionemo_lite.smiles_guard.parse_many`,
+    which survives a crash of RDKit.
+
     Raises:
-        InvalidInputError: empty input, a syntax error (e.g. an unclosed ring
+        InvalidInputError: empty input, too long, a character no SMILES has, a syntax error (e.g. an unclosed ring
             as in ``C1CC``) or a chemistry problem (valence, kekulization),
             with RDKit's reason, naming `record`.
     """
     from rdkit import Chem, rdBase
 
-    text = smiles.strip() if isinstance(smiles, str) else smiles
-    if not isinstance(text, str):
-        raise InvalidInputError(f"a SMILES must be a string, got {type(smiles).__name__}", record=record)
-    if not text:
-        raise InvalidInputError("empty SMILES", record=record)
-    if any(ch.isspace() for ch in text):
-        raise InvalidInputError(f"SMILES {text!r} contains whitespace", record=record)
+    text = check_smiles_text(smiles, record, max_characters=max_characters)  # bounded and well-formed before RDKit sees it
     with rdBase.BlockLogs():
         raw = Chem.MolFromSmiles(text, sanitize=False)
         if raw is None:

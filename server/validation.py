@@ -3,7 +3,8 @@
 They run on the event loop before any model is loaded, so a bad request is a
 422 in microseconds, whatever the backend, and an over-long sequence never
 reaches a model (upstream, one such sequence can poison a GPU for every later
-request).
+request). SMILES are held to length and character bounds here too, so a
+string that could crash RDKit (``"C" * 15000``) never reaches the parser.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from bionemo_lite.chains import split_chains
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.records import Record, clean_protein, prepare_inputs
+from bionemo_lite.smiles_text import check_smiles_record
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.verbs import length_policy
 
@@ -30,10 +32,23 @@ def check_proteins(spec: ModelSpec, records: Sequence[Record], truncate: bool) -
     """The records as the model will see them: the core's `prepare_inputs` for the spec's input kind.
 
     Returns:
-        The records (proteins cleaned and cut under `truncate`; SMILES stripped, as they need the
-        model's own parser) and the ids that were cut.
+        The records (proteins cleaned and cut under `truncate`; SMILES stripped and held to
+        `check_smiles`, as their validity needs the model's own parser) and the ids that were cut.
     """
+    check_smiles(spec, records, truncate)
     return prepare_inputs(list(records), spec.input_kind, spec.max_length, length_policy(truncate))
+
+
+def check_smiles(spec: ModelSpec, records: Sequence[Record], truncate: bool = False) -> None:
+    """For a SMILES model: every record's length (characters and tokens) and characters, before RDKit.
+
+    A no-op for other input kinds. Tokens are counted with the core's SMILES regex (the
+    MegaMolBART tokenizer's); the model counts again with its own checkpoint's tokenizer.
+    """
+    if spec.input_kind != "smiles":
+        return
+    for record in records:
+        check_smiles_record(record, spec.max_length, length_policy(truncate))
 
 
 def check_fold_sequence(spec: ModelSpec, sequence: str, record: str = "sequence") -> None:

@@ -37,6 +37,7 @@ from ..io.writers import (
 from ..mutations import duplicate_reason, normalize_mutation, parse_mutation
 from ..records import WHITESPACE, LengthPolicy, Record, clean_protein, prepare_record
 from ..results import RecordError
+from ..smiles_text import check_smiles_record
 from ..verbs import (
     ContactPredictor,
     ContactsOptions,
@@ -66,6 +67,8 @@ def _prepare(model: Named, record: Record, on_too_long: LengthPolicy) -> Record:
     over the limit is handed on cleaned but whole: the verb cuts it itself and
     reports the cut in its result, which fills the job's ``truncated`` column.
     """
+    if _input_kind(model) == "smiles":  # length and characters before RDKit: a crash there ends the job
+        check_smiles_record(record, model.max_length, on_too_long)
     checked, cut = prepare_record(record, _input_kind(model), model.max_length, on_too_long)
     if not checked.sequence:
         raise InvalidInputError("empty input", record=record.id)

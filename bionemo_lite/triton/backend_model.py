@@ -39,6 +39,7 @@ from bionemo_lite.errors import BionemoLiteError, InvalidInputError
 from bionemo_lite.merging import run_merged
 from bionemo_lite.pooling import get_pooling, is_per_position
 from bionemo_lite.records import Record, prepare_inputs
+from bionemo_lite.smiles_text import check_smiles_record
 from bionemo_lite.results import Embeddings
 from bionemo_lite.triton.protocol import decode_layer, encode_error
 from bionemo_lite.verbs import EmbedOptions, options_from_keywords
@@ -224,8 +225,14 @@ class TritonPythonModel:
     def _prepare(self, sequences: list[str], policy: str) -> tuple[list[Record], list[str]]:
         if not sequences:
             raise InvalidInputError("no input records were given")
-        # SMILES are validated, and their length counted in tokens, by the model itself.
+        # SMILES: length and characters here, before RDKit; validity and tokens by the model itself.
+        self._check_smiles([Record(str(i), s, i) for i, s in enumerate(sequences)], policy)
         return prepare_inputs(sequences, self.input_kind, self.max_length or 10**9, policy)  # type: ignore[arg-type]
+
+    def _check_smiles(self, records: list[Record], policy: str = "error") -> None:
+        if self.input_kind == "smiles":
+            for record in records:
+                check_smiles_record(record, self.max_length or None, policy)  # type: ignore[arg-type]
 
     def _embed(self, requests: list[Any]) -> list[Any]:
         responses: list[Any] = [None] * len(requests)
@@ -364,6 +371,7 @@ class TritonPythonModel:
         records = [Record(ids[i], s, i) for i, s in enumerate(sequences)]
         index = {rid: str(i) for i, rid in reversed(list(enumerate(ids)))}
         try:
+            self._check_smiles(records)
             result = options_from_keywords(self.verb, options).run(self.model, records)
         except InvalidInputError as exc:
             if exc.record is None or str(exc.record) not in index:

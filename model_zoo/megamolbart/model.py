@@ -6,9 +6,11 @@ hiddens as the embedding (upstream averaged the padding in), ``decode``
 (``hidden_to_smis``) and ``generate`` (``sample`` with greedy-perturbate,
 topkp-perturbate and beam-search-perturbate).
 
-Every SMILES is validated and canonicalised with RDKit first; an unparsable
-one is an `InvalidInputError` naming the record (or, with
-``on_invalid="skip"``, an entry of the result's ``errors``).
+Every SMILES is checked as text first (length in characters and tokens,
+characters: `bionemo_lite.smiles_text`), then validated and canonicalised
+with RDKit through `bionemo_lite.smiles_guard` (a worker process, so a crash
+in RDKit fails one record); a bad one is an `InvalidInputError` naming the
+record (or, with ``on_invalid="skip"``, an entry of the result's ``errors``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from bionemo_lite import chem
+from bionemo_lite import smiles_guard
 from bionemo_lite.batching import check_tokens_per_batch, run_batches, token_budget_batches
 from bionemo_lite.encoding import resolve_layers
 from bionemo_lite.errors import BionemoLiteError, InvalidInputError
@@ -30,6 +32,7 @@ from bionemo_lite.model import BioModel
 from bionemo_lite.options import check_bool, check_float, check_int
 from bionemo_lite.pooling import get_pooling
 from bionemo_lite.records import Inputs, LengthPolicy, Record, as_records
+from bionemo_lite.smiles_text import check_smiles_text
 from bionemo_lite.results import Decoded, Embeddings, Generated, GeneratedRecord, RecordError, Scores
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.weights import resolve_dtype
@@ -156,13 +159,29 @@ class MegaMolBARTModel(BioModel):
         token_ids: list[list[int]] = []
         truncated: list[str] = []
         errors: list[RecordError] = []
+
+        def fail(rec: Record, exc: InvalidInputError) -> None:
+            if on_invalid == "error":
+                raise exc
+            errors.append(RecordError(rec.id, rec.index, exc.reason, exc.position))
+
+        # 1. Length (characters, then this tokenizer's tokens) and characters, before RDKit runs.
+        checked: list[tuple[Record, str]] = []
         for rec in as_records(inputs):
             try:
-                if canonicalize:
-                    text = chem.canonical_smiles(rec.sequence, record=rec.id)
-                else:
-                    chem.parse_smiles(rec.sequence, record=rec.id)  # validate all the same
-                    text = rec.sequence.strip()
+                checked.append((rec, check_smiles_text(rec.sequence, rec.id, max_tokens=limit,
+                                                       on_too_long=on_too_long,
+                                                       count_tokens=self.tokenizer.count_tokens)))
+            except InvalidInputError as exc:
+                fail(rec, exc)
+        # 2. RDKit, where a crash or a hang fails one record (a worker process by default).
+        parsed = smiles_guard.parse_many([text for _, text in checked], [rec.id for rec, _ in checked],
+                                         canonicalize=canonicalize)
+        # 3. The model's tokens of the text it will embed.
+        for (rec, _), text in zip(checked, parsed):
+            try:
+                if isinstance(text, InvalidInputError):
+                    raise text
                 ids = self.tokenizer.encode(text, record=rec.id)
                 if len(ids) > limit:
                     if on_too_long == "error":
@@ -174,12 +193,11 @@ class MegaMolBARTModel(BioModel):
                     ids = ids[:limit]
                     truncated.append(rec.id)
             except InvalidInputError as exc:
-                if on_invalid == "error":
-                    raise
-                errors.append(RecordError(rec.id, rec.index, exc.reason, exc.position))
+                fail(rec, exc)
                 continue
             records.append(Record(rec.id, text, rec.index))
             token_ids.append(ids)
+        errors.sort(key=lambda e: e.index)
         return records, token_ids, truncated, errors
 
     def _batched(

@@ -17,13 +17,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from bionemo_lite.errors import CheckpointError, InvalidInputError
+from bionemo_lite.smiles_text import SMILES_TOKEN_REGEX
 
-# nemo_chem/tokenizer/tokenizer.py, character for character. Its `\\\\` matches a doubled
-# backslash; a single '\' bond falls through to the one-character fallback and is
-# looked up as the vocabulary's '\' token, exactly as upstream.
-SMILES_REGEX = (
-    r"\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\\\|\/|:|~|@|\?|>|\*|\$|\%[0-9]{2}|[0-9]"
-)
+# nemo_chem/tokenizer/tokenizer.py, character for character (the core keeps it, so the doors
+# count tokens before any model is loaded). Its `\\\\` matches a doubled backslash; a single
+# '\' bond falls through to the one-character fallback and is looked up as the vocabulary's
+# '\' token, exactly as upstream.
+SMILES_REGEX = SMILES_TOKEN_REGEX
 PAD, UNK, BOS, EOS, MASK, SEP = "<PAD>", "?", "^", "&", "<MASK>", "<SEP>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, BOS, EOS, MASK, SEP)
 CHEM_TOKEN_START = 272
@@ -126,6 +126,10 @@ class MegaMolBARTTokenizer:
 
     def tokenize(self, smiles: str) -> list[str]:
         return self._pattern.findall(smiles)
+
+    def count_tokens(self, smiles: str) -> int:
+        """How many tokens `smiles` has (pure Python: safe to run on raw input before RDKit)."""
+        return sum(1 for _ in self._pattern.finditer(smiles))
 
     def encode(self, smiles: str, record: str | int | None = None) -> list[int]:
         """Token ids of `smiles` (no begin/end tokens).
