@@ -31,7 +31,7 @@ from bionemo_lite.records import Record
 from bionemo_lite.spec import ModelSpec
 
 if TYPE_CHECKING:
-    from .schemas import EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest
+    from .schemas import ContactsRequest, EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest
     from .settings import Settings
 
 TOKEN_PASSES = "token-passes"
@@ -67,6 +67,12 @@ def embed_cost(spec: ModelSpec, body: EmbedRequest) -> Cost:
     passes = 2 if body.include_hiddens else 1
     return Cost("embed", passes * sum(_lengths(spec, body.records(), body.truncate)), TOKEN_PASSES,
                 f"bionemo-lite embed {spec.name} {_input_file(spec)} -o embeddings.parquet")
+
+
+def contacts_cost(spec: ModelSpec, body: ContactsRequest) -> Cost:
+    """One pass over every record: residues."""
+    return Cost("contacts", sum(_lengths(spec, body.records(), body.truncate)), TOKEN_PASSES,
+                f"bionemo-lite contacts {spec.name} {_input_file(spec)} -o contacts.h5")
 
 
 def score_cost(spec: ModelSpec, body: ScoreRequest) -> Cost:

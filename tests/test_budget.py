@@ -14,12 +14,13 @@ from bionemo_lite.server.budget import (
     FOLD_SETTING,
     TOKEN_SETTING,
     check_budget,
+    contacts_cost,
     embed_cost,
     fold_cost,
     generate_cost,
     score_cost,
 )
-from bionemo_lite.server.schemas import EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest
+from bionemo_lite.server.schemas import ContactsRequest, EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest
 from bionemo_lite.server.settings import Settings
 from server_fixtures import cli_serve, running_server
 
@@ -65,6 +66,14 @@ def test_generate_costs_samples_times_passes(esm2):
 def test_embed_costs_one_pass(esm2):
     assert embed_cost(esm2, EmbedRequest.model_validate({"sequences": ["MKT", "GS"]})).amount == 5
     assert embed_cost(esm2, EmbedRequest.model_validate({"sequences": ["MKT"], "include_hiddens": True})).amount == 6
+
+
+def test_contacts_cost_one_pass_and_name_their_batch_command(esm2):
+    cost = contacts_cost(esm2, ContactsRequest.model_validate({"sequences": ["MKT", "GS"]}))
+    assert (cost.verb, cost.amount, cost.unit) == ("contacts", 5, "token-passes")
+    assert cost.batch_command == f"bionemo-lite contacts {ESM2} sequences.fasta -o contacts.h5"
+    with pytest.raises(OverBudgetError, match="contacts"):
+        check_budget(cost, Settings(max_token_passes=4))
 
 
 def test_defaults_let_normal_requests_through_and_refuse_the_reported_cases(esm2):

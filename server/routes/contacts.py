@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from bionemo_lite.spec import ModelSpec
 
 from ..deps import ProviderDep, SettingsDep, model_with
+from ..budget import check_budget, contacts_cost
 from ..errors import ERROR_RESPONSES
 from ..payloads import file_content_types, file_response, metadata_without, per_record, strings
 from ..responses import json_response
@@ -39,6 +40,7 @@ async def contacts(
     """
     check_count(len(body.sequences), settings.max_sequences)
     records, truncated = check_proteins(spec, body.records(), truncate=body.truncate)
+    check_budget(contacts_cost(spec, body), settings)  # before any model work
     options, inputs = body.verb_options(), body.records()
     maps = await provider.run(spec.name, "contacts",
                               lambda model: [np.asarray(m).tolist() for m in options.run(model, inputs)])
