@@ -246,6 +246,20 @@ def test_options_carry_the_policy(small):
         EmbedOptions(on_too_long="window:31").run(small, [LONG])
 
 
+def test_merged_requests_keep_their_own_windowed_records(small):
+    """The HTTP batcher and Triton merge concurrent requests into one call: each gets its own `windowed` back."""
+    from bionemo_lite.merging import run_merged
+    from bionemo_lite.records import Record
+
+    requests = [[Record("a", LONG), Record("b", LONG[:10])], [Record("a", LONG[:12])], [Record("c", LONG[::-1])]]
+    outcomes, calls = run_merged(lambda records: small.embed(records, on_too_long="window"), requests)
+    assert calls == 1
+    assert [sorted(o.windowed) for o in outcomes] == [["a"], [], ["c"]]
+    alone = small.embed({"c": LONG[::-1]}, on_too_long="window")
+    assert outcomes[2].windowed == alone.windowed
+    np.testing.assert_allclose(outcomes[2].embeddings, alone.embeddings, rtol=0, atol=TOL)
+
+
 # ------------------------------------------------------------------ 2,500 residues, window 1022, every door
 
 
