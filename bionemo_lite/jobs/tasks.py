@@ -313,8 +313,10 @@ class ScoreTask(JsonPayloads):
         truncated = set(scores.truncated)
         out = ChunkOutcome(errors=_errors_by_id(scores.errors))
         for rid, value in zip(scores.ids, np.asarray(scores.scores, dtype=np.float64).tolist()):
+            # Windowed from the length (a remote model's answer may not say): long and not cut.
+            windowed = rid not in truncated and len(by_id[rid].sequence) > self.model.max_length
             out.results[rid] = {"sequence": by_id[rid].sequence, "score": value, "truncated": rid in truncated,
-                                WINDOWED_COLUMN: rid in scores.windowed}
+                                WINDOWED_COLUMN: windowed}
         return out
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
