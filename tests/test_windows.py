@@ -416,3 +416,40 @@ def test_prott5_embeds_through_windows(tmp_path_factory):
     np.testing.assert_allclose(mean, hand_merge(sequence, 20, 5, lambda s: per_residue(model, s)).mean(0),
                                rtol=0, atol=TOL)
     assert emb.windowed["p"].spans == tuple(hand_spans(50, 20, 10))
+
+
+# ------------------------------------------------------------------ Triton's model.py
+
+
+@pytest.fixture(scope="module")
+def triton_client(tmp_path_factory, esm2_fair_checkpoint):
+    from bionemo_lite.triton.client import TritonClient
+    from bionemo_lite.triton.export import export_model
+    from bionemo_lite.triton.launch import TritonServer
+
+    folder = tmp_path_factory.mktemp("triton-windows")
+    export_model(ESM2_NAME, folder / "repo", weights=esm2_fair_checkpoint, verbs=["embed", "score"], num_threads=1)
+    server = TritonServer(folder / "repo", log_path=folder / "triton.log").start()
+    try:
+        with TritonClient(server.http_url, "http") as client:
+            yield client
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow  # starts a tritonserver
+def test_triton_scores_through_windows_and_refuses_windowed_embeddings(triton_client, fair_model):
+    """Score runs the in-process model behind Triton (the policy passes through `options_from_keywords`);
+    embed runs one ONNX graph call per record, so a record that needs windows is refused by name."""
+    sequence = protein(1100, 4)
+    mutations = [f"{sequence[1049]}1050A", f"{sequence[4]}5W"]
+    served = triton_client.score(ESM2_NAME, {"wt": sequence}, method="masked_marginals", mutations=mutations,
+                                 on_too_long="window")
+    np.testing.assert_allclose(served.scores, hand_marginals(fair_model, sequence, 1022, "masked_marginals",
+                                                             mutations), rtol=0, atol=TOL)
+    with pytest.raises(InvalidInputError, match="does not read sequences through windows") as err:
+        triton_client.embed(ESM2_NAME, {"long": sequence, "short": "MKT"}, on_too_long="window")
+    assert err.value.record == "long"
+    short = triton_client.embed(ESM2_NAME, {"short": "MKTAYIAKQR"}, on_too_long="window")
+    np.testing.assert_allclose(short.embeddings, fair_model.embed({"short": "MKTAYIAKQR"}).embeddings,
+                               rtol=0, atol=TOL)
