@@ -328,6 +328,14 @@ TokensOpt = typer.Option(None, "--tokens-per-batch", min=1, help="Padded tokens 
 TruncateOpt = typer.Option(
     False, "--truncate", help="Cut sequences longer than the model's maximum instead of failing them."
 )
+WindowOpt = typer.Option(
+    False, "--window",
+    help="Read sequences longer than the model's maximum through overlapping windows of that length (ESM-2, "
+         "ESM-1, ProtT5; each residue from the window it is most central in) instead of failing them.",
+)
+WindowStrideOpt = typer.Option(
+    None, "--window-stride", min=1, help="Residues between window starts (--window; default: half the window)."
+)
 BackendOpt = typer.Option(
     "inprocess", "--backend", help="inprocess (load the model here) or triton (the model a Triton server serves)."
 )
@@ -361,6 +369,8 @@ def embed_command(
     numerics: Optional[str] = NumericsOpt,
     tokens_per_batch: Optional[int] = TokensOpt,
     truncate: bool = TruncateOpt,
+    window: bool = WindowOpt,
+    window_stride: Optional[int] = WindowStrideOpt,
     chunk_size: int = ChunkOpt,
     quiet: bool = QuietOpt,
     keep_manifest: bool = KeepOpt,
@@ -379,8 +389,8 @@ def embed_command(
     check_embed_options(spec, layer, pooling)
     source = _input_file(input, spec.input_kind)
     loaded = _load_model(spec, weights, device, dtype, numerics, backend, triton_url)
-    task = EmbedTask(loaded, layers=tuple(layer or (-1,)), pooling=pooling, on_too_long=length_policy(truncate),
-                     tokens_per_batch=tokens_per_batch)
+    task = EmbedTask(loaded, layers=tuple(layer or (-1,)), pooling=pooling,
+                     on_too_long=length_policy(truncate, window, window_stride), tokens_per_batch=tokens_per_batch)
     summary = run_job(source, task, output, params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet,
                       keep_manifest=keep_manifest, wait=wait)
     _finish(summary)
@@ -467,6 +477,8 @@ def score_command(
     numerics: Optional[str] = NumericsOpt,
     tokens_per_batch: Optional[int] = TokensOpt,
     truncate: bool = TruncateOpt,
+    window: bool = WindowOpt,
+    window_stride: Optional[int] = WindowStrideOpt,
     chunk_size: int = ChunkOpt,
     quiet: bool = QuietOpt,
     keep_manifest: bool = KeepOpt,
@@ -502,13 +514,15 @@ def score_command(
         except InvalidInputError as exc:
             raise typer.BadParameter(exc.reason, param_hint="--mutations") from None
         loaded = _load_model(spec, weights, device, dtype, numerics, backend, triton_url)
-        task: Any = MutationScoreTask(loaded, wild_type, method, on_too_long=length_policy(truncate),
+        task: Any = MutationScoreTask(loaded, wild_type, method,
+                                      on_too_long=length_policy(truncate, window, window_stride),
                                       tokens_per_batch=tokens_per_batch)
         source: Any = MutationSource(task.wild_type, [m for m, _ in mutation_rows], [f for _, f in mutation_rows])
     else:
         source = _input_file(input, kind)
         loaded = _load_model(spec, weights, device, dtype, numerics, backend, triton_url)
-        task = ScoreTask(loaded, method, on_too_long=length_policy(truncate), tokens_per_batch=tokens_per_batch)
+        task = ScoreTask(loaded, method, on_too_long=length_policy(truncate, window, window_stride),
+                         tokens_per_batch=tokens_per_batch)
     summary = run_job(source, task, output, params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet,
                       keep_manifest=keep_manifest, wait=wait)
     _finish(summary)

@@ -68,6 +68,7 @@ def split_embeddings(result: Embeddings, requests: Sequence[Sequence[Record]]) -
             by_layer=by_layer,
             truncated=[owner[t][1].id for t in result.truncated if owner[t][0] == n],
             errors=errors,
+            windowed={owner[w][1].id: windows for w, windows in result.windowed.items() if owner[w][0] == n},
         ))
     return out
 

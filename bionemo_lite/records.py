@@ -13,7 +13,10 @@ from typing import Literal, Union
 
 from .errors import InvalidInputError
 
-LengthPolicy = Literal["error", "truncate"]
+LengthPolicy = Union[Literal["error", "truncate", "window"], str]
+"""What to do with a record over the model's maximum: ``"error"``, ``"truncate"`` (cut it) or ``"window"``
+(overlapping windows, stride half the window; ``"window:STRIDE"`` sets the stride: `bionemo_lite.windows`)."""
+WINDOW = "window"
 
 PROTEIN_ALPHABET = frozenset("ACDEFGHIKLMNPQRSTVWY" + "XBUZO")
 WHITESPACE = re.compile(r"\s+")  # removed from sequences (FASTA line breaks, spaces) and mutations
@@ -94,16 +97,41 @@ def clean_protein(record: Record) -> Record:
     return replace(record, sequence=seq)
 
 
+def window_stride(policy: LengthPolicy, max_length: int) -> int | None:
+    """The stride of a window policy (``"window"``: half of `max_length`; ``"window:STRIDE"``), None for the others.
+
+    Raises:
+        InvalidInputError: an unknown policy, or a stride that is not an integer in ``1..max_length``.
+    """
+    if policy in ("error", "truncate"):
+        return None
+    kind, _, stride = policy.partition(":") if isinstance(policy, str) else ("", "", "")
+    if kind != WINDOW:
+        raise InvalidInputError(
+            f"length policy must be 'error', 'truncate', 'window' or 'window:STRIDE', got {policy!r}"
+        )
+    if not stride:
+        return max(1, max_length // 2)
+    if not stride.isdigit() or not 1 <= int(stride) <= max_length:
+        raise InvalidInputError(
+            f"window stride must be an integer from 1 to the window ({max_length} residues), got {stride!r}"
+        )
+    return int(stride)
+
+
 def apply_length_policy(
     records: Sequence[Record], max_length: int, policy: LengthPolicy = "error"
 ) -> tuple[list[Record], list[str]]:
     """Enforce a model's length limit *before* any record reaches the model.
 
+    Under a window policy (``"window"``, ``"window:STRIDE"``) every record passes whole: the model
+    reads a long one through overlapping windows (`bionemo_lite.windows`).
+
     Returns:
         The records (cut to `max_length` under ``"truncate"``) and the ids that were cut.
     """
-    if policy not in ("error", "truncate"):
-        raise InvalidInputError(f"length policy must be 'error' or 'truncate', got {policy!r}")
+    if window_stride(policy, max_length) is not None:
+        return list(records), []
     out: list[Record] = []
     truncated: list[str] = []
     for r in records:
@@ -111,8 +139,9 @@ def apply_length_policy(
             if policy == "error":
                 raise InvalidInputError(
                     f"sequence has {len(r.sequence)} residues, more than the model's maximum of "
-                    f"{max_length}; shorten it or ask for truncation (Python: on_too_long='truncate'; CLI: --truncate; "
-                    'HTTP: "truncate": true)',
+                    f"{max_length}; shorten it, ask for truncation (Python: on_too_long='truncate'; CLI: --truncate; "
+                    'HTTP: "truncate": true) or, where the model offers it, for overlapping windows '
+                    """(on_too_long='window'; --window; "window": true)""",
                     record=r.id,
                 )
             r = replace(r, sequence=r.sequence[:max_length])

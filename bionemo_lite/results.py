@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .windows import Windows
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class Embeddings:
             ``[L_i, D]`` arrays (``per_residue``).
         truncated: ids of records cut to the model's maximum length.
         errors: records that failed, with the reason.
+        windowed: records read through overlapping windows (``on_too_long="window"``), by id, with
+            the windows used (`bionemo_lite.windows.Windows`: size, stride, count, spans).
     """
 
     model: str
@@ -55,6 +60,7 @@ class Embeddings:
     by_layer: dict[int, Any]
     truncated: list[str] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
+    windowed: dict[str, Windows] = field(default_factory=dict)
 
     @property
     def embeddings(self) -> np.ndarray | list[np.ndarray]:
@@ -80,13 +86,18 @@ class Embeddings:
             "lengths": self.lengths,
             "truncated": self.truncated,
             "errors": [e.to_dict() for e in self.errors],
+            "windowed": {rid: w.to_dict() for rid, w in self.windowed.items()},
         }
 
 
 @dataclass
 class Scores:
     """Result of ``score``: one float per record (``pll``, SMILES log-likelihood)
-    or one per mutation (``masked_marginals``, ``wt_marginals``)."""
+    or one per mutation (``masked_marginals``, ``wt_marginals``).
+
+    ``windowed``: records read through overlapping windows (``on_too_long="window"``), by id (for the
+    mutation methods, the wild type's), with the windows used (`bionemo_lite.windows.Windows`).
+    """
 
     model: str
     method: str
@@ -95,6 +106,7 @@ class Scores:
     mutations: list[str] | None = None
     truncated: list[str] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
+    windowed: dict[str, Windows] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +117,7 @@ class Scores:
             "mutations": self.mutations,
             "truncated": self.truncated,
             "errors": [e.to_dict() for e in self.errors],
+            "windowed": {rid: w.to_dict() for rid, w in self.windowed.items()},
         }
 
 

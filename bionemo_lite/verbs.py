@@ -24,12 +24,23 @@ import numpy as np
 
 from .binding import bind_options
 from .errors import InvalidInputError
-from .records import Inputs, LengthPolicy, Record
+from .records import WINDOW, Inputs, LengthPolicy, Record
 from .results import Decoded, Embeddings, Generated, Scores, Structure
 
 
-def length_policy(truncate: bool) -> LengthPolicy:
-    """The verbs' ``on_too_long`` for a door's ``--truncate`` / ``"truncate": true`` flag (the one mapping)."""
+def length_policy(truncate: bool, window: bool = False, window_stride: int | None = None) -> LengthPolicy:
+    """The verbs' ``on_too_long`` for a door's flags (the one mapping): ``--truncate`` / ``"truncate": true``,
+    ``--window`` / ``"window": true`` and ``--window-stride N`` / ``"window_stride": N``.
+
+    Raises:
+        InvalidInputError: both truncate and window, or a stride without window.
+    """
+    if truncate and window:
+        raise InvalidInputError("ask for truncate or for window, not both")
+    if window_stride is not None and not window:
+        raise InvalidInputError("a window stride needs the window length policy (--window; \"window\": true)")
+    if window:
+        return WINDOW if window_stride is None else f"{WINDOW}:{window_stride}"
     return "truncate" if truncate else "error"
 
 
@@ -148,7 +159,8 @@ class EmbedOptions:
     Attributes:
         layers: layers to return (0 = embedding layer, -1 = last).
         pooling: ``"mean"``, ``"bos"``, ``"per_residue"``... (the family's poolings).
-        on_too_long: ``"error"`` or ``"truncate"`` for records over the model's maximum.
+        on_too_long: ``"error"``, ``"truncate"`` or ``"window"`` (``"window:STRIDE"``: overlapping
+            windows, `bionemo_lite.windows`) for records over the model's maximum.
         tokens_per_batch: padded tokens per forward pass (None: the model's default).
     """
 

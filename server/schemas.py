@@ -126,7 +126,22 @@ class LengthPolicyBody:
         return length_policy(self.truncate)  # type: ignore[attr-defined]
 
 
-class EmbedRequest(RecordsRequest, LengthPolicyBody):
+class WindowPolicyBody(LengthPolicyBody):
+    """``"window": true`` (and ``"window_stride"``) beside ``"truncate"``, for the verbs that read long
+    records through overlapping windows (`bionemo_lite.windows`)."""
+
+    @property
+    def on_too_long(self) -> LengthPolicy:
+        return length_policy(self.truncate, self.window, self.window_stride)  # type: ignore[attr-defined]
+
+
+WINDOW_DESCRIPTION = ("Read records longer than the model's maximum through overlapping windows of that length "
+                      "(ESM-2, ESM-1, ProtT5): each residue from the window it is most central in. The answer's "
+                      "`windowed` names them, with their windows.")
+WINDOW_STRIDE_DESCRIPTION = "Residues between window starts (with window; default: half the model's maximum)."
+
+
+class EmbedRequest(RecordsRequest, WindowPolicyBody):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"sequences": ["MKTAYIAKQR", {"id": "p2", "sequence": "GSHMLE"}],
                                           "layer": -1, "pooling": "mean"}]},
@@ -136,6 +151,8 @@ class EmbedRequest(RecordsRequest, LengthPolicyBody):
     pooling: str = Field("mean", description='One of the model\'s poolings (`GET /v1/models`): "mean" or "max" '
                                              '(over residues, no BOS/EOS), "bos", "per_residue", ...')
     truncate: bool = Field(False, description="Cut records longer than the model's maximum instead of refusing them.")
+    window: bool = Field(False, description=WINDOW_DESCRIPTION)
+    window_stride: int | None = Field(None, ge=1, description=WINDOW_STRIDE_DESCRIPTION)
     include_hiddens: bool = Field(
         False,
         description="Also return BioNeMo's `hiddens` [N, T, D] (per-token states of the first layer, zero-padded) "
@@ -176,12 +193,14 @@ class EmbedResponse(BaseModel):
     lengths: list[int]
     truncated: list[str] = Field(description="Ids of records cut to the model's maximum length.")
     errors: list[dict[str, Any]] = Field(description="Records that failed alone (e.g. out of memory), with the reason.")
+    windowed: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Records read through windows (window), by id: size, stride, count, spans.")
     hiddens: list[Any] | None = Field(
         None, description="[N, T, D] per-token states of the first requested layer, zero-padded (include_hiddens).")
     mask: list[list[bool]] | None = Field(None, description="[N, T], true on real tokens (include_hiddens).")
 
 
-class ScoreRequest(RecordsRequest, LengthPolicyBody):
+class ScoreRequest(RecordsRequest, WindowPolicyBody):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"sequences": ["MKTAYIAKQR"], "method": "masked_marginals",
                                           "mutations": ["K2A", "T3G:A4C"]}]},
@@ -190,6 +209,8 @@ class ScoreRequest(RecordsRequest, LengthPolicyBody):
     method: str | None = Field(None, description='e.g. "pll", "masked_marginals", "wt_marginals"; None = the model default.')
     mutations: list[str] | None = Field(None, description='Variants of the (single) wild type, like "A42G" or "A42G:K45R".')
     truncate: bool = Field(False, description="Cut records longer than the model's maximum instead of refusing them.")
+    window: bool = Field(False, description=WINDOW_DESCRIPTION + " Mutations: the window centred on each position.")
+    window_stride: int | None = Field(None, ge=1, description=WINDOW_STRIDE_DESCRIPTION)
 
     def verb_options(self) -> ScoreOptions:
         return ScoreOptions(self.method, self.on_too_long, mutations=self.mutations)
@@ -203,6 +224,8 @@ class ScoreResponse(BaseModel):
     mutations: list[str] | None
     truncated: list[str]
     errors: list[dict[str, Any]]
+    windowed: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Records read through windows (window), by id: size, stride, count, spans.")
 
 
 class ContactsRequest(RecordsRequest, LengthPolicyBody):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from bionemo_lite.chains import split_chains
 from bionemo_lite.errors import InvalidInputError
-from bionemo_lite.records import Record, clean_protein, prepare_inputs
+from bionemo_lite.records import LengthPolicy, Record, clean_protein, prepare_inputs
 from bionemo_lite.smiles_text import check_smiles_record
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.verbs import length_policy
@@ -28,15 +28,20 @@ def check_count(count: int, max_sequences: int) -> None:
         )
 
 
-def check_proteins(spec: ModelSpec, records: Sequence[Record], truncate: bool) -> tuple[list[Record], list[str]]:
+def check_proteins(
+    spec: ModelSpec, records: Sequence[Record], truncate: bool = False, *, on_too_long: LengthPolicy | None = None
+) -> tuple[list[Record], list[str]]:
     """The records as the model will see them: the core's `prepare_inputs` for the spec's input kind.
+
+    `on_too_long` (the body's, e.g. ``"window"``: long records pass whole) replaces `truncate` when given.
 
     Returns:
         The records (proteins cleaned and cut under `truncate`; SMILES stripped and held to
         `check_smiles`, as their validity needs the model's own parser) and the ids that were cut.
     """
-    check_smiles(spec, records, truncate)
-    return prepare_inputs(list(records), spec.input_kind, spec.max_length, length_policy(truncate))
+    check_smiles(spec, records, truncate or on_too_long == "truncate")
+    policy = on_too_long if on_too_long is not None else length_policy(truncate)
+    return prepare_inputs(list(records), spec.input_kind, spec.max_length, policy)
 
 
 def check_smiles(spec: ModelSpec, records: Sequence[Record], truncate: bool = False) -> None:

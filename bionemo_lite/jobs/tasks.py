@@ -35,7 +35,7 @@ from ..io.writers import (
     write_table,
 )
 from ..mutations import duplicate_reason, normalize_mutation, parse_mutation
-from ..records import WHITESPACE, LengthPolicy, Record, clean_protein, prepare_record
+from ..records import WHITESPACE, LengthPolicy, Record, clean_protein, prepare_record, window_stride
 from ..results import RecordError
 from ..smiles_text import check_smiles_record
 from ..verbs import (
@@ -73,6 +73,15 @@ def _prepare(model: Named, record: Record, on_too_long: LengthPolicy) -> Record:
     if not checked.sequence:
         raise InvalidInputError("empty input", record=record.id)
     return clean_protein(record) if cut else checked
+
+
+# Under a window policy the outputs get a `windowed` column: whether the record was read through windows.
+WINDOWED_COLUMN = "windowed"
+
+
+def _windowing(model: Named, on_too_long: LengthPolicy) -> bool:
+    """Whether `on_too_long` is a window policy (checked here, so a bad stride fails the job, not each record)."""
+    return window_stride(on_too_long, model.max_length) is not None
 
 
 def _errors_by_id(errors: Iterable[RecordError]) -> dict[str, str]:
@@ -168,6 +177,9 @@ class EmbedTask:
     tokens_per_batch: int | None = None
     verb: str = field(default="embed", init=False)
 
+    def __post_init__(self) -> None:
+        _windowing(self.model, self.on_too_long)
+
     def params(self) -> dict[str, Any]:
         return {"layers": [int(x) for x in self.layers], "pooling": self.pooling, "on_too_long": self.on_too_long}
 
@@ -186,13 +198,14 @@ class EmbedTask:
                 "sequence": by_id[rid].sequence,
                 "length": int(emb.lengths[i]),
                 "truncated": rid in truncated,
+                WINDOWED_COLUMN: rid in emb.windowed,
                 "layers": {int(lay): np.asarray(emb.by_layer[lay][i], dtype=np.float32) for lay in emb.layers},
             }
         return out
 
     def encode(self, payload: dict[str, Any]) -> bytes:
         return _encode_arrays(
-            {k: payload[k] for k in ("sequence", "length", "truncated")}, payload["layers"]
+            {k: payload[k] for k in ("sequence", "length", "truncated", WINDOWED_COLUMN)}, payload["layers"]
         )
 
     def decode(self, blob: bytes) -> dict[str, Any]:
@@ -206,14 +219,20 @@ class EmbedTask:
         taken = ["id", "sequence", "length", "truncated", "layer", "layers", "model", "pooling",
                  *(embedding_column(lay, layers) for lay in layers)]
         layout = extra_columns(first, taken)
+        # The writers' own columns are fixed: `windowed` ("true"/"false") travels as a text column after them.
+        windowed = [WINDOWED_COLUMN] if _windowing(self.model, self.on_too_long) else []
+
+        def extras(rec: Record, p: dict[str, Any]) -> dict[str, str]:
+            return {**_extras(rec, layout), **{c: str(bool(p.get(c))).lower() for c in windowed}}
+
         return write_embeddings(
             output,
-            (EmbeddingRow(rec.id, p["sequence"], p["length"], p["layers"], p["truncated"], _extras(rec, layout))
+            (EmbeddingRow(rec.id, p["sequence"], p["length"], p["layers"], p["truncated"], extras(rec, p))
              for rec, p in rows),
             model=self.model.name,
             layers=layers,
             pooling=self.pooling,
-            extra_columns=[column for _, column in layout],
+            extra_columns=[column for _, column in layout] + windowed,
         )
 
 
@@ -267,7 +286,7 @@ SCORE_COLUMNS = ["id", "sequence", "score", "truncated"]
 # `sequence` is the mutant, `wild_type` the wild type as scored (cut under --truncate, then `truncated` is true).
 MUTATION_COLUMNS = ["id", "mutation", "sequence", "wild_type", "score", "truncated"]
 _TYPES = {"id": "string", "sequence": "string", "mutation": "string", "wild_type": "string", "score": "float64",
-          "truncated": "bool",
+          "truncated": "bool", WINDOWED_COLUMN: "bool",
           "seed": "string", "generated": "string", "sample": "int64", "length": "int64", "path": "string",
           "mean_plddt": "float64", "ptm": "float64"}
 
@@ -282,6 +301,9 @@ class ScoreTask(JsonPayloads):
     tokens_per_batch: int | None = None
     verb: str = field(default="score", init=False)
 
+    def __post_init__(self) -> None:
+        _windowing(self.model, self.on_too_long)
+
     def params(self) -> dict[str, Any]:
         return {"method": self.method, "on_too_long": self.on_too_long}
 
@@ -294,11 +316,15 @@ class ScoreTask(JsonPayloads):
         truncated = set(scores.truncated)
         out = ChunkOutcome(errors=_errors_by_id(scores.errors))
         for rid, value in zip(scores.ids, np.asarray(scores.scores, dtype=np.float64).tolist()):
-            out.results[rid] = {"sequence": by_id[rid].sequence, "score": value, "truncated": rid in truncated}
+            # Windowed from the length (a remote model's answer may not say): long and not cut.
+            windowed = rid not in truncated and len(by_id[rid].sequence) > self.model.max_length
+            out.results[rid] = {"sequence": by_id[rid].sequence, "score": value, "truncated": rid in truncated,
+                                WINDOWED_COLUMN: windowed}
         return out
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        return write_rows(output, done, SCORE_COLUMNS)
+        windowed = [WINDOWED_COLUMN] if _windowing(self.model, self.on_too_long) else []
+        return write_rows(output, done, SCORE_COLUMNS + windowed)
 
 
 @dataclass
@@ -389,9 +415,11 @@ class MutationScoreTask(JsonPayloads):
         def row(rec: Record, payload: dict[str, Any]) -> dict[str, Any]:
             return {"id": self.wild_type.id, "mutation": rec.id, "sequence": self.mutant(rec.id),
                     "wild_type": self.wild_type.sequence, "score": payload["score"],
-                    "truncated": self.wild_type_truncated}
+                    "truncated": self.wild_type_truncated,
+                    **({WINDOWED_COLUMN: len(self.wild_type.sequence) > self.model.max_length} if windowed else {})}
 
-        return write_rows(output, done, MUTATION_COLUMNS, row)
+        windowed = _windowing(self.model, self.on_too_long)
+        return write_rows(output, done, MUTATION_COLUMNS + ([WINDOWED_COLUMN] if windowed else []), row)
 
     def mutant(self, mutation: str) -> str:
         """The sequence `mutation` makes of the (scored) wild type."""

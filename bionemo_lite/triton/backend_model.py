@@ -90,6 +90,18 @@ def _ids_to_indices(body: dict[str, Any], index: dict[str, str]) -> dict[str, An
     return out
 
 
+def _refuse_windows(records: list[Record], max_length: int | None) -> None:
+    """Embeddings served here come whole from one graph call: a record a window policy let through is refused."""
+    for r in records:
+        if max_length and len(r.sequence) > max_length:
+            raise InvalidInputError(
+                f"the sequence has {len(r.sequence)} residues, more than the model's maximum of {max_length}, and "
+                "Triton's embed does not read sequences through windows: embed it in-process (on_too_long='window') "
+                "or truncate it",
+                record=r.id,
+            )
+
+
 def _options(request: Any) -> dict[str, Any]:
     """The ``options`` request parameter: a JSON object of the verb's keyword arguments."""
     try:
@@ -244,6 +256,7 @@ class TritonPythonModel:
                 pooling = str(params.get("pooling", "mean"))
                 policy = str(params.get("on_too_long", "error"))
                 records, truncated = self._prepare(_sequences(request), policy)
+                _refuse_windows(records, self.max_length)
                 # Proteins arrive cut already; other inputs carry their policy to the model.
                 options = EmbedOptions(tuple(layer) if isinstance(layer, list) else (layer,), pooling,
                                        "error" if self.input_kind == "protein" else policy,  # type: ignore[arg-type]

@@ -100,6 +100,7 @@ class ESM1vEnsemble(BioModel):
             scores=stacked.mean(axis=0),
             mutations=list(ids) if results[0].mutations is not None else None,
             truncated=results[0].truncated,
+            windowed=results[0].windowed,  # every member has the same maximum length, so the same windows
             errors=sorted(failed.values(), key=lambda e: e.index),
         )
 

@@ -19,7 +19,6 @@ import torch
 
 from bionemo_lite.batching import check_tokens_per_batch, run_batches, token_budget_batches
 from bionemo_lite.cancellation import raise_if_cancelled
-from bionemo_lite.encoding import embed_records
 from bionemo_lite.pooling import Pooling
 from bionemo_lite.errors import BionemoLiteError, CheckpointError, InvalidInputError
 from bionemo_lite.model import BioModel
@@ -27,6 +26,7 @@ from bionemo_lite.mutations import Mutation, parse_mutations
 from bionemo_lite.records import Inputs, LengthPolicy, Record, prepare_proteins
 from bionemo_lite.results import Embeddings, Generated, GeneratedRecord, RecordError, Scores
 from bionemo_lite.spec import ModelSpec
+from bionemo_lite.windows import WindowPlan, Windows, embed_records_windowed
 
 from .alphabet import ALPHABET, Alphabet
 from .generation import (
@@ -173,14 +173,17 @@ class ESM2Model(BioModel):
                 -1) = the last layer after its final LayerNorm; negatives count from the end.
             pooling: ``"mean"`` over residues (BOS, EOS and padding excluded),
                 ``"bos"`` (the BOS token) or ``"per_residue"`` (``[L_i, D]`` per record).
-            on_too_long: ``"error"`` or ``"truncate"`` for sequences over 1022 residues.
+            on_too_long: ``"error"``, ``"truncate"`` or ``"window"`` / ``"window:STRIDE"`` for
+                sequences over 1022 residues (windows of 1022 every STRIDE residues, default 511, each
+                residue taken from the window it is most central in; ``bos``: the first window's BOS;
+                see `bionemo_lite.windows`).
             tokens_per_batch: padded-token budget per batch (default 4096).
 
         Returns:
-            `Embeddings` in input order; truncated ids in ``truncated``, records that
-            ran out of memory even alone in ``errors``.
+            `Embeddings` in input order; truncated ids in ``truncated``, windowed ones (with their
+            windows) in ``windowed``, records that ran out of memory even alone in ``errors``.
         """
-        return embed_records(
+        return embed_records_windowed(
             self.name,
             inputs,
             self._embed_batch,
@@ -206,11 +209,23 @@ class ESM2Model(BioModel):
 
     # ------------------------------------------------------------ logits and contacts
 
+    def _whole_records(self, inputs: Inputs, on_too_long: LengthPolicy, what: str) -> list[Record]:
+        """The records for a verb read in one piece: a window policy is refused for the records it would window."""
+        records, _ = prepare_proteins(inputs, self.max_length, on_too_long)
+        for r in records:
+            if len(r.sequence) > self.max_length:
+                raise InvalidInputError(
+                    f"{what} are not computed through windows: the sequence has {len(r.sequence)} residues, "
+                    f"more than the model's maximum of {self.max_length}; use on_too_long='truncate' or shorten it",
+                    record=r.id,
+                )
+        return records
+
     def logits(
         self, inputs: Inputs, *, on_too_long: LengthPolicy = "error", tokens_per_batch: int | None = None
     ) -> list[np.ndarray]:
         """Masked-LM logits per record, ``[L_i + 2, 33]`` float32 (rows 0 and -1 are BOS and EOS)."""
-        records, _ = prepare_proteins(inputs, self.max_length, on_too_long)
+        records = self._whole_records(inputs, on_too_long, "logits")
 
         def run(batch: list[int]) -> dict[int, np.ndarray]:
             tokens = self.tokenize([records[i].sequence for i in batch])
@@ -238,7 +253,7 @@ class ESM2Model(BioModel):
                 "https://dl.fbaipublicfiles.com/fair-esm/regression/) or use a Hugging Face "
                 "checkpoint that holds esm.contact_head.*"
             )
-        records, _ = prepare_proteins(inputs, self.max_length, on_too_long)
+        records = self._whole_records(inputs, on_too_long, "contacts")
 
         def run(batch: list[int]) -> dict[int, np.ndarray]:
             tokens = self.tokenize([records[i].sequence for i in batch])
@@ -277,13 +292,16 @@ class ESM2Model(BioModel):
             mutations: for the marginal methods, strings like ``"A42G"``
                 (1-based position) or ``"A42G:L50P"`` (scores summed); any
                 case (``"a42g"`` is ``"A42G"``). Parsed by `bionemo_lite.mutations`.
-            on_too_long: ``"error"`` or ``"truncate"``.
+            on_too_long: ``"error"``, ``"truncate"`` or ``"window"`` / ``"window:STRIDE"``: ``pll``
+                reads each residue from the window it is most central in; the marginal methods read
+                each substituted position from the window centred on it (`bionemo_lite.windows`).
             tokens_per_batch: padded-token budget per batch (default 4096).
 
         Returns:
             `Scores`: for ``pll`` one float per record (ids = record ids); for
             the marginal methods one float per mutation (ids and ``mutations``
-            = the mutation strings, upper-cased, without spaces).
+            = the mutation strings, upper-cased, without spaces). Windowed records,
+            with their windows, in ``windowed``.
 
         Raises:
             InvalidInputError: unknown method, several sequences for a marginal
@@ -291,12 +309,13 @@ class ESM2Model(BioModel):
                 including a position past a truncation (``on_too_long="truncate"``).
         """
         method = self.spec.score_method(method)
-        check_tokens_per_batch(tokens_per_batch)  # here too: wt_marginals runs one unbatched pass
+        check_tokens_per_batch(tokens_per_batch)  # before any work: a bad budget is the caller's error
         records, truncated = prepare_proteins(inputs, self.max_length, on_too_long)
+        plan = WindowPlan.for_policy(on_too_long, self.max_length)
         if method == "pll":
             if mutations is not None:
                 raise InvalidInputError("mutations are only used by 'masked_marginals' and 'wt_marginals'")
-            totals, failures = self._pll([r.sequence for r in records], tokens_per_batch)
+            totals, failures = self._pll([r.sequence for r in records], tokens_per_batch, plan)
             kept = [i for i in range(len(records)) if i not in failures]
             return Scores(
                 model=self.name,
@@ -305,6 +324,7 @@ class ESM2Model(BioModel):
                 scores=np.array([totals[i] for i in kept], dtype=np.float64),
                 truncated=truncated,
                 errors=[RecordError(records[i].id, records[i].index, why) for i, why in sorted(failures.items())],
+                windowed=plan.windowed([records[i].id for i in kept], [len(records[i].sequence) for i in kept]),
             )
         if len(records) != 1:
             raise InvalidInputError(
@@ -312,7 +332,7 @@ class ESM2Model(BioModel):
             )
         # Positions are checked against the wild type the model sees: past a truncation they get their own error.
         parsed = parse_mutations(mutations, records[0].sequence, truncated=bool(truncated))
-        rows, failed = self._marginal_rows(records[0].sequence, parsed, method, tokens_per_batch)
+        rows, failed, spans = self._marginal_rows(records[0].sequence, parsed, method, tokens_per_batch, plan)
         scores, ok, errors = [], [], []
         for i, mut in enumerate(parsed):
             lost = [s.position for s in mut.substitutions if s.position not in rows]
@@ -334,6 +354,7 @@ class ESM2Model(BioModel):
             mutations=ok,
             truncated=truncated,
             errors=errors,
+            windowed={records[0].id: Windows(plan.size, None, spans)} if len(records[0].sequence) > plan.size else {},
         )
 
     def _masked_rows(
@@ -355,33 +376,63 @@ class ESM2Model(BioModel):
 
         return self._batched([len(sequences[s]) for s, _ in jobs], run, tokens_per_batch)
 
-    def _pll(self, sequences: Sequence[str], tokens_per_batch: int | None) -> tuple[dict[int, float], dict[int, str]]:
-        """Pseudo-log-likelihood per sequence; failures by sequence index."""
-        jobs = [(s, p) for s, seq in enumerate(sequences) for p in range(1, len(seq) + 1)]
-        rows, failed_jobs = self._masked_rows(sequences, jobs, tokens_per_batch)
-        failures = {jobs[j][0]: why for j, why in failed_jobs.items()}
+    def _pll(
+        self, sequences: Sequence[str], tokens_per_batch: int | None, plan: WindowPlan | None = None
+    ) -> tuple[dict[int, float], dict[int, str]]:
+        """Pseudo-log-likelihood per sequence; failures by sequence index.
+
+        Each residue is masked in the window of `plan` it is most central in (a sequence that fits is
+        its own one window); the jobs run over those windows, `owner` maps each window to its sequence.
+        """
+        plan = plan or WindowPlan.for_policy("error", self.max_length)
+        pieces: list[str] = []
+        owner: list[int] = []
+        jobs: list[tuple[int, int]] = []
+        for s, seq in enumerate(sequences):
+            for (start, end), owned in plan.assignments(len(seq)):
+                jobs += [(len(pieces), p - start + 1) for p in owned]  # token position: BOS first
+                pieces.append(seq[start:end])
+                owner.append(s)
+        rows, failed_jobs = self._masked_rows(pieces, jobs, tokens_per_batch)
+        failures = {owner[jobs[j][0]]: why for j, why in failed_jobs.items()}
         totals: dict[int, float] = {s: 0.0 for s in range(len(sequences)) if s not in failures}
         for j, row in rows.items():
-            s, p = jobs[j]
-            if s in totals:
-                totals[s] += float(row[ALPHABET.get_idx(sequences[s][p - 1])])
+            w, p = jobs[j]
+            if owner[w] in totals:
+                totals[owner[w]] += float(row[ALPHABET.get_idx(pieces[w][p - 1])])
         return totals, failures
 
     def _marginal_rows(
-        self, sequence: str, mutations: list[Mutation], method: str, tokens_per_batch: int | None
-    ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
-        """Log-probability rows by 1-based residue position (token position = residue position)."""
+        self, sequence: str, mutations: list[Mutation], method: str, tokens_per_batch: int | None,
+        plan: WindowPlan,
+    ) -> tuple[dict[int, np.ndarray], dict[int, str], tuple[tuple[int, int], ...]]:
+        """Log-probability rows by 1-based residue position, each from the window of `plan` centred on it
+        (a sequence that fits is its own one window), and the windows used.
+
+        Rows of a residue position p come from token position ``p - start`` of its window (BOS first).
+        """
         positions = sorted({s.position for m in mutations for s in m.substitutions})
+        span_of = {p: plan.centred(len(sequence), p - 1) for p in positions}
+        spans = tuple(sorted(set(span_of.values())))
+        pieces = [sequence[start:end] for start, end in spans]
+        piece_of = {p: spans.index(span) for p, span in span_of.items()}
         if method == "wt_marginals":
-            tokens = self.tokenize([sequence])
-            with torch.inference_mode():
-                logits = self._encode(tokens, need_logits=True).logits
-                assert logits is not None
-                lp = torch.log_softmax(logits[0].float(), dim=-1).cpu().numpy()
-            return {p: lp[p] for p in positions}, {}
-        jobs = [(0, p) for p in positions]
-        rows, failed = self._masked_rows([sequence], jobs, tokens_per_batch)
-        return {jobs[j][1]: row for j, row in rows.items()}, {jobs[j][1]: why for j, why in failed.items()}
+
+            def run(batch: list[int]) -> dict[int, np.ndarray]:
+                tokens = self.tokenize([pieces[k] for k in batch])
+                with torch.inference_mode():
+                    logits = self._encode(tokens, need_logits=True).logits
+                    assert logits is not None
+                    lp = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
+                return {k: lp[i] for i, k in enumerate(batch)}
+
+            by_piece, failed_pieces = self._batched([len(piece) for piece in pieces], run, tokens_per_batch)
+            return ({p: by_piece[piece_of[p]][p - span_of[p][0]] for p in positions if piece_of[p] in by_piece},
+                    {p: failed_pieces[piece_of[p]] for p in positions if piece_of[p] in failed_pieces}, spans)
+        jobs = [(piece_of[p], p - span_of[p][0]) for p in positions]
+        rows, failed = self._masked_rows(pieces, jobs, tokens_per_batch)
+        return ({positions[j]: row for j, row in rows.items()}, {positions[j]: why for j, why in failed.items()},
+                spans)
 
     # ------------------------------------------------------------ generate
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bionemo_lite.encoding import embed_records
 from bionemo_lite.pooling import Pooling
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.model import BioModel
@@ -19,6 +18,7 @@ from bionemo_lite.records import Inputs, LengthPolicy, Record, apply_length_poli
 from bionemo_lite.results import Embeddings
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.weights import resolve_dtype
+from bionemo_lite.windows import embed_records_windowed
 
 from . import POOLINGS
 from .checkpoint import T5EncoderArch, encoder_state_dict, find_weights, read_config, read_encoder_tensors
@@ -178,13 +178,15 @@ class ProtT5Model(BioModel):
                 pairs or `Record`s. U, Z, O and B are read as X (as upstream does).
             layer: one layer or several (0 = embeddings, -1 = last); see the class docstring.
             pooling: ``"mean"`` (``[N, 1024]``) or ``"per_residue"`` (``[L_i, 1024]`` each).
-            on_too_long: ``"error"`` or ``"truncate"`` beyond `max_length` residues.
+            on_too_long: ``"error"``, ``"truncate"`` or ``"window"`` / ``"window:STRIDE"`` beyond
+                `max_length` residues (overlapping windows, each residue from the window it is most
+                central in: `bionemo_lite.windows`; windowed records are named in ``windowed``).
             tokens_per_batch: padded tokens per forward pass (default 4096).
 
         Raises:
             InvalidInputError: naming the record (and position) of a bad input.
         """
-        return embed_records(
+        return embed_records_windowed(
             self.name,
             inputs,
             self._encode_batch,

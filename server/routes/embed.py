@@ -38,7 +38,7 @@ async def embed(
 ) -> Response:
     """Embed sequences: one vector per record (mean or BOS pooling) or one per residue, from any layer."""
     check_count(len(body.sequences), settings.max_sequences)
-    check_proteins(spec, body.records(), truncate=body.truncate)
+    check_proteins(spec, body.records(), on_too_long=body.on_too_long)
     check_budget(embed_cost(spec, body), settings)  # before any model work
     result = one_layout(await provider.embed(spec.name, body.verb_options(), body.records()))
     if body.include_hiddens:

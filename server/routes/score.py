@@ -30,7 +30,7 @@ async def score(
     check_count(len(body.sequences), settings.max_sequences)
     if spec.score_methods:  # before loading, like poolings
         spec.score_method(body.method)
-    check_proteins(spec, body.records(), truncate=body.truncate)
+    check_proteins(spec, body.records(), on_too_long=body.on_too_long)
     check_budget(score_cost(spec, body), settings)  # before any model work
     options, records = body.verb_options(), body.records()
     result = await provider.run(spec.name, "score", lambda model: options.run(model, records).to_dict())
