@@ -23,6 +23,7 @@ from bionemo_lite.registry import get_spec
 from .backends import make_provider
 from .errors import UnhandledErrors, install_error_handlers
 from .limits import BodySizeLimit
+from .openapi import openapi_with_limits
 from .preload import PreloadPlan, plan_preload
 from .problems import weights_missing
 from .request_id import RequestId
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestId)  # added last = outermost: every answer, a 500 included, carries the id
     for router in ROUTERS:
         app.include_router(router)
+    app.openapi = openapi_with_limits(app, settings)  # type: ignore[method-assign]  # the server's own limits
     return app
 
 

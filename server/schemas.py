@@ -24,6 +24,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.options import MAX_TEMPERATURE, MIN_TEMPERATURE, check_temperature
+from bionemo_lite.pooling import POOLINGS
 from bionemo_lite.records import LengthPolicy, Record, as_records
 from bionemo_lite.verbs import (
     ContactsOptions,
@@ -133,8 +134,9 @@ class EmbedRequest(RecordsRequest, LengthPolicyBody):
     )
 
     layer: int | list[int] = Field(-1, description="Layer index (0 = embedding layer, -1 = last) or a list of them.")
-    pooling: str = Field("mean", description='One of the model\'s poolings (`GET /v1/models`): "mean" or "max" '
-                                             '(over residues, no BOS/EOS), "bos", "per_residue", ...')
+    pooling: str = Field("mean", json_schema_extra={"enum": list(POOLINGS)},
+                         description='One of the model\'s poolings (`GET /v1/models`): "mean" or "max" '
+                                     '(over residues, no BOS/EOS), "bos", "per_residue", ...')
     truncate: bool = Field(False, description="Cut records longer than the model's maximum instead of refusing them.")
     include_hiddens: bool = Field(
         False,
@@ -403,3 +405,13 @@ class ErrorBody(BaseModel):
     record: str | int | None = None
     position: int | None = None
     reason: str | None = None
+    request_id: str | None = Field(None, description="The request's id (X-Request-ID): the server log has the "
+                                                     "details under it.")
+
+
+# The list of each body that the server counts against its max_sequences setting (`validation.check_count`);
+# `server.openapi` documents the setting as that list's maxItems.
+COUNTED_FIELDS: dict[type[BaseModel], str] = {
+    EmbedRequest: "sequences", ScoreRequest: "sequences", ContactsRequest: "sequences",
+    GenerateRequest: "sequences", DecodeRequest: "hiddens",
+}
