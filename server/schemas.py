@@ -6,7 +6,9 @@ out; ``smis`` and ``num_molecules`` (MolMIM) are accepted as aliases;
 
 Every request body is strict JSON: booleans are ``true``/``false`` (not 0/1),
 integers are integers (not ``true`` or ``"3"``), numbers are finite (no
-``NaN``/``Infinity``), and a key that is not a field is refused. Routes whose
+``NaN``/``Infinity``), text is Unicode (no lone surrogate such as ``"\ud800"``,
+which JSON can escape but nothing can encode), and a key that is not a field is
+refused. Routes whose
 family options pass through (generate, fold, decode) refuse the keys the
 model's verb does not take, and check their values against its annotations
 (`bionemo_lite.binding.bind_options`).
@@ -18,6 +20,7 @@ name (`server.payloads`); fold has ``pae_format``.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -50,9 +53,20 @@ FORMAT_DESCRIPTION = (
 
 class StrictBody(BaseModel):
     """JSON values as written: no 0/1 for booleans, no ``true`` or ``"3"`` for numbers, finite
-    numbers only, and no keys that are not fields (all named at once, with the ones it takes)."""
+    numbers only, Unicode text, and no keys that are not fields (all named at once, with the ones it takes)."""
 
     model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode_text(cls, data: Any) -> Any:
+        # A lone surrogate reaches the models (and RDKit, files, the JSON answer echoing it) as text
+        # that cannot be encoded: refused here, with where it is, for every field and family option.
+        where = lone_surrogate_at(data)
+        if where is not None:
+            raise ValueError(f"{where}: text is not valid Unicode (a lone surrogate, e.g. the JSON escape \\ud800 "
+                             "without its pair)")
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -64,6 +78,41 @@ class StrictBody(BaseModel):
         if unknown:
             raise ValueError(f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
         return data
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate_at(data: Any) -> str | None:
+    """Where in parsed JSON `data` a key or a string holds a lone surrogate (``sequences[2].id``), or None.
+
+    Iterative, and numbers are passed over without building anything: ``hiddens`` can hold a
+    million of them.
+    """
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return _json_path((*path, key))
+            if isinstance(item, str):
+                if _SURROGATE.search(item):
+                    return _json_path((*path, key))
+            elif isinstance(item, (dict, list)):
+                stack.append(((*path, key), item))
+    if isinstance(data, str) and _SURROGATE.search(data):
+        return "body"
+    return None
+
+
+def _json_path(path: tuple[Any, ...]) -> str:
+    """``("sequences", 2, "id")`` -> ``sequences[2].id``, surrogates escaped (the message must encode)."""
+    out = ""
+    for part in path:
+        text = str(part).encode("utf-8", "backslashreplace").decode("utf-8")
+        out += f"[{text}]" if isinstance(part, int) else (f".{text}" if out else text)
+    return out or "body"
 
 
 def _keys(name: str, alias: Any) -> list[str]:
