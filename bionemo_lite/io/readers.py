@@ -307,17 +307,18 @@ def _fasta_lines(lines: TextLines, headers: deque[int]) -> Iterator[str]:
     Refuses what the parser would drop or hold without bound: text before the first ``>`` header
     and an entry longer than the line limit.
     """
-    entry = 0
+    entry, header = 0, None
     for line in lines:
         if line.startswith(">"):
-            headers.append(lines.number)
+            header = lines.number
+            headers.append(header)
             entry = 0
-        elif not headers and line.strip():
+        elif header is None and line.strip():
             raise lines.error(f"not a readable FASTA file: text before the first '>' header: {line.strip()[:40]!r}")
         else:
             entry += len(line)
             if entry > lines.max_line_bytes:
-                raise lines.error(f"FASTA entry of line {headers[-1]} longer than {lines.max_line_bytes} characters")
+                raise lines.error(f"FASTA entry of line {header} longer than {lines.max_line_bytes} characters")
         yield line
 
 
