@@ -36,10 +36,9 @@ def openapi_with_limits(app: FastAPI, settings: Settings) -> Callable[[], OpenAP
     build = app.openapi
 
     def openapi() -> OpenAPI:
-        if not getattr(app.state, "openapi_limits_added", False):
+        if app.openapi_schema is None:  # FastAPI builds the document once and keeps it there
             add_limits(build(), settings)
-            app.state.openapi_limits_added = True
-        return build()  # FastAPI's cached document, now with the limits
+        return build()
 
     return openapi
 
