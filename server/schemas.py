@@ -21,9 +21,9 @@ name (`server.payloads`); fold has ``pae_format``.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.options import MAX_TEMPERATURE, MIN_TEMPERATURE, check_temperature
@@ -40,6 +40,21 @@ from bionemo_lite.verbs import (
 )
 
 MAX_ID_LENGTH = 256
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def _printable(value: str) -> str:
+    # A NUL cannot be stored in an HDF5 string (a 500 for format "h5") and numpy drops trailing ones
+    # (npz); tabs and newlines break the TSV/CSV files ids end up in.
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"an id is printable text: control character {found.group()!r} at position {found.start() + 1}")
+    return value
+
+
+ID_PATTERN = "^[^\\x00-\\x1f\\x7f]+$"  # what _printable enforces, for the OpenAPI document
+RecordId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, json_schema_extra={"pattern": ID_PATTERN}),
+                     AfterValidator(_printable)]
 
 ArrayFormat = Literal["json", "npz", "h5"]
 FORMAT_DESCRIPTION = (
@@ -143,7 +158,7 @@ class FamilyOptionsBody(StrictBody):
 class SequenceItem(StrictBody):
     """A record with an explicit id."""
 
-    id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, description="Record id, unique in the request.")
+    id: RecordId = Field(description="Record id, unique in the request; printable (no control characters).")
     sequence: str = Field(description="Residues (one-letter codes) or a SMILES string.")
 
 
@@ -336,7 +351,7 @@ class FoldRequest(FamilyOptionsBody):
     )
 
     sequence: str = Field(min_length=1, description='Residues; several chains joined by ":".')
-    id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH, description="Name of the structure.")
+    id: RecordId | None = Field(None, description="Name of the structure; printable (no control characters).")
     alignments: str | dict[str, str] | None = Field(None, description="a3m text, or {chain: a3m} for complexes.")
     ligands: list[str] | None = Field(None, description="Ligands as SMILES or CCD codes (models that take them).")
     format: Literal["pdb", "mmcif"] = Field("pdb", description="Structure text to return.")
