@@ -28,6 +28,7 @@ from .lifetime import RequestLifetime
 from .limits import BodySizeLimit
 from .logs import configure_logging, logging_config
 from .metrics import HttpMetrics, ServiceMetrics
+from .openapi import openapi_with_limits
 from .preload import PreloadPlan, plan_preload
 from .problems import weights_missing
 from .request_id import RequestId
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestId)  # added last = outermost: every answer, a 500 included, carries the id
     for router in ROUTERS:
         app.include_router(router)
+    app.openapi = openapi_with_limits(app, settings)  # type: ignore[method-assign]  # the server's own limits
     return app
 
 

@@ -175,10 +175,22 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
 
 
+# What the verb routes can answer besides 200, for the OpenAPI document (every body is an `ErrorBody`).
+# 401/403/429 come from the API-key and rate-limit guards in front of every /v1/models route (health
+# stays open), 504 from the per-request deadline; `server.openapi` adds GUARD_CODES to the GET routes.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "A request the model cannot run as asked (error bad_request)."},
+    401: {"model": ErrorBody, "description": "API keys are on and the request has no known key "
+                                             "(`Authorization: Bearer KEY`); the answer has WWW-Authenticate."},
+    403: {"model": ErrorBody, "description": "The API key is known but not allowed (e.g. disabled)."},
     404: {"model": ErrorBody, "description": "Unknown model (with close names) or a verb the model lacks."},
-    413: {"model": ErrorBody, "description": "Request body over the server's limit."},
-    422: {"model": ErrorBody, "description": "Invalid input, naming the record, position and reason."},
+    413: {"model": ErrorBody, "description": "Request body over the server's limit (setting max_body_bytes)."},
+    422: {"model": ErrorBody, "description": "Invalid input, naming the record, position and reason; a body that "
+                                             "breaks the schema (invalid_request, with `errors`); more records "
+                                             "than the server's max_sequences; over the compute budget."},
+    429: {"model": ErrorBody, "description": "Rate or concurrency limit of the API key (or client) reached; "
+                                             "Retry-After says when to try again."},
     503: {"model": ErrorBody, "description": "Weights missing or unreadable, or the Triton server unreachable."},
     504: {"model": ErrorBody, "description": "Not answered within the deadline (BIONEMO_LITE_REQUEST_TIMEOUT_S)."},
 }
+GUARD_CODES = (401, 403, 429)

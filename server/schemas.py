@@ -6,7 +6,9 @@ out; ``smis`` and ``num_molecules`` (MolMIM) are accepted as aliases;
 
 Every request body is strict JSON: booleans are ``true``/``false`` (not 0/1),
 integers are integers (not ``true`` or ``"3"``), numbers are finite (no
-``NaN``/``Infinity``), and a key that is not a field is refused. Routes whose
+``NaN``/``Infinity``), text is Unicode (no lone surrogate such as ``"\ud800"``,
+which JSON can escape but nothing can encode), and a key that is not a field is
+refused. Routes whose
 family options pass through (generate, fold, decode) refuse the keys the
 model's verb does not take, and check their values against its annotations
 (`bionemo_lite.binding.bind_options`).
@@ -18,12 +20,14 @@ name (`server.payloads`); fold has ``pae_format``.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.options import MAX_TEMPERATURE, MIN_TEMPERATURE, check_temperature
+from bionemo_lite.pooling import POOLINGS
 from bionemo_lite.records import LengthPolicy, Record, as_records
 from bionemo_lite.verbs import (
     ContactsOptions,
@@ -36,6 +40,21 @@ from bionemo_lite.verbs import (
 )
 
 MAX_ID_LENGTH = 256
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def _printable(value: str) -> str:
+    # A NUL cannot be stored in an HDF5 string (a 500 for format "h5") and numpy drops trailing ones
+    # (npz); tabs and newlines break the TSV/CSV files ids end up in.
+    found = _CONTROL.search(value)
+    if found:
+        raise ValueError(f"an id is printable text: control character {found.group()!r} at position {found.start() + 1}")
+    return value
+
+
+ID_PATTERN = "^[^\\x00-\\x1f\\x7f]+$"  # what _printable enforces, for the OpenAPI document
+RecordId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, json_schema_extra={"pattern": ID_PATTERN}),
+                     AfterValidator(_printable)]
 
 ArrayFormat = Literal["json", "npz", "h5"]
 FORMAT_DESCRIPTION = (
@@ -49,9 +68,20 @@ FORMAT_DESCRIPTION = (
 
 class StrictBody(BaseModel):
     """JSON values as written: no 0/1 for booleans, no ``true`` or ``"3"`` for numbers, finite
-    numbers only, and no keys that are not fields (all named at once, with the ones it takes)."""
+    numbers only, Unicode text, and no keys that are not fields (all named at once, with the ones it takes)."""
 
     model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode_text(cls, data: Any) -> Any:
+        # A lone surrogate reaches the models (and RDKit, files, the JSON answer echoing it) as text
+        # that cannot be encoded: refused here, with where it is, for every field and family option.
+        where = lone_surrogate_at(data)
+        if where is not None:
+            raise ValueError(f"{where}: text is not valid Unicode (a lone surrogate, e.g. the JSON escape \\ud800 "
+                             "without its pair)")
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -63,6 +93,41 @@ class StrictBody(BaseModel):
         if unknown:
             raise ValueError(f"unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
         return data
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate_at(data: Any) -> str | None:
+    """Where in parsed JSON `data` a key or a string holds a lone surrogate (``sequences[2].id``), or None.
+
+    Iterative, and numbers are passed over without building anything: ``hiddens`` can hold a
+    million of them.
+    """
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, item in items:
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return _json_path((*path, key))
+            if isinstance(item, str):
+                if _SURROGATE.search(item):
+                    return _json_path((*path, key))
+            elif isinstance(item, (dict, list)):
+                stack.append(((*path, key), item))
+    if isinstance(data, str) and _SURROGATE.search(data):
+        return "body"
+    return None
+
+
+def _json_path(path: tuple[Any, ...]) -> str:
+    """``("sequences", 2, "id")`` -> ``sequences[2].id``, surrogates escaped (the message must encode)."""
+    out = ""
+    for part in path:
+        text = str(part).encode("utf-8", "backslashreplace").decode("utf-8")
+        out += f"[{text}]" if isinstance(part, int) else (f".{text}" if out else text)
+    return out or "body"
 
 
 def _keys(name: str, alias: Any) -> list[str]:
@@ -93,7 +158,7 @@ class FamilyOptionsBody(StrictBody):
 class SequenceItem(StrictBody):
     """A record with an explicit id."""
 
-    id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, description="Record id, unique in the request.")
+    id: RecordId = Field(description="Record id, unique in the request; printable (no control characters).")
     sequence: str = Field(description="Residues (one-letter codes) or a SMILES string.")
 
 
@@ -148,8 +213,9 @@ class EmbedRequest(RecordsRequest, WindowPolicyBody):
     )
 
     layer: int | list[int] = Field(-1, description="Layer index (0 = embedding layer, -1 = last) or a list of them.")
-    pooling: str = Field("mean", description='One of the model\'s poolings (`GET /v1/models`): "mean" or "max" '
-                                             '(over residues, no BOS/EOS), "bos", "per_residue", ...')
+    pooling: str = Field("mean", json_schema_extra={"enum": list(POOLINGS)},
+                         description='One of the model\'s poolings (`GET /v1/models`): "mean" or "max" '
+                                     '(over residues, no BOS/EOS), "bos", "per_residue", ...')
     truncate: bool = Field(False, description="Cut records longer than the model's maximum instead of refusing them.")
     window: bool = Field(False, description=WINDOW_DESCRIPTION)
     window_stride: int | None = Field(None, ge=1, description=WINDOW_STRIDE_DESCRIPTION)
@@ -308,7 +374,7 @@ class FoldRequest(FamilyOptionsBody):
     )
 
     sequence: str = Field(min_length=1, description='Residues; several chains joined by ":".')
-    id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH, description="Name of the structure.")
+    id: RecordId | None = Field(None, description="Name of the structure; printable (no control characters).")
     alignments: str | dict[str, str] | None = Field(None, description="a3m text, or {chain: a3m} for complexes.")
     ligands: list[str] | None = Field(None, description="Ligands as SMILES or CCD codes (models that take them).")
     format: Literal["pdb", "mmcif"] = Field("pdb", description="Structure text to return.")
@@ -438,3 +504,13 @@ class ErrorBody(BaseModel):
     record: str | int | None = None
     position: int | None = None
     reason: str | None = None
+    request_id: str | None = Field(None, description="The request's id (X-Request-ID): the server log has the "
+                                                     "details under it.")
+
+
+# The list of each body that the server counts against its max_sequences setting (`validation.check_count`);
+# `server.openapi` documents the setting as that list's maxItems.
+COUNTED_FIELDS: dict[type[BaseModel], str] = {
+    EmbedRequest: "sequences", ScoreRequest: "sequences", ContactsRequest: "sequences",
+    GenerateRequest: "sequences", DecodeRequest: "hiddens",
+}

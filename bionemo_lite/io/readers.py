@@ -7,6 +7,11 @@ come out of `InputFile.items` as `RecordError`s in file order, so a batch job
 writes them to its errors file and goes on. The sequences themselves are not
 validated here (that depends on the model: protein or SMILES).
 
+A file that cannot be read as text at all (not UTF-8, a damaged ``.gz``, a line
+or FASTA entry longer than `MAX_LINE_BYTES`, an unclosed CSV quote) is an
+`InvalidInputError` naming the file and the line; memory stays bounded by that
+limit whatever the file holds.
+
 The other columns of a CSV/TSV row (BBBP's ``p_np``, a measured label, a
 note) travel with its record as `TableRecord.fields`, and batch jobs write
 them next to their results.
@@ -20,11 +25,13 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
+import re
+import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal, Union
+from typing import Any, Literal, Union
 
 from ..errors import InvalidInputError
 from ..records import Record
@@ -61,6 +68,12 @@ SUFFIX_FORMATS: dict[str, InputFormat] = {
     ".smi": "smi",
     ".smiles": "smi",
 }
+# The longest line (and FASTA entry) read: titin, the longest protein, has ~35,000 residues; this bound only
+# keeps a damaged or binary file (one endless line) from filling memory.
+MAX_LINE_BYTES = 1 << 24
+# A lone CR ends a line too (old Mac files), as in Python's universal newlines.
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
+
 # Accepted column names, most specific first; matched case-insensitively.
 ID_COLUMNS = ("id", "name", "record_id")
 SEQUENCE_COLUMNS = ("sequence", "seq")
@@ -78,22 +91,57 @@ def detect_format(path: Path) -> InputFormat:
         suffixes = suffixes[:-1]
     if suffixes and suffixes[-1] in SUFFIX_FORMATS:
         return SUFFIX_FORMATS[suffixes[-1]]
-    with _open_text(path) as fh:
-        for line in fh:
-            if line.strip():
-                if line.lstrip().startswith(">"):
-                    return "fasta"
-                break
+    for line in TextLines(path):
+        if line.strip():
+            if line.lstrip().startswith(">"):
+                return "fasta"
+            break
     raise InvalidInputError(
         f"{path}: cannot tell the input format; use a FASTA (.fasta/.fa), CSV (.csv with an "
         "'id,sequence' or 'id,smiles' header), TSV or SMILES (.smi) file"
     )
 
 
-def _open_text(path: Path) -> IO[str]:
-    if path.suffix.lower() == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+class TextLines:
+    """The lines of a text file (``.gz`` too) as UTF-8 text, line ends kept, streamed and counted.
+
+    Each iteration reads the file anew; `number` is the 1-based number of the last line given.
+    Whatever goes wrong is an `InvalidInputError` naming the file and the line: the file cannot
+    be read or decompressed, a line is not UTF-8, or a line is longer than `max_line_bytes`.
+    """
+
+    def __init__(self, path: Path, max_line_bytes: int = MAX_LINE_BYTES):
+        self.path = path
+        self.max_line_bytes = max_line_bytes
+        self.number = 0
+
+    def error(self, reason: str, line: int | None = None) -> InvalidInputError:
+        """An `InvalidInputError` naming the file and `line` (default: the current one)."""
+        return InvalidInputError(f"{self.path}, line {self.number if line is None else line}: {reason}")
+
+    def __iter__(self) -> Iterator[str]:
+        self.number = 0
+        opener = gzip.open if self.path.suffix.lower() == ".gz" else open
+        try:
+            with opener(self.path, "rb") as fh:
+                while raw := fh.readline(self.max_line_bytes + 2):  # + room for the line end
+                    text = self._decode(raw)
+                    for line in _LONE_CR.split(text) if "\r" in text else (text,):
+                        if line:
+                            self.number += 1
+                            yield line
+        except (OSError, EOFError, zlib.error) as exc:  # unreadable, not gzip, truncated or corrupt gzip
+            raise self.error(f"cannot be read ({type(exc).__name__}: {exc})", self.number + 1) from exc
+
+    def _decode(self, raw: bytes) -> str:
+        line = self.number + 1
+        if len(raw.rstrip(b"\r\n")) > self.max_line_bytes:
+            raise self.error(f"line longer than {self.max_line_bytes} bytes (not a text file of records?)", line)
+        try:
+            return raw.decode("utf-8-sig" if line == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise self.error(f"not UTF-8 text (byte {exc.start + 1} of the line is {raw[exc.start]:#04x})",
+                             line) from None
 
 
 @dataclass
@@ -107,6 +155,8 @@ class InputFile:
             that has both a ``sequence`` and a ``smiles`` column.
         sequence_column: the CSV column holding the text, if not a standard name.
         id_column: the CSV column holding the id, if not a standard name.
+        max_line_bytes: the longest line (and FASTA entry) read; a longer one is an
+            `InvalidInputError` naming the file and line.
 
     Attributes:
         errors: the `RecordError`s of the last full iteration over `__iter__`.
@@ -117,6 +167,7 @@ class InputFile:
     kind: str = "protein"
     sequence_column: str | None = None
     id_column: str | None = None
+    max_line_bytes: int = MAX_LINE_BYTES
     errors: list[RecordError] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -137,26 +188,25 @@ class InputFile:
         A record's `index` is its 0-based position among all records of the file.
         An id seen before in the file makes that later record a `RecordError`.
         """
-        parse: Callable[[IO[str]], Iterator[tuple[str | None, str, str, Fields]]] = {
+        parse: Callable[[TextLines], Iterator[tuple[str | None, str, str, Fields]]] = {
             "fasta": self._parse_fasta,
             "csv": lambda fh: self._parse_table(fh, ","),
             "tsv": lambda fh: self._parse_table(fh, "\t"),
             "smi": self._parse_smi,
         }[self.format]  # type: ignore[index]
         seen: dict[str, int] = {}
-        with _open_text(self.path) as fh:
-            for index, (rid, sequence, where, fields) in enumerate(parse(fh)):
-                if not rid:
-                    yield RecordError("", index, f"record #{index + 1} ({where}) has no id")
-                elif rid in seen:
-                    first = seen[rid] + 1
-                    yield RecordError(rid, index, f"duplicate id (first used by record #{first}); {where} skipped")
-                elif not sequence.strip():
-                    seen[rid] = index
-                    yield RecordError(rid, index, "empty sequence")
-                else:
-                    seen[rid] = index
-                    yield TableRecord(rid, sequence, index, fields) if fields else Record(rid, sequence, index)
+        for index, (rid, sequence, where, fields) in enumerate(parse(TextLines(self.path, self.max_line_bytes))):
+            if not rid:
+                yield RecordError("", index, f"record #{index + 1} ({where}) has no id")
+            elif rid in seen:
+                first = seen[rid] + 1
+                yield RecordError(rid, index, f"duplicate id (first used by record #{first}); {where} skipped")
+            elif not sequence.strip():
+                seen[rid] = index
+                yield RecordError(rid, index, "empty sequence")
+            else:
+                seen[rid] = index
+                yield TableRecord(rid, sequence, index, fields) if fields else Record(rid, sequence, index)
 
     def __iter__(self) -> Iterator[Record]:
         """The usable records only; the others are collected in `errors`."""
@@ -169,30 +219,33 @@ class InputFile:
 
     def count(self) -> int:
         """Number of records in the file (usable or not), by a fast line scan (for progress bars)."""
-        n = 0
-        with _open_text(self.path) as fh:
-            if self.format == "fasta":
-                n = sum(1 for line in fh if line.startswith(">"))
-            elif self.format == "smi":
-                n = sum(1 for line in fh if line.strip() and not line.lstrip().startswith("#"))
-            else:
-                n = max(0, sum(1 for line in fh if line.strip()) - 1)  # minus the header
-        return n
+        lines = TextLines(self.path, self.max_line_bytes)
+        if self.format == "fasta":
+            return sum(1 for line in lines if line.startswith(">"))
+        if self.format == "smi":
+            return sum(1 for line in lines if line.strip() and not line.lstrip().startswith("#"))
+        return max(0, sum(1 for line in lines if line.strip()) - 1)  # minus the header
 
     # -- parsers: yield (id or None, text, where-in-the-file, other columns) ----------------------
 
-    def _parse_fasta(self, fh: IO[str]) -> Iterator[tuple[str | None, str, str, Fields]]:
-        from Bio import SeqIO
+    def _parse_fasta(self, lines: TextLines) -> Iterator[tuple[str | None, str, str, Fields]]:
+        from Bio.SeqIO.FastaIO import SimpleFastaParser
 
+        headers: deque[int] = deque()  # line numbers of the entries read but not yet given out
+        for n, (title, sequence) in enumerate(SimpleFastaParser(_fasta_lines(lines, headers)), start=1):
+            # Biopython joins the lines and drops spaces (tabs too, as its SeqIO "fasta" did); case is kept.
+            words = title.split(None, 1)
+            yield words[0] if words else "", sequence.replace("\t", ""), f"FASTA entry {n}, line {headers.popleft()}", ()
+
+    def _parse_table(self, lines: TextLines, delimiter: str) -> Iterator[tuple[str | None, str, str, Fields]]:
+        reader = csv.reader(lines, delimiter=delimiter)
         try:
-            for n, rec in enumerate(SeqIO.parse(fh, "fasta"), start=1):
-                # Biopython joins the lines and drops spaces; case is kept (cleaned later).
-                yield rec.id, str(rec.seq), f"FASTA entry {n}", ()
-        except ValueError as exc:  # e.g. text before the first '>'
-            raise InvalidInputError(f"{self.path}: not a readable FASTA file: {str(exc).splitlines()[0]}") from exc
+            yield from self._table_rows(reader)
+        except csv.Error as exc:  # e.g. an unclosed quote running into the field size limit
+            kind = "TSV" if delimiter == "\t" else "CSV"
+            raise lines.error(f"not a readable {kind} file: {exc}") from None
 
-    def _parse_table(self, fh: IO[str], delimiter: str) -> Iterator[tuple[str | None, str, str, Fields]]:
-        reader = csv.reader(fh, delimiter=delimiter)
+    def _table_rows(self, reader: Any) -> Iterator[tuple[str | None, str, str, Fields]]:
         header = next(reader, None)
         if header is None:
             return
@@ -237,8 +290,8 @@ class InputFile:
                 return columns[name.lower()]
         return None
 
-    def _parse_smi(self, fh: IO[str]) -> Iterator[tuple[str | None, str, str, Fields]]:
-        for line_number, line in enumerate(fh, start=1):
+    def _parse_smi(self, lines: TextLines) -> Iterator[tuple[str | None, str, str, Fields]]:
+        for line_number, line in enumerate(lines, start=1):
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):
                 continue
@@ -246,6 +299,27 @@ class InputFile:
             # "SMILES [whitespace name]"; without a name the line number is the id.
             rid = parts[1].strip() if len(parts) > 1 else str(line_number)
             yield rid, parts[0], f"line {line_number}", ()
+
+
+def _fasta_lines(lines: TextLines, headers: deque[int]) -> Iterator[str]:
+    """`lines` for Biopython's FASTA parser, noting each header's line number in `headers`.
+
+    Refuses what the parser would drop or hold without bound: text before the first ``>`` header
+    and an entry longer than the line limit.
+    """
+    entry, header = 0, None
+    for line in lines:
+        if line.startswith(">"):
+            header = lines.number
+            headers.append(header)
+            entry = 0
+        elif header is None and line.strip():
+            raise lines.error(f"not a readable FASTA file: text before the first '>' header: {line.strip()[:40]!r}")
+        else:
+            entry += len(line)
+            if entry > lines.max_line_bytes:
+                raise lines.error(f"FASTA entry of line {header} longer than {lines.max_line_bytes} characters")
+        yield line
 
 
 def column_names(header: list[str]) -> list[str]:
@@ -295,9 +369,10 @@ def read_mutation_rows(path: str | Path) -> list[tuple[str, Fields]]:
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"mutations file {str(path)!r} does not exist")
-    with _open_text(path) as fh:
-        lines = [line.strip() for line in fh]
-    lines = [line for line in lines if line and not line.startswith("#")]
+    source = TextLines(path)
+    numbered = [(source.number, line.strip()) for line in source]
+    numbered = [(n, line) for n, line in numbered if line and not line.startswith("#")]
+    lines = [line for _, line in numbered]
     if not lines:
         raise InvalidInputError(f"{path}: no mutations in the file")
     delimiter = "\t" if "\t" in lines[0] else ","
@@ -308,9 +383,13 @@ def read_mutation_rows(path: str | Path) -> list[tuple[str, Fields]]:
         if col is None:
             raise InvalidInputError(f"{path}: the header {lines[0]!r} has no 'mutation' column")
         reader = csv.reader(lines, delimiter=delimiter)
-        extras = [(i, name) for i, name in enumerate(column_names(next(reader))) if i != col]
-        rows = [(row[col].strip(), tuple((name, row[i] if i < len(row) else "") for i, name in extras))
-                for row in reader if col < len(row) and row[col].strip()]
+        try:
+            extras = [(i, name) for i, name in enumerate(column_names(next(reader))) if i != col]
+            rows = [(row[col].strip(), tuple((name, row[i] if i < len(row) else "") for i, name in extras))
+                    for row in reader if col < len(row) and row[col].strip()]
+        except csv.Error as exc:  # e.g. an unclosed quote running into the field size limit
+            line = numbered[min(reader.line_num, len(numbered)) - 1][0]
+            raise source.error(f"not a readable mutations table: {exc}", line) from None
     else:
         rows = [(line, ()) for line in lines]
     if not rows:
