@@ -129,7 +129,7 @@ def check_option_value(method: Callable[..., Any], parameter: str, option: str, 
 def _checker(func: Callable[..., Any], parameter: str) -> Any:
     """A strict pydantic `TypeAdapter` for one parameter's annotation, or None to accept anything."""
     try:
-        hint = typing.get_type_hints(func).get(parameter)
+        hint = typing.get_type_hints(func, include_extras=True).get(parameter)  # Annotated constraints too
     except Exception:  # annotations naming what the module does not import at run time
         return None
     if hint is None or hint is Any:

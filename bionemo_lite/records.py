@@ -9,11 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
+
+from annotated_types import Predicate
 
 from .errors import InvalidInputError
 
-LengthPolicy = Union[Literal["error", "truncate", "window"], str]
+_WINDOW_WITH_STRIDE = re.compile(r"window:\d+")
+# The predicate lets the doors' option checks (`bionemo_lite.binding`) refuse e.g. "cut" up front.
+LengthPolicy = Union[Literal["error", "truncate", "window"],
+                     Annotated[str, Predicate(lambda text: _WINDOW_WITH_STRIDE.fullmatch(text) is not None)]]
 """What to do with a record over the model's maximum: ``"error"``, ``"truncate"`` (cut it) or ``"window"``
 (overlapping windows, stride half the window; ``"window:STRIDE"`` sets the stride: `bionemo_lite.windows`)."""
 WINDOW = "window"

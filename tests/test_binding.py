@@ -68,7 +68,7 @@ def test_decode_and_esm2_verbs_are_checked_the_same_way():
     assert esm2 == {"order": "left_to_right", "temperature": 0.5}
     with pytest.raises(InvalidInputError, match="option 'order'"):
         bind_options(ESM2Model.generate, {"order": 1}, "esm2", positional=2)
-    with pytest.raises(InvalidInputError, match="option 'on_too_long'.*'error' or 'truncate'"):
+    with pytest.raises(InvalidInputError, match="option 'on_too_long'.*'error', 'truncate' or 'window'"):
         bind_options(ESM2Model.embed, {"on_too_long": "cut"}, "esm2", positional=2)
 
 
