@@ -91,3 +91,15 @@ class DeviceUnavailableError(BionemoLiteError, ValueError):
 
 class BackendUnavailableError(BionemoLiteError):
     """A serving backend (e.g. Triton) cannot be reached."""
+
+
+# -- relax (bionemo_lite/relax.py) --
+
+
+class RelaxUnavailableError(BionemoLiteError):
+    """``relax=True`` was asked for but OpenMM / PDBFixer (the ``[relax]`` extra) are not installed."""
+
+
+class RelaxError(InvalidInputError):
+    """A predicted structure cannot be relaxed (a ligand, a non-standard residue, a failed minimisation);
+    a per-record failure like any other bad input."""

@@ -25,6 +25,7 @@ from bionemo_lite.errors import (
     CheckpointError,
     DownloadError,
     InvalidInputError,
+    RelaxUnavailableError,
     UnknownModelError,
     UnsupportedVerbError,
     WeightsNotFoundError,
@@ -64,6 +65,8 @@ def _status_and_body(exc: BionemoLiteError) -> tuple[int, str, dict[str, Any]]:
         return 503, "backend_unavailable", {}
     if isinstance(exc, DownloadError):
         return 503, "download_failed", {}
+    if isinstance(exc, RelaxUnavailableError):  # the server lacks the [relax] extra
+        return 501, "relax_unavailable", {}
     return 400, "bad_request", {}
 
 

@@ -36,6 +36,7 @@ from bionemo_lite.errors import CheckpointError, InvalidInputError
 from bionemo_lite.model import BioModel
 from bionemo_lite.options import check_int
 from bionemo_lite.records import Record
+from bionemo_lite.relax import check_available as check_relax_available, relax_structure
 from bionemo_lite.results import Structure
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.structures import atoms_from_atom37, render
@@ -112,6 +113,7 @@ class ESMFoldModel(BioModel):
         num_recycles: int | None = None,
         chunk_size: int | None = None,
         record_id: str | None = None,
+        relax: bool = False,
         **options: Any,
     ) -> Structure:
         """Predict the structure of one protein or complex.
@@ -129,6 +131,8 @@ class ESMFoldModel(BioModel):
                 0 switches chunking off.
             record_id: the record's id, used in error messages and as the
                 structure's id (default: the `Record`'s id, else ``"sequence"``).
+            relax: also AMBER-relax the prediction (`bionemo_lite.relax.relax_structure`, the
+                ``[relax]`` extra); the result's ``relaxed`` holds it and its figures.
 
         Returns:
             `Structure` with PDB and mmCIF text (pLDDT 0-100 in the B-factors),
@@ -147,12 +151,15 @@ class ESMFoldModel(BioModel):
         if options:
             raise InvalidInputError(
                 f"model {self.name!r} does not accept the option(s) {', '.join(sorted(options))}; it accepts: "
-                "num_recycles, chunk_size (ESMFold needs no MSA, templates or ligands)",
+                "num_recycles, chunk_size, relax (ESMFold needs no MSA, templates or ligands)",
                 record=record_id,
             )
         rid = record_id or "sequence"
+        if relax:
+            check_relax_available()  # before the fold
         pred = self.predict(sequence, num_recycles=num_recycles, chunk_size=chunk_size, record_id=rid)
-        return self.to_structure(pred, rid)
+        structure = self.to_structure(pred, rid)
+        return relax_structure(structure) if relax else structure
 
     def predict(
         self, sequence: str, *, num_recycles: int | None = None, chunk_size: int | None = None,
