@@ -577,8 +577,8 @@ def fold_command(
     ),
     relax: bool = typer.Option(
         False, "--relax",
-        help="Also AMBER-relax each structure (OpenMM; pip install 'bionemo-lite[relax]'): OUTDIR/<id>.relaxed.pdb|.cif, "
-             "energies, RMSD and clashes in summary.csv.",
+        help="Also AMBER-relax each structure (OpenMM; pip install 'bionemo-lite[relax]'): "
+             "OUTDIR/<id>.relaxed.pdb|.cif, energies, RMSD and clashes in summary.csv.",
     ),
     weights: Optional[Path] = WeightsOpt,
     device: str = DeviceOpt,

@@ -60,7 +60,7 @@ INSTALL_HINT = "relax needs OpenMM and PDBFixer: pip install 'bionemo-lite[relax
 
 _STANDARD_RESIDUES = frozenset(ONE_TO_THREE.values()) - {"UNK"}
 _KCAL = 4.184  # kJ per kcal
-_HETERO = {"H", "D"}
+_HYDROGEN = {"H", "D"}
 
 
 def _openmm() -> tuple[Any, Any, Any]:
@@ -89,7 +89,7 @@ def count_clashes(atoms: Sequence[Atom], overlap: float = CLASH_OVERLAP) -> tupl
     """
     from Bio.PDB.kdtrees import KDTree
 
-    heavy = [a for a in atoms if a.element.upper() not in _HETERO]
+    heavy = [a for a in atoms if a.element.upper() not in _HYDROGEN]
     if len(heavy) < 2:
         return 0, set()
     radii = np.array([VDW_RADII.get(a.element.upper(), 1.8) for a in heavy])
@@ -238,17 +238,17 @@ def relax_structure(structure: Structure, *, platform: str | None = None,
         source = {"pdbfile": io.StringIO(to_pdb(complete, structure.id))}
     except StructureFormatError:
         source = {"pdbxfile": io.StringIO(to_mmcif(complete, structure.id))}
-    topology, start = _fixed_topology(PDBFixer(**source, platform=chosen))
-    system = _force_field().createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds)
-    restraints = _heavy_atom_restraints(openmm, topology, start)
-    system.addForce(restraints)
-    # Minimisation only: the integrator never steps.
-    simulation = app.Simulation(topology, system, openmm.VerletIntegrator(0.001), chosen)
-    simulation.context.setPositions(start / 10.0)
-    energy_before = _amber_energy(simulation)
     b_factors = {(a.chain, a.residue_number): a.b_factor for a in raw}
-    positions, excluded, iterations = start, set(), 0
     try:
+        topology, start = _fixed_topology(PDBFixer(**source, platform=chosen))
+        system = _force_field().createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds)
+        restraints = _heavy_atom_restraints(openmm, topology, start)
+        system.addForce(restraints)
+        # Minimisation only: the integrator never steps.
+        simulation = app.Simulation(topology, system, openmm.VerletIntegrator(0.001), chosen)
+        simulation.context.setPositions(start / 10.0)
+        energy_before = _amber_energy(simulation)
+        positions, excluded, iterations = start, set(), 0
         while iterations < max(1, max_outer_iterations):
             iterations += 1
             _restrain(restraints, topology, positions, excluded, simulation.context)
@@ -260,8 +260,8 @@ def relax_structure(structure: Structure, *, platform: str | None = None,
             if not clashing or clashing <= excluded:
                 break
             excluded |= clashing
-    except Exception as exc:  # OpenMMException (NaN coordinates...): this record's failure
-        raise RelaxError(f"energy minimisation failed: {exc}", record=structure.id) from exc
+    except Exception as exc:  # PDBFixer / OpenMM (no template, NaN coordinates...): this record's failure
+        raise RelaxError(f"AMBER relaxation failed: {exc}", record=structure.id) from exc
     energy_after = _amber_energy(simulation)
     if not (math.isfinite(energy_after) and np.isfinite(positions).all()):
         raise RelaxError("energy minimisation did not converge to finite coordinates", record=structure.id)
@@ -290,7 +290,7 @@ def _heavy_atom_restraints(openmm: Any, topology: Any, positions: np.ndarray) ->
     for name in ("k", "x0", "y0", "z0"):
         force.addPerParticleParameter(name)
     for atom in topology.atoms():
-        if atom.element.symbol not in _HETERO:
+        if atom.element.symbol not in _HYDROGEN:
             force.addParticle(atom.index, [0.0, *(positions[atom.index] / 10.0)])
     force.setForceGroup(1)  # left out of the reported energy
     return force
@@ -320,7 +320,7 @@ def _heavy_rmsd(raw: Sequence[Atom], relaxed: Sequence[Atom]) -> float:
     """RMSD (A) between the raw heavy atoms and the same atoms (chain, residue, name) after relaxing."""
     where = {(a.chain, a.residue_number, a.name): a.coord for a in relaxed}
     pairs = [(a.coord, where[key]) for a in raw
-             if a.element.upper() not in _HETERO and (key := (a.chain, a.residue_number, a.name)) in where]
+             if a.element.upper() not in _HYDROGEN and (key := (a.chain, a.residue_number, a.name)) in where]
     if not pairs:
         return float("nan")
     before, after = (np.array(side, dtype=np.float64) for side in zip(*pairs))

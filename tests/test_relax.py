@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -240,3 +241,45 @@ def test_http_relax_errors(client):
     assert r.json()["request_id"]
     r = client.post(f"/v1/models/{NAME}/fold", json={"sequence": SEQ, "relax": "yes"})
     assert r.status_code == 422
+
+
+@pytest.mark.slow  # a tritonserver
+def test_triton_folds_remotely_and_relaxes_client_side(weights, relaxed_complex, tmp_path):
+    pytest.importorskip("pytriton")
+    from bionemo_lite.triton.export import export_model
+    from bionemo_lite.triton.launch import TritonServer
+
+    repo = tmp_path / "repository"
+    export_model(NAME, repo, weights=weights, num_threads=1)
+    server = TritonServer(repo, log_path=tmp_path / "triton.log", startup_timeout=240)
+    server.start()
+    try:
+        fasta = tmp_path / "in.fasta"
+        fasta.write_text(f">dimer\n{COMPLEX}\n")
+        out = tmp_path / "served"
+        result = runner.invoke(app, ["fold", NAME, str(fasta), "-o", str(out), "--backend", "triton",
+                                     "--triton-url", server.http_url, "--relax", "-q"])
+    finally:
+        server.stop()
+    assert result.exit_code == 0, result.output
+    assert (out / "dimer.pdb").read_text() == relaxed_complex.pdb  # folded by the server
+    assert (out / "dimer.relaxed.pdb").read_text() == relaxed_complex.relaxed.pdb  # relaxed here, alike
+
+
+@pytest.mark.slow  # a second server process
+def test_http_without_the_extra_is_501_with_the_install_hint(weights, tmp_path):
+    # A server whose interpreter cannot import OpenMM / PDBFixer, as without the [relax] extra.
+    blocker = tmp_path / "no-relax-extra"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules.update(openmm=None, pdbfixer=None)\n")
+    env = {"BIONEMO_LITE_HOME": str(tmp_path / "empty-cache"), "BIONEMO_LITE_TORCH_THREADS": "1",
+           "BIONEMO_LITE_WEIGHTS": json.dumps({NAME: str(weights)}),
+           "PYTHONPATH": os.pathsep.join([str(blocker), str(Path(__file__).parent)])}
+    import httpx
+
+    with running_server(uvicorn_factory("bionemo_lite.server.app:create_app"), env, tmp_path) as srv:
+        with httpx.Client(base_url=srv.base_url, timeout=120) as http:
+            r = http.post(f"/v1/models/{NAME}/fold", json={"sequence": SEQ, "relax": True})
+            assert r.status_code == 501, r.text
+            assert "pip install 'bionemo-lite[relax]'" in r.json()["detail"] and r.json()["request_id"]
+            assert http.post(f"/v1/models/{NAME}/fold", json={"sequence": SEQ}).status_code == 200
