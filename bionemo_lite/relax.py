@@ -30,7 +30,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -41,7 +41,7 @@ from .results import Relaxation, Structure
 from .structures import ONE_TO_THREE, Atom, StructureFormatError, read_atoms, render, to_mmcif, to_pdb
 
 __all__ = ["CLASH_OVERLAP", "MAX_OUTER_ITERATIONS", "STIFFNESS", "TOLERANCE", "check_available", "count_clashes",
-           "relax_structure"]
+           "fold_and_relax", "relax_structure"]
 
 STIFFNESS = 10.0
 """Heavy-atom restraint spring constant, kcal/mol/A^2 (openfold's ``stiffness``)."""
@@ -78,6 +78,15 @@ def _openmm() -> tuple[Any, Any, Any]:
 def check_available() -> None:
     """Raise `RelaxUnavailableError` (with the install hint) unless OpenMM and PDBFixer import."""
     _openmm()
+
+
+def fold_and_relax(fold: Callable[[], Structure], relax: bool) -> Structure:
+    """``fold()``, relaxed when `relax`: what every ``fold(..., relax=...)`` does. A missing extra fails
+    before the (slow) fold."""
+    if not relax:
+        return fold()
+    check_available()
+    return relax_structure(fold())
 
 
 def count_clashes(atoms: Sequence[Atom], overlap: float = CLASH_OVERLAP) -> tuple[int, set[tuple[str, int]]]:

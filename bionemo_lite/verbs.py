@@ -241,17 +241,10 @@ class FoldOptions:
     relax: bool = False
 
     def run(self, model: Folder, record: Record | str) -> Structure:
+        from .relax import fold_and_relax
+
         options = {**self.extra, "num_recycles": self.num_recycles, "chunk_size": self.chunk_size}
-        if self.relax:
-            from .relax import check_available
-
-            check_available()  # before the (slow) fold
-        structure = model.fold(record, **bind_options(model.fold, options, model.name))
-        if self.relax:
-            from .relax import relax_structure
-
-            structure = relax_structure(structure)
-        return structure
+        return fold_and_relax(lambda: model.fold(record, **bind_options(model.fold, options, model.name)), self.relax)
 
 
 @dataclass(frozen=True)

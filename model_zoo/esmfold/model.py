@@ -36,7 +36,7 @@ from bionemo_lite.errors import CheckpointError, InvalidInputError
 from bionemo_lite.model import BioModel
 from bionemo_lite.options import check_int
 from bionemo_lite.records import Record
-from bionemo_lite.relax import check_available as check_relax_available, relax_structure
+from bionemo_lite.relax import fold_and_relax
 from bionemo_lite.results import Structure
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.structures import atoms_from_atom37, render
@@ -155,11 +155,8 @@ class ESMFoldModel(BioModel):
                 record=record_id,
             )
         rid = record_id or "sequence"
-        if relax:
-            check_relax_available()  # before the fold
-        pred = self.predict(sequence, num_recycles=num_recycles, chunk_size=chunk_size, record_id=rid)
-        structure = self.to_structure(pred, rid)
-        return relax_structure(structure) if relax else structure
+        return fold_and_relax(lambda: self.to_structure(
+            self.predict(sequence, num_recycles=num_recycles, chunk_size=chunk_size, record_id=rid), rid), relax)
 
     def predict(
         self, sequence: str, *, num_recycles: int | None = None, chunk_size: int | None = None,

@@ -30,7 +30,8 @@ from bionemo_lite.errors import BackendUnavailableError, InvalidInputError
 from bionemo_lite.model import BioModel
 from bionemo_lite.options import check_int
 from bionemo_lite.records import Record
-from bionemo_lite.relax import check_available as check_relax_available, relax_structure
+from bionemo_lite.relax import check_available as check_relax_available
+from bionemo_lite.relax import relax_structure
 from bionemo_lite.results import Structure
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.structures import StructureFormatError
@@ -177,7 +178,7 @@ class OpenFoldModel(BioModel):
             if value is not None:
                 check_int(name, value, low=low, high=high, record=id)
         if relax:
-            check_relax_available()  # before the fold
+            check_relax_available()  # a missing extra fails before the (slow) fold, as `fold_and_relax`
         request = self.prepare(sequence, msa=msa, ligands=ligands, id=id)
         if self.network is None:
             raise BackendUnavailableError(f"{self.name} was closed; load it again")
