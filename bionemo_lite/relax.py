@@ -4,7 +4,7 @@
 prediction's missing heavy atoms and its hydrogens are added by PDBFixer, then OpenMM
 minimises the AMBER ff14SB energy (``amber14-all.xml``, no solvent, no cutoff, bonds to
 hydrogen constrained) with harmonic restraints that hold every heavy atom to where the model
-put it (10 kcal/mol/A^2), L-BFGS to convergence (tolerance 2.39 kcal/mol/A, no iteration cap).
+put it (10 kcal/mol/A^2), L-BFGS to convergence (openfold's tolerance, no iteration cap).
 openfold's outer loop follows: while heavy atoms still clash, the clashing residues lose their
 restraints, the others are restrained to where the last round left them, and it minimises
 again (at most `MAX_OUTER_ITERATIONS` rounds). openfold decides with its full violation check
@@ -46,7 +46,8 @@ __all__ = ["CLASH_OVERLAP", "MAX_OUTER_ITERATIONS", "STIFFNESS", "TOLERANCE", "c
 STIFFNESS = 10.0
 """Heavy-atom restraint spring constant, kcal/mol/A^2 (openfold's ``stiffness``)."""
 TOLERANCE = 2.39
-"""L-BFGS stops when the root-mean-square force is below this, kcal/mol/A (openfold's ``tolerance``)."""
+"""openfold's ``tolerance``, 2.39 kcal/mol: OpenMM reads its number in kJ/mol, 10, and OpenMM 8 takes that as
+the root-mean-square force (kJ/mol/nm) at which L-BFGS stops, its default. We pass the same 10 kJ/mol/nm."""
 MAX_ITERATIONS = 0
 """L-BFGS steps per minimisation; 0 runs to convergence (openfold's ``max_iterations``)."""
 MAX_OUTER_ITERATIONS = 20
@@ -261,8 +262,7 @@ def relax_structure(structure: Structure, *, platform: str | None = None,
         while iterations < max(1, max_outer_iterations):
             iterations += 1
             _restrain(restraints, topology, positions, excluded, simulation.context)
-            # Tolerance is a force in OpenMM 8: kcal/mol/A -> kJ/mol/nm.
-            simulation.minimizeEnergy(tolerance=TOLERANCE * _KCAL * 10.0, maxIterations=MAX_ITERATIONS)
+            simulation.minimizeEnergy(tolerance=TOLERANCE * _KCAL, maxIterations=MAX_ITERATIONS)  # see TOLERANCE
             state = simulation.context.getState(getPositions=True)
             positions = np.asarray(state.getPositions(asNumpy=True).value_in_unit(openmm.unit.nanometer)) * 10.0
             _, clashing = count_clashes(_atoms(topology, positions, b_factors))
