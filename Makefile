@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS := test,triton,onnx,openfold
+EXTRAS := test,triton,onnx,openfold,relax
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 # Checkpoints to serve: WEIGHTS="esm2_t6_8M_UR50D=/path/esm2_t6_8M_UR50D.pt other=/path" (or BIONEMO_LITE_WEIGHTS).

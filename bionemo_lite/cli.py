@@ -608,6 +608,11 @@ def fold_command(
         None, "--msa", exists=True, file_okay=False,
         help="Folder of <id>.a3m alignments, used where present (models that take MSAs: OpenFold-3).",
     ),
+    relax: bool = typer.Option(
+        False, "--relax",
+        help="Also AMBER-relax each structure (OpenMM; pip install 'bionemo-lite[relax]'): "
+             "OUTDIR/<id>.relaxed.pdb|.cif, energies, RMSD and clashes in summary.csv.",
+    ),
     weights: Optional[Path] = WeightsOpt,
     device: str = DeviceOpt,
     dtype: Optional[str] = DtypeOpt,
@@ -633,12 +638,16 @@ def fold_command(
 
         _check_takes_msa(spec.name, getattr(model_class(spec), "fold", None))
     source = _input_file(input, "protein")
+    if relax:
+        from .relax import check_available
+
+        check_available()  # before loading the model
     loaded = _load_model(spec, weights, device, dtype, numerics, backend, triton_url)
     if msa is not None and backend == "inprocess":
         _check_takes_msa(spec.name, loaded.fold)  # a plugin whose loader declares no model class
     output.mkdir(parents=True, exist_ok=True)
     task = FoldTask(loaded, output, format=format, num_recycles=num_recycles, chunk_size=attention_chunk_size,
-                    msa_dir=msa)
+                    msa_dir=msa, relax=relax)
     # One record per chunk: each structure is committed as soon as it is predicted.
     summary = run_job(source, task, output / "summary.csv", params=job_identity(loaded), chunk_size=1,
                       progress=not quiet, manifest_path=output / "job.sqlite", errors_path=output / "errors.csv",

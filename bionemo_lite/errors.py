@@ -149,3 +149,15 @@ class JobLockedError(BionemoLiteError):
             f"another job is writing {str(output)!r}: {holder}. Wait for it to finish (or run this command with "
             f"--wait), or stop it; its lock is {str(lock_path)!r}"
         )
+
+
+# ---- relax (bionemo_lite/relax.py)
+
+
+class RelaxUnavailableError(BionemoLiteError):
+    """``relax=True`` was asked for but OpenMM / PDBFixer (the ``[relax]`` extra) are not installed."""
+
+
+class RelaxError(InvalidInputError):
+    """A predicted structure cannot be relaxed (a ligand, a non-standard residue, a failed minimisation);
+    a per-record failure like any other bad input."""

@@ -159,6 +159,50 @@ class Generated:
         }
 
 
+@dataclass(frozen=True)
+class Relaxation:
+    """An AMBER-relaxed copy of a predicted structure, with what the relaxation changed
+    (`bionemo_lite.relax.relax_structure` makes it).
+
+    Attributes:
+        pdb / mmcif: the relaxed structure (hydrogens included; pLDDT kept in the B-factors);
+            `pdb` is None when PDB cannot hold it, `mmcif` is None when the fold gave no mmCIF.
+        energy_before / energy_after: AMBER ff14SB potential energy in kJ/mol (restraints not
+            counted) of the raw structure (hydrogens and missing atoms added) and of the relaxed one.
+        rmsd: root-mean-square distance in Angstrom that the raw structure's heavy atoms moved
+            (no superposition: the restraints keep the frame).
+        clashes_before / clashes_after: clashing heavy-atom pairs (`bionemo_lite.relax.count_clashes`).
+        iterations: restrained minimisations run (openfold's violation-driven outer loop).
+        seconds: wall time of the relaxation.
+        platform: the OpenMM platform that ran it (``"CPU"``, ``"CUDA"``).
+    """
+
+    pdb: str | None
+    mmcif: str | None
+    energy_before: float
+    energy_after: float
+    rmsd: float
+    clashes_before: int
+    clashes_after: int
+    iterations: int
+    seconds: float
+    platform: str
+
+    def to_dict(self, include_pdb: bool = True, include_mmcif: bool = True) -> dict[str, Any]:
+        return {
+            "pdb": self.pdb if include_pdb else None,
+            "mmcif": self.mmcif if include_mmcif else None,
+            "energy_before": self.energy_before,
+            "energy_after": self.energy_after,
+            "rmsd": self.rmsd,
+            "clashes_before": self.clashes_before,
+            "clashes_after": self.clashes_after,
+            "iterations": self.iterations,
+            "seconds": self.seconds,
+            "platform": self.platform,
+        }
+
+
 @dataclass
 class Structure:
     """Result of ``fold``: a predicted structure with its confidences.
@@ -167,6 +211,8 @@ class Structure:
         plddt: per-residue pLDDT on a 0-100 scale.
         pae: predicted aligned error matrix ``[L, L]`` in Angstrom, if the
             model predicts it.
+        relaxed: the AMBER-relaxed structure and its figures when the fold was
+            asked to relax (``relax=True``), else None; `pdb` / `mmcif` stay the raw prediction.
     """
 
     model: str
@@ -180,6 +226,7 @@ class Structure:
     pae: np.ndarray | None = None
     chains: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    relaxed: Relaxation | None = None
 
     @property
     def mean_plddt(self) -> float:
@@ -199,6 +246,8 @@ class Structure:
             "iptm": self.iptm,
             "pae": _tolist(self.pae) if self.pae is not None else None,
             **{k: _tolist(v) for k, v in self.extra.items()},
+            # After `extra`: a structure rebuilt from JSON (Triton's client) carries a stale "relaxed" there.
+            "relaxed": self.relaxed.to_dict(include_pdb, include_mmcif) if self.relaxed is not None else None,
         }
 
 

@@ -18,6 +18,8 @@ B-factor column. The API is deliberately small:
   then two letters, which only mmCIF can carry).
 - `parse_structure(text, fmt)`: read PDB or mmCIF text back into a Biopython
   structure (for checks and tests).
+- `read_atoms(text, fmt)`: the atoms of the first model of PDB or mmCIF text, as `Atom`s
+  (what `bionemo_lite.relax` starts from).
 
 Non-finite coordinates (NaN/inf, e.g. from an fp16 overflow) are refused by
 both writers: no format can carry them and a silently broken file is worse
@@ -47,6 +49,7 @@ __all__ = [
     "atoms_from_atom37",
     "chain_id",
     "parse_structure",
+    "read_atoms",
     "render",
     "to_mmcif",
     "to_pdb",
@@ -329,6 +332,23 @@ def parse_structure(text: str, fmt: Format = "pdb", name: str = "structure"):
     if fmt == "mmcif":
         return MMCIFParser(QUIET=True).get_structure(name, handle)
     raise ValueError(f"format must be 'pdb' or 'mmcif', got {fmt!r}")
+
+
+def read_atoms(text: str, fmt: Format = "pdb") -> list[Atom]:
+    """The atoms of the first model of PDB or mmCIF text, in file order (the inverse of `to_pdb` / `to_mmcif`)."""
+    model = next(iter(parse_structure(text, fmt)), None)
+    if model is None:
+        return []
+    atoms = []
+    for chain in model:
+        for residue in chain:
+            het, number, _ = residue.id
+            for atom in residue:
+                x, y, z = (float(v) for v in atom.coord)
+                atoms.append(Atom(chain.id, int(number), residue.get_resname(), atom.get_name(),
+                                  atom.element.capitalize(), (x, y, z), float(atom.get_bfactor()),
+                                  hetero=het.strip() != "", occupancy=float(atom.get_occupancy() or 1.0)))
+    return atoms
 
 
 def _data_block_name(name: str) -> str:

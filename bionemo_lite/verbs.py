@@ -242,15 +242,21 @@ class FoldOptions:
         num_recycles: trunk recycles (None: the model's default).
         chunk_size: attention chunk (None: the model's default; 0: none).
         extra: the family's own options (``msa``, ``ligands``, ``seed``...).
+        relax: AMBER-relax the prediction (`bionemo_lite.relax`, the ``[relax]`` extra): the
+            result's ``relaxed`` holds the relaxed structure and its figures. Done here, after
+            the fold, so every folder and every door (a remote Triton model too) relaxes alike.
     """
 
     num_recycles: int | None = None
     chunk_size: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    relax: bool = False
 
     def run(self, model: Folder, record: Record | str) -> Structure:
+        from .relax import fold_and_relax
+
         options = {**self.extra, "num_recycles": self.num_recycles, "chunk_size": self.chunk_size}
-        return model.fold(record, **bind_options(model.fold, options, model.name))
+        return fold_and_relax(lambda: model.fold(record, **bind_options(model.fold, options, model.name)), self.relax)
 
 
 @dataclass(frozen=True)

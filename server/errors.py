@@ -27,6 +27,7 @@ from bionemo_lite.errors import (
     InvalidInputError,
     OverBudgetError,
     RequestCancelledError,
+    RelaxUnavailableError,
     UnknownModelError,
     UnsupportedVerbError,
     WeightsNotFoundError,
@@ -71,6 +72,8 @@ def _status_and_body(exc: BionemoLiteError) -> tuple[int, str, dict[str, Any]]:
         return 503, "backend_unavailable", {}
     if isinstance(exc, DownloadError):
         return 503, "download_failed", {}
+    if isinstance(exc, RelaxUnavailableError):  # the server lacks the [relax] extra
+        return 501, "relax_unavailable", {}
     return 400, "bad_request", {}
 
 

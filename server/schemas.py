@@ -380,6 +380,9 @@ class FoldRequest(FamilyOptionsBody):
     format: Literal["pdb", "mmcif"] = Field("pdb", description="Structure text to return.")
     num_recycles: int | None = Field(None, ge=0, le=64)
     chunk_size: int | None = Field(None, ge=1, description="Smaller chunks use less memory on long sequences.")
+    relax: bool = Field(False, description="Also AMBER-relax the prediction (OpenMM, the server's [relax] extra): "
+                                           '`relaxed` holds the relaxed text in `format` and its figures; an Accept '
+                                           "header asking for the bare file then gets the relaxed one.")
     pae_format: Literal["json", "npz", "base64_float16"] = Field(
         "json",
         description='How the answer carries PAE [L, L] (about 18 MB of JSON at 1,000 residues): "json" (nested '
@@ -398,7 +401,8 @@ class FoldRequest(FamilyOptionsBody):
 
     def verb_options(self) -> FoldOptions:
         options = self.options()
-        return FoldOptions(options.pop("num_recycles", None), options.pop("chunk_size", None), options)
+        return FoldOptions(options.pop("num_recycles", None), options.pop("chunk_size", None), options,
+                           relax=self.relax)
 
 
 class EncodedArray(BaseModel):
@@ -407,6 +411,21 @@ class EncodedArray(BaseModel):
     dtype: Literal["float16"]
     shape: list[int]
     data: str = Field(description="base64 of the little-endian, row-major (C order) values.")
+
+
+class RelaxedStructure(BaseModel):
+    """The relaxed structure (in the request's `format`) and what relaxing changed."""
+
+    pdb: str | None
+    mmcif: str | None
+    energy_before: float = Field(description="AMBER ff14SB potential energy of the raw prediction, kJ/mol.")
+    energy_after: float = Field(description="The same after relaxing, kJ/mol.")
+    rmsd: float = Field(description="Heavy-atom RMSD moved by relaxing, Angstrom.")
+    clashes_before: int = Field(description="Clashing heavy-atom pairs in the raw prediction.")
+    clashes_after: int = Field(description="Clashing heavy-atom pairs after relaxing.")
+    iterations: int
+    seconds: float
+    platform: str
 
 
 class FoldResponse(BaseModel):
@@ -424,6 +443,7 @@ class FoldResponse(BaseModel):
     ptm: float | None
     iptm: float | None
     pae: list[list[float]] | EncodedArray | None = Field(description="[L, L] in Angstrom (see pae_format).")
+    relaxed: RelaxedStructure | None = Field(None, description='The AMBER-relaxed structure ("relax": true).')
 
 
 class DecodeRequest(FamilyOptionsBody):

@@ -498,6 +498,9 @@ def structure_filename(record_id: str, suffix: str) -> str:
 
 
 SUMMARY_COLUMNS = ["id", "length", "mean_plddt", "ptm", "path"]
+RELAX_COLUMNS = ["relaxed_path", "energy_before", "energy_after", "rmsd", "clashes_before", "clashes_after",
+                 "relax_seconds"]
+"""The summary's columns after `SUMMARY_COLUMNS` when the job relaxes (energies kJ/mol, RMSD A)."""
 
 
 @dataclass
@@ -514,11 +517,13 @@ class FoldTask(JsonPayloads):
     num_recycles: int | None = None
     chunk_size: int | None = None
     msa_dir: Path | None = None
+    relax: bool = False
     verb: str = field(default="fold", init=False)
 
     def params(self) -> dict[str, Any]:
-        return {"format": self.format, "num_recycles": self.num_recycles,
-                "msa_dir": str(self.msa_dir) if self.msa_dir else None}
+        params = {"format": self.format, "num_recycles": self.num_recycles,
+                  "msa_dir": str(self.msa_dir) if self.msa_dir else None}
+        return {**params, "relax": True} if self.relax else params  # jobs started before relax keep their identity
 
     def prepare(self, record: Record) -> Record:
         # Chains are joined with ':'; each must be a valid protein (the model checks its own limits).
@@ -532,11 +537,12 @@ class FoldTask(JsonPayloads):
             a3m = self.msa_dir / f"{record.id}.a3m"
             if a3m.is_file():
                 extra["msa"] = a3m.read_text(encoding="utf-8")
-        return FoldOptions(self.num_recycles, self.chunk_size, extra)
+        return FoldOptions(self.num_recycles, self.chunk_size, extra, relax=self.relax)
 
     def run(self, records: list[Record]) -> ChunkOutcome:
         out = ChunkOutcome()
         suffix = "cif" if self.format == "cif" else "pdb"
+        other = "pdb" if suffix == "cif" else "cif"
         for record in records:
             try:
                 # The record's id names the structure and its errors.
@@ -551,11 +557,17 @@ class FoldTask(JsonPayloads):
                 continue
             text = structure.mmcif if suffix == "cif" else structure.pdb
             if text is None:
-                other = "pdb" if suffix == "cif" else "cif"
                 why = structure.extra.get(f"{suffix}_error") or structure.extra.get("pdb_error") or "no text returned"
                 out.errors[record.id] = f"no {suffix.upper()} output ({why}); try --format {other}"
                 continue
             path = self.outdir / structure_filename(record.id, suffix)
+            relaxed = structure.relaxed
+            relaxed_text = None
+            if relaxed is not None:
+                relaxed_text = relaxed.mmcif if suffix == "cif" else relaxed.pdb
+                if relaxed_text is None:
+                    out.errors[record.id] = f"no relaxed {suffix.upper()} output; try --format {other}"
+                    continue
             write_text_atomic(path, text)
             out.results[record.id] = {
                 "length": len(record.sequence.replace(":", "")),
@@ -563,7 +575,16 @@ class FoldTask(JsonPayloads):
                 "ptm": structure.ptm,
                 "path": str(path),
             }
+            if relaxed is not None:
+                relaxed_path = self.outdir / structure_filename(record.id, f"relaxed.{suffix}")
+                write_text_atomic(relaxed_path, relaxed_text)
+                out.results[record.id].update({
+                    "relaxed_path": str(relaxed_path), "energy_before": relaxed.energy_before,
+                    "energy_after": relaxed.energy_after, "rmsd": relaxed.rmsd,
+                    "clashes_before": relaxed.clashes_before, "clashes_after": relaxed.clashes_after,
+                    "relax_seconds": relaxed.seconds,
+                })
         return out
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
-        return write_rows(output, done, SUMMARY_COLUMNS)
+        return write_rows(output, done, SUMMARY_COLUMNS + (RELAX_COLUMNS if self.relax else []))

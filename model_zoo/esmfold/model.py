@@ -37,6 +37,7 @@ from bionemo_lite.errors import CheckpointError, InvalidInputError
 from bionemo_lite.model import BioModel
 from bionemo_lite.options import check_int
 from bionemo_lite.records import Record
+from bionemo_lite.relax import fold_and_relax
 from bionemo_lite.results import Structure
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.structures import atoms_from_atom37, render
@@ -114,6 +115,7 @@ class ESMFoldModel(BioModel):
         num_recycles: int | None = None,
         chunk_size: int | None = None,
         record_id: str | None = None,
+        relax: bool = False,
         **options: Any,
     ) -> Structure:
         """Predict the structure of one protein or complex.
@@ -131,6 +133,8 @@ class ESMFoldModel(BioModel):
                 0 switches chunking off.
             record_id: the record's id, used in error messages and as the
                 structure's id (default: the `Record`'s id, else ``"sequence"``).
+            relax: also AMBER-relax the prediction (`bionemo_lite.relax.relax_structure`, the
+                ``[relax]`` extra); the result's ``relaxed`` holds it and its figures.
 
         Returns:
             `Structure` with PDB and mmCIF text (pLDDT 0-100 in the B-factors),
@@ -149,12 +153,12 @@ class ESMFoldModel(BioModel):
         if options:
             raise InvalidInputError(
                 f"model {self.name!r} does not accept the option(s) {', '.join(sorted(options))}; it accepts: "
-                "num_recycles, chunk_size (ESMFold needs no MSA, templates or ligands)",
+                "num_recycles, chunk_size, relax (ESMFold needs no MSA, templates or ligands)",
                 record=record_id,
             )
         rid = record_id or "sequence"
-        pred = self.predict(sequence, num_recycles=num_recycles, chunk_size=chunk_size, record_id=rid)
-        return self.to_structure(pred, rid)
+        return fold_and_relax(lambda: self.to_structure(
+            self.predict(sequence, num_recycles=num_recycles, chunk_size=chunk_size, record_id=rid), rid), relax)
 
     def predict(
         self, sequence: str, *, num_recycles: int | None = None, chunk_size: int | None = None,

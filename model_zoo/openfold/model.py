@@ -31,6 +31,8 @@ from bionemo_lite.errors import BackendUnavailableError, InvalidInputError
 from bionemo_lite.model import BioModel
 from bionemo_lite.options import check_int
 from bionemo_lite.records import Record
+from bionemo_lite.relax import check_available as check_relax_available
+from bionemo_lite.relax import relax_structure
 from bionemo_lite.results import Structure
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.structures import StructureFormatError
@@ -122,6 +124,7 @@ class OpenFoldModel(BioModel):
         diffusion_steps: int | None = None,
         format: str | None = None,
         id: str | None = None,
+        relax: bool = False,
         **options: Any,
     ) -> Structure:
         """Predict the structure of protein chains, optionally with ligands and MSAs.
@@ -148,6 +151,8 @@ class OpenFoldModel(BioModel):
             format: ``"pdb"`` makes a structure that PDB cannot hold an error instead
                 of ``pdb=None``; ``"mmcif"``/``"cif"`` or None never fail on that.
             id: the result's id (default: the record's id, else ``"0"``).
+            relax: also AMBER-relax the prediction (`bionemo_lite.relax.relax_structure`, the
+                ``[relax]`` extra; protein chains only); the result's ``relaxed`` holds it and its figures.
             **options: refused: an unknown option is an `InvalidInputError`, not ignored.
 
         Returns:
@@ -162,7 +167,7 @@ class OpenFoldModel(BioModel):
         if options:
             raise InvalidInputError(
                 f"unknown fold option(s) {', '.join(sorted(options))} for {self.name}; known: msa, ligands, "
-                "num_recycles, chunk_size, seed, num_samples, diffusion_steps, format, id",
+                "num_recycles, chunk_size, seed, num_samples, diffusion_steps, format, id, relax",
                 record=id,
             )
         if format is not None and format not in FORMATS:
@@ -174,6 +179,8 @@ class OpenFoldModel(BioModel):
                                        ("diffusion_steps", diffusion_steps, 1, MAX_DIFFUSION_STEPS)):
             if value is not None:
                 check_int(name, value, low=low, high=high, record=id)
+        if relax:
+            check_relax_available()  # a missing extra fails before the (slow) fold, as `fold_and_relax`
         request = self.prepare(sequence, msa=msa, ligands=ligands, id=id)
         if self.network is None:
             raise BackendUnavailableError(f"{self.name} was closed; load it again")
@@ -181,7 +188,7 @@ class OpenFoldModel(BioModel):
             structure = self._run(request, num_recycles, chunk_size, seed, num_samples, diffusion_steps)
         if format == "pdb" and structure.pdb is None:
             raise StructureFormatError(structure.extra["pdb_error"])
-        return structure
+        return relax_structure(structure) if relax else structure
 
     def _run(
         self,

@@ -45,6 +45,8 @@ def _json_body(result: dict[str, Any], fmt: str) -> dict[str, Any]:
         fmt, other = other, fmt
     body[other] = None
     body["format"] = fmt
+    if body.get("relaxed") is not None:
+        body["relaxed"] = {**body["relaxed"], other: None}
     return body
 
 
@@ -91,7 +93,7 @@ async def fold(
         if body.pae_format == "base64_float16" and answer.get("pae") is not None:
             answer["pae"] = await run_in_threadpool(base64_float16, answer["pae"])
         return await json_response(answer)
-    text = result.get(wanted)
+    text = (result["relaxed"] if body.relax else result).get(wanted)
     if text is None:
         return error_response(406, "not_acceptable",
                               f"{spec.name} gave no {wanted} text for this structure; ask for JSON or the other format")
