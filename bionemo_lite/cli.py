@@ -773,8 +773,8 @@ for _name, _command in KEYS_COMMANDS.items():
 
 
 # ---- fine-tuning: `bionemo-lite finetune` makes a variant, `bionemo-lite predict` runs it (bionemo_lite.finetune).
-def _metrics_line(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+def _metrics_line(metrics: dict[str, float | None]) -> str:
+    return ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} undefined" for k, v in metrics.items())
 
 
 @app.command("finetune", cls=Command)

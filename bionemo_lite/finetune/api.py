@@ -105,7 +105,7 @@ def finetune(
                                                                          model.max_length)
     sequences = [r.sequence for r in labelled.records]
     split = make_split(options.split, sequences, kind, (options.test_fraction, options.validation_fraction),
-                       options.seed, options.identity_threshold)
+                       options.seed, options.identity_threshold, [r.id for r in labelled.records])
     targets = labelled.targets
     torch.manual_seed(options.seed)  # head initialisation and dropout
     features = torch.from_numpy(_all_features(model, labelled))  # the frozen encoder: once, for every epoch
@@ -140,7 +140,7 @@ def finetune(
         target=target,
         method=options.method,
         classes=labelled.classes,
-        metrics={"test": test, "validation": validation, "baseline_test": baseline},
+        metrics={"test": _json_safe(test), "validation": _json_safe(validation), "baseline_test": _json_safe(baseline)},
         split={"method": options.split, **split.sizes(), "best_epoch": best_epoch},
         data_sha256=labelled.data_sha256,
         data_file=str(Path(data).resolve()) if not isinstance(data, LabelledSet) else "",
@@ -159,6 +159,11 @@ def finetune(
 
         register_finetune(out, name)
     return FinetuneResult(out, card, name)
+
+
+def _json_safe(metrics: dict[str, float]) -> dict[str, float | None]:
+    """NaN (an undefined metric, e.g. Spearman of constant predictions) as None: the card is strict JSON."""
+    return {k: (None if v != v else float(v)) for k, v in metrics.items()}
 
 
 def _all_features(model: Any, labelled: LabelledSet) -> np.ndarray:

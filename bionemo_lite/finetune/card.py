@@ -24,7 +24,7 @@ ADAPTER_FILE = "adapter.safetensors"
 CARD_FORMAT = "bionemo-lite-finetune"
 CARD_VERSION = 1
 FAMILY = "finetuned"
-LOADER = "bionemo_lite.finetune.model:load_finetuned"
+LOADER = "bionemo_lite.zoo.finetuned.loading:load_finetuned"  # the family's plugin (it re-exports the core loader)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def identity_groups(sequences: Sequence[str], threshold: float = 0.5) -> list[in
     return groups
 
 
-def scaffold_groups(smiles: Sequence[str]) -> list[int]:
+def scaffold_groups(smiles: Sequence[str], ids: Sequence[str] | None = None) -> list[int]:
     """One group per Bemis-Murcko scaffold (RDKit); acyclic molecules share the empty scaffold.
 
     Raises:
@@ -69,7 +69,8 @@ def scaffold_groups(smiles: Sequence[str]) -> list[int]:
     for i, text in enumerate(smiles):
         mol = Chem.MolFromSmiles(text)
         if mol is None:
-            raise InvalidInputError("RDKit cannot parse this SMILES for a scaffold split", record=i)
+            raise InvalidInputError("RDKit cannot parse this SMILES for a scaffold split",
+                                    record=ids[i] if ids is not None else i)
         scaffold = MurckoScaffold.MurckoScaffoldSmiles(mol=mol, includeChirality=False)
         groups.append(ids.setdefault(scaffold, len(ids)))
     return groups
@@ -78,21 +79,28 @@ def scaffold_groups(smiles: Sequence[str]) -> list[int]:
 def split_indices(
     groups: Sequence[int], fractions: tuple[float, float], seed: int
 ) -> Split:
-    """Assign whole groups to test and validation (shares `fractions`), the rest to train."""
+    """Assign whole groups to test and validation (shares `fractions`), the rest to train.
+
+    A group larger than a held-out share goes to train (like chemprop's balanced scaffold split):
+    one big group (e.g. every acyclic molecule) would otherwise fill a held-out split alone.
+    """
     n = len(groups)
     rng = np.random.default_rng(seed)
     members: dict[int, list[int]] = {}
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)
-    order = list(members)
-    rng.shuffle(order)
     wanted = [max(1, round(f * n)) for f in fractions]
+    big = [g for g in members if len(members[g]) > min(wanted)]
+    order = [g for g in members if g not in set(big)]
+    rng.shuffle(order)
     parts: list[list[int]] = [[], [], []]  # test, validation, train
     part = 0
     for g in order:
         while part < 2 and len(parts[part]) >= wanted[part]:
             part += 1
         parts[part].extend(members[g])
+    for g in big:
+        parts[2].extend(members[g])
     test, validation, train = (np.asarray(sorted(p), dtype=np.int64) for p in parts)
     if not len(train) or not len(validation) or not len(test):
         raise InvalidInputError(f"the split left an empty part (train {len(train)}, validation {len(validation)}, "
@@ -102,9 +110,9 @@ def split_indices(
 
 def make_split(
     method: str, sequences: Sequence[str], input_kind: str, fractions: tuple[float, float] = (0.15, 0.15),
-    seed: int = 0, identity_threshold: float = 0.5,
+    seed: int = 0, identity_threshold: float = 0.5, ids: Sequence[str] | None = None,
 ) -> Split:
-    """The `method` split of `sequences` (fractions: test, validation).
+    """The `method` split of `sequences` (fractions: test, validation; `ids` name records in errors).
 
     Raises:
         InvalidInputError: an unknown method, ``identity`` for SMILES or ``scaffold`` for proteins.
@@ -120,5 +128,5 @@ def make_split(
     elif method == "identity":
         groups = identity_groups(sequences, identity_threshold)
     else:
-        groups = scaffold_groups(sequences)
+        groups = scaffold_groups(sequences, ids)
     return split_indices(groups, fractions, seed)
