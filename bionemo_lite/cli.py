@@ -828,6 +828,8 @@ def predict_command(
                                 help="A fine-tune: its registered name (bionemo-lite models --verb predict) or folder."),
     input: Path = _input_argument("FASTA, CSV/TSV or .smi file of the records to predict."),
     output: Path = typer.Option(..., "--output", "-o", help="Output table: .csv, .tsv or .parquet."),
+    weights: Optional[Path] = typer.Option(
+        None, "--weights", help="The fine-tune's folder, for a MODEL name (default: the weight cache)."),
     base_weights: Optional[Path] = typer.Option(
         None, "--base-weights", help="The base model's checkpoint (default: the card's, else the weight cache)."),
     device: str = DeviceOpt,
@@ -851,12 +853,13 @@ def predict_command(
     output_suffix(output, TABLE_FORMATS)
     spec = FinetuneCard.read(model).spec() if is_finetune_folder(model) else _model_spec(model, "predict")
     source = _input_file(input, spec.input_kind)
-    if backend == "triton" or not is_finetune_folder(model) and base_weights is None:
-        loaded = _load_model(spec, None, device, None, None, backend, triton_url)
+    if backend == "triton":
+        loaded = _load_model(spec, weights, device, None, None, backend, triton_url)
     else:
         check_device(device)
         extra = {"base_weights": base_weights} if base_weights is not None else {}
-        loaded = load(model, device=device, **extra)
+        folder = is_finetune_folder(model)
+        loaded = load(model if folder else spec.name, weights=None if folder else weights, device=device, **extra)
     task = PredictTask(loaded, on_too_long=length_policy(truncate), tokens_per_batch=tokens_per_batch)
     summary = run_job(source, task, output, params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet,
                       keep_manifest=keep_manifest, wait=wait)
