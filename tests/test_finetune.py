@@ -209,3 +209,15 @@ def test_a_damaged_card_is_a_checkpoint_error(tmp_path):
     (tmp_path / "card.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not readable JSON"):
         bionemo_lite.load(str(tmp_path))
+
+
+def test_prott5_takes_lora_too(tmp_path):
+    from bionemo_lite.zoo.prott5.testing import FULL, tiny_checkpoint
+
+    weights = tiny_checkpoint(tmp_path / "t5", FULL)
+    path = write_table(tmp_path / "frac.csv", residue_fraction_rows(60), "frac_k")
+    result = bionemo_lite.finetune(FULL, path, "frac_k", tmp_path / "t5_lora", FinetuneOptions(
+        method="lora", max_epochs=2, progress=False), weights=weights)
+    assert set(result.card.lora["target_modules"]) >= {"q", "k", "v", "o"}  # T5's attention projections
+    out = bionemo_lite.load(str(result.out_dir)).predict({"a": "MKTAYIAKQR", "b": "GSHMLE"})
+    assert out.ids == ["a", "b"] and np.all(np.isfinite(out.values))

@@ -181,6 +181,8 @@ def test_http_lora_finetune_within_the_budget(server):
     ({"targets": [1.0, 2.0]}, 422, "targets for"),
     ({"name": "1bad"}, 422, "name"),
     ({"task": "ranking"}, 422, "task"),
+    ({"name": BASE}, 422, "another model"),
+    ({"targets": ["a"] * 120}, 422, "not a number"),
 ])
 def test_http_bad_finetune_bodies(server, change, status, words):
     with httpx.Client(base_url=server.base_url, timeout=60) as client:
