@@ -58,15 +58,13 @@ def test_the_card_says_what_was_made_from_what(head_run, fraction_table, esm2_fa
     assert (head_run.out_dir / "head.safetensors").is_file() and not (head_run.out_dir / "adapter.safetensors").exists()
 
 
-def test_the_same_seed_gives_identical_weights(tmp_path, fraction_table, esm2_fair_checkpoint, head_run):
-    options = FinetuneOptions(progress=False, max_epochs=5)
+def test_the_same_seed_gives_identical_weights(tmp_path, fraction_table, esm2_fair_checkpoint):
     runs = [bionemo_lite.finetune(BASE, fraction_table, "frac_k", tmp_path / name, FinetuneOptions(
         progress=False, max_epochs=5, seed=seed), weights=esm2_fair_checkpoint) for name, seed in
         (("a", 0), ("b", 0), ("c", 1))]
     a, b, c = (load_file(r.out_dir / "head.safetensors") for r in runs)
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
     assert not all(np.array_equal(a[k].numpy(), c[k].numpy()) for k in a)
-    assert options.max_epochs == 5
 
 
 def test_load_by_path_and_by_registered_name_predict_the_same(head_run, fraction_table):
@@ -101,7 +99,7 @@ def test_a_bad_record_is_named_at_predict(head_run):
 
 
 @pytest.mark.parametrize("rows, target, message", [
-    ([("a", "MKT", "x")] * 0 + [(f"r{i}", "MKTAYIAKQR", "1.0") for i in range(5)], "y", "at least 10"),
+    ([(f"r{i}", "MKTAYIAKQR", "1.0") for i in range(5)], "y", "at least 10"),
     ([(f"r{i}", "MKTAYIAKQR", "1.0") for i in range(12)], "missing", "no target column 'missing'"),
     ([(f"r{i}", "MKTAYIAKQR", "1.0" if i else "high") for i in range(12)], "y", "not a number"),
     ([(f"r{i}", "MKTAYIAKQR" if i != 3 else "MK#T", "1.0") for i in range(12)], "y", "r3"),

@@ -86,9 +86,9 @@ def finetune(
     options = options or FinetuneOptions()
     options.check()
     if name is not None:
-        from .store import check_name
+        from .store import check_free_name
 
-        check_name(name)
+        check_free_name(name)
     started = time.perf_counter()
     model = load(base_model, weights=weights, device=device) if isinstance(base_model, str) else base_model
     if "embed" not in model.verbs:

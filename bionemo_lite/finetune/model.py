@@ -98,8 +98,9 @@ class FinetunedModel(BioModel):
         else:
             probabilities = np.asarray(outputs, dtype=np.float64).reshape(len(ids), -1)
             values = [self.card.classes[int(k)] for k in probabilities.argmax(axis=1)] if ids else []  # type: ignore[index]
+        kept = set(ids)
         return Predictions(self.name, self.card.task, ids, values, probabilities, self.card.classes, self.card.target,
-                           [t for t in truncated if t in set(ids)], errors)
+                           [t for t in truncated if t in kept], errors)
 
     def close(self) -> None:
         """Release the base model too."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import InvalidInputError
 from ..spec import ModelSpec
-from .card import CARD_FILE, FinetuneCard, is_finetune_folder
+from .card import FAMILY, FinetuneCard, is_finetune_folder
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,127}$")
 
@@ -25,6 +25,27 @@ def check_name(name: str) -> str:
     if not NAME.match(name):
         raise InvalidInputError(f"fine-tune name {name!r} must start with a letter and hold only letters, digits, "
                                 "'_', '.' or '-' (at most 128)")
+    return name
+
+
+def check_free_name(name: str) -> str:
+    """`name` is a valid fine-tune name that no other model (nor another model's weight folder) has.
+
+    Raises:
+        InvalidInputError: a bad name, or another model's.
+    """
+    from ..errors import UnknownModelError
+    from ..registry import get_spec
+    from ..weights import cache_home
+
+    check_name(name)
+    try:
+        existing = get_spec(name)
+    except UnknownModelError:
+        existing = None
+    dest = cache_home() / name
+    if (existing is not None and existing.family != FAMILY) or (dest.exists() and not is_finetune_folder(dest)):
+        raise InvalidInputError(f"{name!r} is the name of another model (or its weight folder); choose another name")
     return name
 
 
@@ -52,31 +73,21 @@ def register_finetune(folder: str | Path, name: str) -> ModelSpec:
         InvalidInputError: a bad name, or a name another (not fine-tuned) model has.
         CheckpointError: `folder` holds no fine-tune card.
     """
-    from ..registry import get_spec, register, unregister
-    from ..errors import UnknownModelError
+    from ..registry import register, unregister
     from ..weights import cache_home
 
-    check_name(name)
+    check_free_name(name)
     card = FinetuneCard.read(folder)
-    try:
-        existing = get_spec(name)
-    except UnknownModelError:
-        existing = None
     dest = cache_home() / name
-    if (existing is not None and existing.family != "finetuned") or (dest.exists() and not is_finetune_folder(dest)):
-        raise InvalidInputError(f"{name!r} is the name of another model (or its weight folder); choose another name")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=dest.parent))
-    for file in card.files():
-        shutil.copy2(Path(folder) / file, staging / file)
     if Path(folder).resolve() != dest.resolve():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=dest.parent))
+        for file in card.files():
+            shutil.copy2(Path(folder) / file, staging / file)
         if dest.exists():
             shutil.rmtree(dest)
-        staging.rename(dest)  # one rename: a reader sees the old folder or the new one
-    else:
-        shutil.rmtree(staging)
+        staging.rename(dest)  # the new folder appears whole
     spec = FinetuneCard.read(dest).spec(name)
     unregister(name)
     register(spec)
-    assert (dest / CARD_FILE).is_file()
     return spec

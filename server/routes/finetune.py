@@ -14,8 +14,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
-from bionemo_lite.errors import InvalidInputError, UnknownModelError
-from bionemo_lite.registry import get_spec
 from bionemo_lite.spec import ModelSpec
 
 from ..budget import check_budget, finetune_cost
@@ -45,16 +43,10 @@ async def finetune(
 ) -> Response:
     """Fine-tune this model on the records and targets; answer the held-out metrics and the card."""
     from bionemo_lite.finetune.data import labelled_set, rows_sha256
-    from bionemo_lite.finetune.store import check_name
+    from bionemo_lite.finetune.store import check_free_name
 
     check_count(len(body.sequences), settings.max_finetune_records)
-    check_name(body.name)
-    try:
-        taken = get_spec(body.name)
-    except UnknownModelError:
-        taken = None
-    if taken is not None and taken.family != "finetuned":
-        raise InvalidInputError(f"{body.name!r} is the name of another model; choose another name")
+    check_free_name(body.name)  # before any work: the run would be refused at the end
     options = body.finetune_options()
     options.check()
     records, _ = check_proteins(spec, body.records(), truncate=False)
