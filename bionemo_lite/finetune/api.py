@@ -47,7 +47,7 @@ def _lora_trainable(head: PredictionHead, encoder: LoraEncoder, sequences: list[
             for start in range(0, len(indices), eval_batch):
                 out = head(pooled(indices[start : start + eval_batch]))
                 outs.append(out[:, 0].double() if task == "regression" else torch.softmax(out.double(), -1))
-        return torch.cat(outs).numpy()
+        return torch.cat(outs).cpu().numpy()
 
     return Trainable([encoder, head], lambda idx: head.normalised(pooled(idx)), predict)
 
@@ -119,6 +119,7 @@ def finetune(
         trainable = _head_trainable(head, features, options.task)
     else:
         encoder = LoraEncoder(model, options.lora_rank, options.lora_alpha, options.lora_dropout)
+        head.to(encoder.device)  # beside the encoder's output (features stay on the CPU for `head`)
         trainable = _lora_trainable(head, encoder, sequences, options.task, options.batch_size)
     baseline = evaluate(options.task, trainable, split.test, targets)  # the untrained model, for comparison
     settings = TrainSettings(options.max_epochs, options.patience, options.batch_size, options.learning_rate,

@@ -55,7 +55,7 @@ class FinetunedModel(BioModel):
 
     def _outputs(self, features: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
-            out = self.head(features.float())
+            out = self.head(features.float().to(self.head.feature_mean.device))
             if self.card.task == "regression":
                 return out[:, 0].double().cpu().numpy()
             return torch.softmax(out.double(), dim=-1).cpu().numpy()

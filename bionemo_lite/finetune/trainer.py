@@ -96,7 +96,8 @@ def train(
             raise_if_cancelled()  # one optimiser step: a batch boundary (HTTP requests can be cancelled)
             batch = order[start : start + settings.batch_size]
             optimiser.zero_grad()
-            loss = _loss(task, trainable.outputs(batch), all_targets[torch.as_tensor(batch)], target_scale)
+            output = trainable.outputs(batch)
+            loss = _loss(task, output, all_targets[torch.as_tensor(batch)].to(output.device), target_scale)
             loss.backward()
             optimiser.step()
         for m in trainable.modules:
