@@ -128,6 +128,20 @@ def test_classification_gives_class_probabilities(tmp_path, esm2_fair_checkpoint
     out = bionemo_lite.load(str(result.out_dir)).predict([seq for _, seq, _ in rows[:4]])
     assert out.probabilities.shape == (4, 2) and np.allclose(out.probabilities.sum(1), 1.0)
     assert out.values == [out.classes[k] for k in out.probabilities.argmax(1)]
+    # The batch job writes the class and one probability column per class.
+    from typer.testing import CliRunner
+
+    from bionemo_lite.cli import app
+
+    fasta = tmp_path / "q.fasta"
+    fasta.write_text("".join(f">{rid}\n{seq}\n" for rid, seq, _ in rows[:4]))
+    job = CliRunner().invoke(app, ["predict", str(result.out_dir), str(fasta), "-o", str(tmp_path / "q.csv"), "-q"])
+    assert job.exit_code == 0, job.output
+    header, *lines = (tmp_path / "q.csv").read_text().splitlines()
+    assert header.split(",") == ["id", "sequence", "prediction", "truncated", "p_high", "p_low"]
+    for line, label, probs in zip(lines, out.values, out.probabilities):
+        cells = line.split(",")
+        assert cells[2] == label and np.allclose([float(cells[4]), float(cells[5])], probs, atol=1e-6)
 
 
 @pytest.mark.slow  # LoRA backpropagates through the encoder: ~20 s on two shared cores
@@ -144,6 +158,14 @@ def test_lora_learns_and_beats_the_untrained_baseline(tmp_path, esm2_fair_checkp
     # The base model loaded beside it is not changed by the adapters.
     base = bionemo_lite.load(BASE, weights=esm2_fair_checkpoint).embed(["MKTAYIAKQR"]).embeddings
     assert np.allclose(model.base.embed(["MKTAYIAKQR"]).embeddings, base)
+
+
+def test_lora_with_the_same_seed_gives_identical_adapters(tmp_path, esm2_fair_checkpoint):
+    path = write_table(tmp_path / "frac.csv", residue_fraction_rows(40, seed=7), "frac_k")
+    runs = [bionemo_lite.finetune(BASE, path, "frac_k", tmp_path / name, FinetuneOptions(
+        method="lora", max_epochs=1, progress=False), weights=esm2_fair_checkpoint) for name in ("a", "b")]
+    a, b = (load_file(r.out_dir / "adapter.safetensors") for r in runs)
+    assert a.keys() == b.keys() and a and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
 
 
 def test_lora_needs_an_encoder_module(tmp_path):
