@@ -165,9 +165,10 @@ def load_finetuned(spec: ModelSpec, path: Path, device: str = "cpu", dtype: str 
     return model
 
 
-def load_path(path: str | Path, device: str = "cpu", dtype: str | None = None, **options: Any) -> FinetunedModel:
-    """A fine-tune by its folder (what `bionemo_lite.load` does for a path), named as its card says."""
+def load_path(path: str | Path, device: str = "cpu", dtype: str | None = None, *, name: str | None = None,
+              **options: Any) -> FinetunedModel:
+    """A fine-tune by its folder (what `bionemo_lite.load` does for a path), named `name` (default: as its card says)."""
     card = FinetuneCard.read(path)
-    model = load_finetuned(card.spec(), Path(path), device=device, dtype=dtype, **options)
+    model = load_finetuned(card.spec(name), Path(path), device=device, dtype=dtype, **options)
     model.weights_path = Path(path)
     return model

@@ -175,7 +175,8 @@ class TritonPythonModel:
 
         if weights and is_finetune_folder(self._path(weights)):
             # A fine-tune loads from its folder (its card names the base), registered in this process or not.
-            self.model = bionemo_lite.load(str(self._path(weights)), device=self.device, dtype=params.get("dtype") or None)
+            self.model = bionemo_lite.finetune.load_path(self._path(weights), device=self.device,
+                                                         dtype=params.get("dtype") or None, name=self.name)
             self.max_length = self.model.max_length
             return
         self.model = bionemo_lite.load(
