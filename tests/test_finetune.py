@@ -151,7 +151,10 @@ def test_lora_learns_and_beats_the_untrained_baseline(tmp_path, esm2_fair_checkp
         method="lora", max_epochs=8, progress=False), weights=esm2_fair_checkpoint)
     test, baseline = result.metrics["test"], result.metrics["baseline_test"]
     assert test["spearman"] >= 0.8 and test["spearman"] >= (baseline["spearman"] or 0) + 0.3, result.metrics
-    assert (result.out_dir / "adapter.safetensors").is_file() and result.card.lora["target_modules"]
+    adapted = result.card.lora["target_modules"]
+    assert (result.out_dir / "adapter.safetensors").is_file()
+    assert {n.rpartition(".")[2] for n in adapted} == {"q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"}
+    assert not any("lm_head" in n or "contact" in n for n in adapted)  # only what the encoder runs
     model = bionemo_lite.load(str(result.out_dir))
     again = model.predict([seq for seq in ("MKKKKAYIAK", "MAYIAQRTE")])
     assert again.values[0] > again.values[1]  # more lysines, a higher fraction
@@ -238,6 +241,7 @@ def test_prott5_takes_lora_too(tmp_path):
     path = write_table(tmp_path / "frac.csv", residue_fraction_rows(60), "frac_k")
     result = bionemo_lite.finetune(FULL, path, "frac_k", tmp_path / "t5_lora", FinetuneOptions(
         method="lora", max_epochs=2, progress=False), weights=weights)
-    assert set(result.card.lora["target_modules"]) >= {"q", "k", "v", "o"}  # T5's attention projections
+    adapted = {name.rpartition(".")[2] for name in result.card.lora["target_modules"]}
+    assert adapted >= {"q", "k", "v", "o"}  # T5's attention projections
     out = bionemo_lite.load(str(result.out_dir)).predict({"a": "MKTAYIAKQR", "b": "GSHMLE"})
     assert out.ids == ["a", "b"] and np.all(np.isfinite(out.values))

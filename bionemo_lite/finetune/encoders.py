@@ -39,10 +39,19 @@ def lora_capable(model: Any) -> bool:
     return isinstance(model, OnnxExportable)
 
 
-def linear_names(module: nn.Module) -> list[str]:
-    """The distinct names of the module's ``nn.Linear`` layers (the attention and feed-forward
-    projections: ``q_proj``, ``fc1``..., or T5's ``q``, ``wo``...), which peft adapts."""
-    return sorted({name.rpartition(".")[2] for name, sub in module.named_modules() if isinstance(sub, nn.Linear)})
+def used_linear_names(module: nn.Module, example_inputs: Sequence[Any]) -> list[str]:
+    """The ``nn.Linear`` layers (full names) the module's forward runs on `example_inputs`: the encoder's
+    attention and feed-forward projections, not the heads a network carries beside it (LM, contacts)."""
+    used: list[str] = []
+    hooks = [sub.register_forward_hook(lambda *_, name=name: used.append(name))
+             for name, sub in module.named_modules() if isinstance(sub, nn.Linear)]
+    try:
+        with torch.no_grad():
+            module(*example_inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sorted(set(used))
 
 
 class LoraEncoder(nn.Module):
@@ -61,7 +70,9 @@ class LoraEncoder(nn.Module):
                                     "adapt it; use method='head'")
         description = model.onnx_encoder()
         module = copy.deepcopy(description.module).float()
-        targets = list(target_modules) if target_modules else linear_names(module)
+        targets = list(target_modules) if target_modules else used_linear_names(module, description.example_inputs)
+        if not targets:
+            raise InvalidInputError(f"{model.name}'s encoder module runs no linear layer for LoRA to adapt")
         self.target_modules = targets
         config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none")
         self.peft = get_peft_model(module, config)
