@@ -24,6 +24,13 @@ from .results import Decoded, Embeddings, Generated, GeneratedRecord, RecordErro
 from .spec import ModelSpec, WeightFile, WeightSource
 from .verbs import ContactPredictor, Decoder, Embedder, Folder, Generator, OnnxExportable, Scorer
 
+from .results import Predictions
+from .verbs import Predictor
+
+# Fine-tuning: `bionemo_lite.finetune(...)` (the package is callable, see its docstring).
+from . import finetune
+from .finetune import FinetuneCard, FinetuneOptions, FinetuneResult
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -32,4 +39,5 @@ __all__ = [
     "ModelSpec", "OnnxExportable", "Record", "RecordError", "Scorer", "Scores", "Structure", "UnknownModelError",
     "UnsupportedVerbError", "WeightFile", "WeightSource", "WeightsNotFoundError", "get_spec",
     "list_models", "load", "register",
+    "FinetuneCard", "FinetuneOptions", "FinetuneResult", "Predictions", "Predictor", "finetune",
 ]

@@ -795,6 +795,100 @@ for _name, _command in KEYS_COMMANDS.items():
     keys_app.command(_name, cls=Command)(handles_errors(_command))
 
 
+# ---- fine-tuning: `bionemo-lite finetune` makes a variant, `bionemo-lite predict` runs it (bionemo_lite.finetune).
+def _metrics_line(metrics: dict[str, float | None]) -> str:
+    return ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} undefined" for k, v in metrics.items())
+
+
+@app.command("finetune", cls=Command)
+@handles_errors
+def finetune_command(
+    base_model: str = typer.Argument(..., metavar="BASE_MODEL", help="A model with the embed verb, e.g. esm2_t6_8M_UR50D."),
+    data: Path = typer.Argument(..., metavar="DATA", exists=True, dir_okay=False, readable=True,
+                                help="CSV/TSV: an id column, a sequence (or smiles) column and the --target column."),
+    target: str = typer.Option(..., "--target", help="The column to predict."),
+    out_dir: Path = typer.Option(..., "--output", "-o", file_okay=False, help="Folder to write the fine-tune to."),
+    task: str = typer.Option("regression", "--task", help="regression or classification."),
+    method: str = typer.Option("head", "--method", help="head (MLP on frozen embeddings) or lora (ESM-2, ProtT5)."),
+    split: str = typer.Option("random", "--split", help="random, identity (proteins) or scaffold (SMILES)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Also register it under this name (bionemo-lite models)."),
+    weights: Optional[Path] = WeightsOpt,
+    device: str = DeviceOpt,
+    seed: int = typer.Option(0, "--seed", help="Same seed, same data: identical weights."),
+    max_epochs: int = typer.Option(100, "--max-epochs", min=1, help="Most epochs (early stopping on validation)."),
+    patience: int = typer.Option(15, "--patience", min=1, help="Epochs without a better validation metric to stop."),
+    hidden: int = typer.Option(64, "--hidden", min=0, help="Head hidden width (0: linear head)."),
+    learning_rate: float = typer.Option(1e-3, "--learning-rate", help="AdamW learning rate."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Records per optimiser step."),
+    lora_rank: int = typer.Option(8, "--lora-rank", min=1, help="LoRA rank (--method lora)."),
+    quiet: bool = QuietOpt,
+) -> None:
+    """Fine-tune BASE_MODEL on DATA; report held-out metrics and write OUT_DIR (a variant: `predict` serves it)."""
+    from .finetune import FinetuneOptions
+    from .finetune.api import finetune
+
+    setup_logging(quiet)
+    check_device(device)
+    options = FinetuneOptions(task=task, method=method, split=split, seed=seed, max_epochs=max_epochs,  # type: ignore[arg-type]
+                              patience=patience, hidden=hidden, learning_rate=learning_rate, batch_size=batch_size,
+                              lora_rank=lora_rank, progress=not quiet)
+    options.check()
+    result = finetune(base_model, data, target, out_dir, options, weights=weights, device=device, name=name)
+    card = result.card
+    typer.echo(f"{card.method} fine-tune of {card.base_model} ({card.task} of {card.target!r}) on "
+               f"{card.split['train']}/{card.split['validation']}/{card.split['test']} train/validation/test records "
+               f"({card.split['method']} split) in {card.seconds:.1f} s")
+    typer.echo(f"test: {_metrics_line(card.metrics['test'])}")
+    typer.echo(f"validation: {_metrics_line(card.metrics['validation'])} (best epoch {card.split['best_epoch']})")
+    typer.echo(f"untrained baseline, test: {_metrics_line(card.metrics['baseline_test'])}")
+    typer.echo(f"wrote {out_dir}" + (f"; registered as {name}" if name else ""))
+
+
+@app.command("predict", cls=Command)
+@handles_errors
+def predict_command(
+    model: str = typer.Argument(..., metavar="MODEL",
+                                help="A fine-tune: its registered name (bionemo-lite models --verb predict) or folder."),
+    input: Path = _input_argument("FASTA, CSV/TSV or .smi file of the records to predict."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output table: .csv, .tsv or .parquet."),
+    weights: Optional[Path] = typer.Option(
+        None, "--weights", help="The fine-tune's folder, for a MODEL name (default: the weight cache)."),
+    base_weights: Optional[Path] = typer.Option(
+        None, "--base-weights", help="The base model's checkpoint (default: the card's, else the weight cache)."),
+    device: str = DeviceOpt,
+    tokens_per_batch: Optional[int] = TokensOpt,
+    truncate: bool = TruncateOpt,
+    chunk_size: int = ChunkOpt,
+    quiet: bool = QuietOpt,
+    keep_manifest: bool = KeepOpt,
+    wait: bool = WaitOpt,
+    backend: str = BackendOpt,
+    triton_url: Optional[str] = TritonUrlOpt,
+) -> None:
+    """Predict each record of INPUT with a fine-tuned model (resumable; bad records go to OUTPUT.errors.csv)."""
+    from .finetune.card import FinetuneCard, is_finetune_folder
+    from .io.writers import TABLE_FORMATS, output_suffix
+    from .jobs import PredictTask, job_identity, run_job
+    from .registry import load
+    from .verbs import length_policy
+
+    setup_logging(quiet)
+    output_suffix(output, TABLE_FORMATS)
+    spec = FinetuneCard.read(model).spec() if is_finetune_folder(model) else _model_spec(model, "predict")
+    source = _input_file(input, spec.input_kind)
+    if backend == "triton":
+        loaded = _load_model(spec, weights, device, None, None, backend, triton_url)
+    else:
+        check_device(device)
+        extra = {"base_weights": base_weights} if base_weights is not None else {}
+        folder = is_finetune_folder(model)
+        loaded = load(model if folder else spec.name, weights=None if folder else weights, device=device, **extra)
+    task = PredictTask(loaded, on_too_long=length_policy(truncate), tokens_per_batch=tokens_per_batch)
+    summary = run_job(source, task, output, params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet,
+                      keep_manifest=keep_manifest, wait=wait)
+    _finish(summary)
+
+
 def main() -> None:  # pragma: no cover - `python -m bionemo_lite.cli`
     app()
 

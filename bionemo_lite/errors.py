@@ -161,3 +161,20 @@ class RelaxUnavailableError(BionemoLiteError):
 class RelaxError(InvalidInputError):
     """A predicted structure cannot be relaxed (a ligand, a non-standard residue, a failed minimisation);
     a per-record failure like any other bad input."""
+
+
+# ---- fine-tuning: a fine-tuned model's card against the base weights found at load time.
+class BaseWeightsMismatchError(CheckpointError):
+    """A fine-tune's card names base weights (by sha256) other than the ones found at load time.
+
+    Attributes:
+        model: the fine-tune; base: its base model; expected / found: the sha256 digests; path: what was hashed.
+    """
+
+    def __init__(self, model: str, base: str, expected: str, found: str, path: object):
+        self.model, self.base, self.expected, self.found, self.path = model, base, expected, found, path
+        super().__init__(
+            f"{model}: it was fine-tuned on {base} weights with sha256 {expected[:16]}..., but the weights found at "
+            f"{str(path)!r} have sha256 {found[:16]}...; pass the base checkpoint it was trained on "
+            "(Python: base_weights=...; CLI: --base-weights PATH)"
+        )

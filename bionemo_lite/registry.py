@@ -122,7 +122,8 @@ def load(
     """Load a model by its registered name.
 
     Args:
-        name: variant name, e.g. ``"esm2_t6_8M_UR50D"``.
+        name: variant name, e.g. ``"esm2_t6_8M_UR50D"``, or the folder of a fine-tune
+            (`bionemo_lite.finetune`).
         weights: a checkpoint file or directory; None looks in the cache
             (``$BIONEMO_LITE_HOME``, default ``~/.cache/bionemo-lite``).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
@@ -146,6 +147,15 @@ def load(
     """
     from .devices import check_device
     from .weights import resolve_weights
+
+    # A fine-tune's folder (bionemo_lite.finetune) loads by its path, as well as by its registered name.
+    from .finetune.card import is_finetune_folder
+
+    if is_finetune_folder(name):
+        from .finetune.model import load_path
+
+        check_device(device)
+        return load_path(name, device=device, dtype=dtype, **options)
 
     spec = get_spec(name)
     check_device(device)

@@ -264,3 +264,42 @@ class Decoded(list):
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "generated": list(self)}
+
+
+@dataclass
+class Predictions:
+    """Result of ``predict`` (a fine-tuned model): one value per record (regression) or one row of class
+    probabilities per record (classification).
+
+    Attributes:
+        model: the fine-tune's name.
+        task: ``"regression"`` or ``"classification"``.
+        ids: record ids, in input order (failed records left out, see `errors`).
+        values: regression: float64 ``[N]``; classification: the most probable class label per record.
+        probabilities: classification: float64 ``[N, C]`` in the order of `classes`; None for regression.
+        classes: classification: the class labels (as strings); None for regression.
+        target: the column the model was trained to predict.
+    """
+
+    model: str
+    task: str
+    ids: list[str]
+    values: list[Any]
+    probabilities: np.ndarray | None = None
+    classes: list[str] | None = None
+    target: str = ""
+    truncated: list[str] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "task": self.task,
+            "target": self.target,
+            "ids": self.ids,
+            "values": _tolist(self.values),
+            "probabilities": _tolist(self.probabilities) if self.probabilities is not None else None,
+            "classes": self.classes,
+            "truncated": self.truncated,
+            "errors": [e.to_dict() for e in self.errors],
+        }

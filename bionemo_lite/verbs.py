@@ -304,3 +304,32 @@ VERB_OPTIONS: dict[str, type] = {
     "decode": DecodeOptions,
 }
 """The typed options of each verb, by name."""
+
+
+# -- predict: the verb of fine-tuned models (`bionemo_lite.finetune`) -------------------------------
+
+from .results import Predictions  # noqa: E402  (appended with the verb, so the lines above stay as they were)
+
+
+@runtime_checkable
+class Predictor(Named, Protocol):
+    def predict(
+        self, inputs: Inputs, *, on_too_long: LengthPolicy = "error", tokens_per_batch: int | None = None
+    ) -> Predictions:
+        """Per record, the fine-tuned target: a value (regression) or class probabilities; see `Predictions`."""
+        ...
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """A ``predict`` request's options (see `EmbedOptions` for the fields)."""
+
+    on_too_long: LengthPolicy = "error"
+    tokens_per_batch: int | None = None
+
+    def run(self, model: Predictor, inputs: Inputs) -> Predictions:
+        return model.predict(inputs, on_too_long=self.on_too_long, tokens_per_batch=self.tokens_per_batch)
+
+
+VERB_PROTOCOLS["predict"] = Predictor
+VERB_OPTIONS["predict"] = PredictOptions

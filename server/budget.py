@@ -31,7 +31,8 @@ from bionemo_lite.records import Record
 from bionemo_lite.spec import ModelSpec
 
 if TYPE_CHECKING:
-    from .schemas import ContactsRequest, EmbedRequest, FoldRequest, GenerateRequest, ScoreRequest
+    from .schemas import (ContactsRequest, EmbedRequest, FinetuneRequest, FoldRequest, GenerateRequest,
+                          PredictRequest, ScoreRequest)
     from .settings import Settings
 
 TOKEN_PASSES = "token-passes"
@@ -140,3 +141,23 @@ def check_budget(cost: Cost, settings: Settings) -> None:
                        else (settings.max_token_passes, TOKEN_SETTING))
     if cost.amount > budget:
         raise OverBudgetError(cost.verb, cost.amount, budget, cost.unit, setting, cost.batch_command)
+
+
+# ---- fine-tuning (bionemo_lite.finetune): predict is one pass per record, like embed; a fine-tune's passes
+def predict_cost(spec: ModelSpec, body: PredictRequest) -> Cost:
+    """One pass of the base encoder over every record."""
+    return Cost("predict", sum(_lengths(spec, body.records(), body.truncate)), TOKEN_PASSES,
+                f"bionemo-lite predict {spec.name} {_input_file(spec)} -o predictions.parquet")
+
+
+LORA_PASSES_PER_EPOCH = 4  # forward + backward (~2 passes) over train records, plus the validation pass: bounded by 4
+
+
+def finetune_cost(spec: ModelSpec, body: FinetuneRequest) -> Cost:
+    """``head``: one embedding pass over the records (the head's epochs read cached features).
+    ``lora``: up to ``max_epochs`` epochs of forward, backward and validation passes, plus the test pass."""
+    residues = sum(_lengths(spec, body.records(), False))
+    passes = 1 if body.method == "head" else LORA_PASSES_PER_EPOCH * body.max_epochs + 2
+    return Cost("finetune", passes * residues, TOKEN_PASSES,
+                f"bionemo-lite finetune {spec.name} data.csv --target {body.target} --task {body.task} "
+                f"--method {body.method} -o {body.name}/ --name {body.name}")

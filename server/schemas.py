@@ -528,9 +528,85 @@ class ErrorBody(BaseModel):
                                                      "details under it.")
 
 
+
+
+# ---- fine-tuning (bionemo_lite.finetune): POST /v1/models/{name}/predict and /v1/models/{base}/finetune
+from bionemo_lite.verbs import PredictOptions  # noqa: E402  (appended with the verb)
+
+
+class PredictRequest(RecordsRequest, LengthPolicyBody):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"sequences": ["MKTAYIAKQR"]}]})
+
+    truncate: bool = Field(False, description="Cut records longer than the model's maximum instead of refusing them.")
+
+    def verb_options(self) -> PredictOptions:
+        return PredictOptions(self.on_too_long)
+
+
+class PredictResponse(BaseModel):
+    model: str
+    task: Literal["regression", "classification"]
+    target: str
+    ids: list[str]
+    values: list[float | str] = Field(description="Per record: the value (regression) or the most probable class.")
+    probabilities: list[list[float]] | None = Field(
+        description="Classification: per record, the probability of each class in `classes`; null for regression.")
+    classes: list[str] | None
+    truncated: list[str]
+    errors: list[dict[str, Any]]
+
+
+class FinetuneRequest(RecordsRequest):
+    """Records with their targets; the fine-tune is written on the server and registered as `name`."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "my_solubility", "sequences": ["MKTAYIAKQR", "GSHMLE"], "targets": [0.3, 1.2],
+        "task": "regression", "method": "head"}]})
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$",
+                      description="Register the fine-tune under this name (then POST /v1/models/{name}/predict).")
+    targets: list[float | str] = Field(min_length=1, description="One target per record, in the same order.")
+    target: str = Field("target", min_length=1, max_length=128, description="What the targets are (for the card).")
+    task: Literal["regression", "classification"] = "regression"
+    method: Literal["head", "lora"] = "head"
+    split: Literal["random", "identity", "scaffold"] = "random"
+    seed: int = 0
+    max_epochs: int = Field(100, ge=1, le=10_000)
+    patience: int = Field(15, ge=1)
+    hidden: int = Field(64, ge=0, le=4096)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    batch_size: int = Field(32, ge=1)
+    lora_rank: int = Field(8, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _one_target_per_record(self) -> FinetuneRequest:
+        if len(self.targets) != len(self.sequences):
+            raise ValueError(f"{len(self.targets)} targets for {len(self.sequences)} sequences: give one per record")
+        return self
+
+    def finetune_options(self) -> Any:
+        from bionemo_lite.finetune import FinetuneOptions
+
+        return FinetuneOptions(task=self.task, method=self.method, split=self.split, seed=self.seed,
+                               max_epochs=self.max_epochs, patience=self.patience, hidden=self.hidden,
+                               learning_rate=self.learning_rate, batch_size=self.batch_size, lora_rank=self.lora_rank,
+                               progress=False)
+
+
+class FinetuneResponse(BaseModel):
+    model: str = Field(description="The registered name of the fine-tune.")
+    base_model: str
+    task: str
+    method: str
+    metrics: dict[str, dict[str, float | None]] = Field(
+        description="Held-out metrics: test, validation (best epoch) and baseline_test (the untrained model).")
+    seconds: float
+    card: dict[str, Any] = Field(description="The fine-tune's card (card.json).")
+
+
 # The list of each body that the server counts against its max_sequences setting (`validation.check_count`);
 # `server.openapi` documents the setting as that list's maxItems.
 COUNTED_FIELDS: dict[type[BaseModel], str] = {
     EmbedRequest: "sequences", ScoreRequest: "sequences", ContactsRequest: "sequences",
-    GenerateRequest: "sequences", DecodeRequest: "hiddens",
+    GenerateRequest: "sequences", DecodeRequest: "hiddens", PredictRequest: "sequences",
 }

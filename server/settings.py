@@ -140,6 +140,10 @@ class Settings(BaseSettings):
     request_timeout_s: float | None = Field(300.0, gt=0)
     shutdown_timeout_s: float = Field(30.0, ge=0)
     # ----
+    # ---- fine-tuning over HTTP (server/routes/finetune.py): where the runs are written, how many records one takes
+    finetune_dir: str | None = None  # None: $BIONEMO_LITE_HOME/finetune-runs
+    max_finetune_records: int = Field(5000, ge=1)
+    # ----
 
     @field_validator("weights", mode="before")
     @classmethod

@@ -33,6 +33,7 @@ import bionemo_lite
 from bionemo_lite.cli import app as cli_app
 from bionemo_lite.verbs import VERB_PROTOCOLS
 from bionemo_lite.results import Decoded, Embeddings, Generated, Scores, Structure
+from bionemo_lite.results import Predictions
 from bionemo_lite.spec import ModelSpec
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -131,8 +132,21 @@ CASES: dict[str, VerbCase] = {
         triton=lambda r, m, s: r.decode(*decode_inputs(m)),  # hiddens from the local model
     ),
 }
+CASES["predict"] = VerbCase(  # fine-tuned models (bionemo_lite.finetune)
+    Predictions, lambda m, s: m.predict(records(s)), (), "out.csv", lambda m, s: _body(records(s)),
+    triton=lambda r, m, s: r.predict(records(s)),
+)
 
-SPECS = bionemo_lite.list_models()
+
+def _finetune_specs() -> list[ModelSpec]:
+    """A tiny fine-tune variant (written and registered on first use by the ``finetuned`` family's
+    ``tiny_checkpoint``), so the grid covers ``predict``; none is registered before then."""
+    from bionemo_lite.zoo.finetuned.testing import tiny_spec
+
+    return [tiny_spec()]
+
+
+SPECS = bionemo_lite.list_models() + _finetune_specs()
 FAMILIES = sorted({spec.family for spec in SPECS})
 ONE_PER_FAMILY = {family: next(s for s in SPECS if s.family == family) for family in FAMILIES}
 VARIANT_VERBS = [pytest.param(s, v, id=f"{s.name}-{v}") for s in SPECS for v in sorted(s.verbs)]

@@ -16,7 +16,7 @@ from bionemo_lite.verbs import (
 
 
 def test_every_verb_has_a_protocol_and_options():
-    assert set(VERB_OPTIONS) == set(VERB_PROTOCOLS) == {"embed", "contacts", "score", "generate", "fold", "decode"}
+    assert set(VERB_OPTIONS) == set(VERB_PROTOCOLS) == {"embed", "contacts", "score", "generate", "fold", "decode", "predict"}
 
 
 def test_options_from_keywords_name_fields_and_keep_the_family_s_own():

@@ -27,12 +27,13 @@ from .tasks import (
     GenerateTask,
     MutationScoreTask,
     MutationSource,
+    PredictTask,
     ScoreTask,
     structure_filename,
 )
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE", "ChunkOutcome", "ChunkReport", "ContactsTask", "EmbedTask", "FoldTask", "GenerateTask",
-    "JobSummary", "JobTask", "Manifest", "MutationScoreTask", "MutationSource", "RecordSource", "ScoreTask",
+    "JobSummary", "JobTask", "Manifest", "MutationScoreTask", "MutationSource", "PredictTask", "RecordSource", "ScoreTask",
     "default_paths", "failure_reason", "job_identity", "params_hash", "run_job", "sequence_hash", "structure_filename", "weights_fingerprint",
 ]

@@ -51,6 +51,7 @@ from ..verbs import (
     ScoreOptions,
     Scorer,
 )
+from ..verbs import PredictOptions, Predictor
 from .runner import ChunkOutcome, failure_reason
 
 
@@ -588,3 +589,53 @@ class FoldTask(JsonPayloads):
 
     def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
         return write_rows(output, done, SUMMARY_COLUMNS + (RELAX_COLUMNS if self.relax else []))
+
+
+PREDICT_COLUMNS = ["id", "sequence", "prediction", "truncated"]
+
+
+def probability_column(label: str) -> str:
+    """The output column of one class's probability (``p_<label>``)."""
+    return f"p_{label}"
+
+
+@dataclass
+class PredictTask(JsonPayloads):
+    """``predict`` (a fine-tuned model) as a job: one row per record with its prediction
+    (regression: the value; classification: the most probable class and one ``p_<class>`` column per class)."""
+
+    model: Predictor
+    on_too_long: LengthPolicy = "error"
+    tokens_per_batch: int | None = None
+    verb: str = field(default="predict", init=False)
+
+    def params(self) -> dict[str, Any]:
+        return {"on_too_long": self.on_too_long}
+
+    def prepare(self, record: Record) -> Record:
+        return _prepare(self.model, record, self.on_too_long)
+
+    def run(self, records: list[Record]) -> ChunkOutcome:
+        result = PredictOptions(self.on_too_long, self.tokens_per_batch).run(self.model, records)
+        by_id = {r.id: r for r in records}
+        truncated = set(result.truncated)
+        out = ChunkOutcome(errors=_errors_by_id(result.errors))
+        for i, rid in enumerate(result.ids):
+            row: dict[str, Any] = {"sequence": by_id[rid].sequence, "prediction": result.values[i],
+                                   "truncated": rid in truncated}
+            if result.probabilities is not None and result.classes is not None:
+                row["probabilities"] = dict(zip(result.classes, np.asarray(result.probabilities[i]).tolist()))
+            out.results[rid] = row
+        return out
+
+    def write(self, output: Path, done: Iterable[tuple[Record, Any]]) -> int:
+        first, pairs = peek_first(done)
+        classes = list(first[1].get("probabilities", {})) if first else []
+        columns = PREDICT_COLUMNS + [probability_column(c) for c in classes]
+        layout = extra_columns(first, columns)
+        types = {**_string_types(layout), "prediction": "string" if classes else "float64",
+                 **{probability_column(c): "float64" for c in classes}}
+        rows = ({"id": rec.id, "sequence": p["sequence"], "prediction": p["prediction"], "truncated": p["truncated"],
+                 **{probability_column(c): p["probabilities"][c] for c in classes}, **_extras(rec, layout)}
+                for rec, p in pairs)
+        return write_table(output, rows, columns + [c for _, c in layout], types)

@@ -184,6 +184,14 @@ class TritonPythonModel:
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
         weights = params.get("weights")
+        from bionemo_lite.finetune.card import is_finetune_folder
+
+        if weights and is_finetune_folder(self._path(weights)):
+            # A fine-tune loads from its folder (its card names the base), registered in this process or not.
+            self.model = bionemo_lite.finetune.load_path(self._path(weights), device=self.device,
+                                                         dtype=params.get("dtype") or None, name=self.name)
+            self.max_length = self.model.max_length
+            return
         self.model = bionemo_lite.load(
             self.name,
             weights=self._path(weights) if weights else None,

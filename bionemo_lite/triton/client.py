@@ -39,6 +39,7 @@ from ..errors import BackendUnavailableError, BionemoLiteError, InvalidInputErro
 from ..records import Inputs, Record, as_records
 from ..pooling import is_per_position
 from ..results import Decoded, Embeddings, Generated, GeneratedRecord, RecordError, Scores, Structure
+from ..results import Predictions
 from .protocol import EMBED_OUTPUTS, decode_error, encode_layer, index_to_id, triton_model_name
 
 Protocol = Literal["http", "grpc"]
@@ -235,6 +236,20 @@ class _Codec:
             item["id"] = index_to_id(item.get("id"), ids)
             out.append(GeneratedRecord(**item))
         return Generated(model=model, records=out, errors=_record_errors(body.get("errors", []), ids))
+
+    @staticmethod
+    def predictions(model: str, records: list[Record], body: dict[str, Any]) -> Predictions:
+        """`Predictions` from ``<model>__predict``'s JSON (records named by index back to their ids)."""
+        ids = [r.id for r in records]
+        probabilities = body.get("probabilities")
+        return Predictions(
+            model=model, task=body.get("task", ""), ids=[index_to_id(i, ids) for i in body.get("ids", [])],
+            values=list(body.get("values", [])),
+            probabilities=np.asarray(probabilities, dtype=np.float64) if probabilities is not None else None,
+            classes=body.get("classes"), target=body.get("target", ""),
+            truncated=[index_to_id(i, ids) for i in body.get("truncated", [])],
+            errors=_record_errors(body.get("errors", []), ids),
+        )
 
     @staticmethod
     def structure(body: dict[str, Any]) -> Structure:
@@ -496,6 +511,14 @@ class TritonClient(_Base):
                              ["result"], self._codec.json_parameters(options, records), [r.id for r in records])
         return self._codec.generated(model, records, self._codec.json_result(result))
 
+    def predict(self, model: str, sequences: Inputs, **options: Any) -> Predictions:
+        """Predict through ``<model>__predict`` (a fine-tuned model); same arguments and result as `Predictor.predict`."""
+        records = as_records(sequences)
+        result = self._infer(triton_model_name(model, "predict"),
+                             [self._codec.sequences_input([r.sequence for r in records], False)],
+                             ["result"], self._codec.json_parameters(options, records), [r.id for r in records])
+        return self._codec.predictions(model, records, self._codec.json_result(result))
+
     def fold(self, model: str, sequence: str, **options: Any) -> Structure:
         """Fold through ``<model>__fold``; same arguments and result as `Folder.fold`."""
         result = self._infer(triton_model_name(model, "fold"), self._codec.fold_inputs(sequence), ["result"],
@@ -615,6 +638,14 @@ class AsyncTritonClient(_Base):
                                    ["result"], self._codec.json_parameters(options, records),
                                    [r.id for r in records])
         return self._codec.generated(model, records, self._codec.json_result(result))
+
+    async def predict(self, model: str, sequences: Inputs, **options: Any) -> Predictions:
+        records = as_records(sequences)
+        result = await self._infer(triton_model_name(model, "predict"),
+                                   [self._codec.sequences_input([r.sequence for r in records], False)],
+                                   ["result"], self._codec.json_parameters(options, records),
+                                   [r.id for r in records])
+        return self._codec.predictions(model, records, self._codec.json_result(result))
 
     async def fold(self, model: str, sequence: str, **options: Any) -> Structure:
         result = await self._infer(triton_model_name(model, "fold"), self._codec.fold_inputs(sequence), ["result"],

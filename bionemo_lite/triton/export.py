@@ -74,6 +74,7 @@ UNBATCHED_INPUTS = {
     "fold": (TensorSpec("sequence", "TYPE_STRING", (1,)),),
     "decode": (TensorSpec("hiddens", "TYPE_FP32", (-1, -1, -1)), TensorSpec("mask", "TYPE_BOOL", (-1, -1))),
 }
+UNBATCHED_INPUTS["predict"] = JSON_INPUTS  # a fine-tuned model (bionemo_lite.finetune)
 UNBATCHED_OUTPUTS = {
     "score": (TensorSpec("result", "TYPE_STRING", (1,)), TensorSpec("scores", "TYPE_FP32", (-1,))),
     "generate": (TensorSpec("result", "TYPE_STRING", (1,)),),
@@ -81,6 +82,7 @@ UNBATCHED_OUTPUTS = {
              TensorSpec("pae", "TYPE_FP32", (-1, -1))),
     "decode": (TensorSpec("generated", "TYPE_STRING", (-1,)),),
 }
+UNBATCHED_OUTPUTS["predict"] = (TensorSpec("result", "TYPE_STRING", (1,)),)
 
 
 @dataclass

@@ -21,6 +21,8 @@ One Triton model per verb, named `triton_model_name` (``<model>`` for embed,
   ``options`` (JSON object of the verb's keyword arguments). They answer
   ``result`` (``TYPE_STRING`` ``[1]``, the JSON of the result's ``to_dict()``);
   ``__score`` also answers ``scores`` (``TYPE_FP32`` ``[-1]``).
+- ``<model>__predict`` (a fine-tuned model) is such a verb too: options ``on_too_long``; ``result``
+  is the JSON of ``Predictions.to_dict()`` (values, or class probabilities, per record).
 - ``<model>__fold`` takes ``sequence`` (``TYPE_STRING`` ``[1]``: one protein,
   chains joined by ``:``) and ``options`` (``num_recycles``, ``chunk_size``,
   ``id``...). It answers ``result`` (the JSON of ``Structure.to_dict()``: PDB
@@ -53,7 +55,7 @@ from ..errors import BionemoLiteError, InvalidInputError, UnsupportedVerbError
 
 VERB_SEPARATOR = "__"
 EMBED_OUTPUTS = ("embeddings", "lengths", "layers", "truncated", "errors")
-JSON_VERBS = ("score", "generate")
+JSON_VERBS = ("score", "generate", "predict")  # predict: fine-tuned models (bionemo_lite.finetune)
 SERVABLE_VERBS = ("embed", *JSON_VERBS, "decode", "fold")
 ERROR_PREFIX = "bionemo-lite error: "
 

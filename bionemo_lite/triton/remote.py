@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import UnsupportedVerbError
 from ..records import Inputs, LengthPolicy, Record
 from ..registry import get_spec
-from ..results import Decoded, Embeddings, Generated, Scores, Structure
+from ..results import Decoded, Embeddings, Generated, Predictions, Scores, Structure
 from ..spec import ModelSpec
 from .client import Protocol, TritonClient
 from .protocol import SERVABLE_VERBS
@@ -112,6 +112,13 @@ class RemoteModel:
         """`Decoder.decode` on the server."""
         self._require("decode")
         return self.client.decode(self.name, hiddens, mask, **options)
+
+    def predict(
+        self, inputs: Inputs, *, on_too_long: LengthPolicy = "error", tokens_per_batch: int | None = None
+    ) -> Predictions:
+        """`Predictor.predict` (a fine-tuned model) on the server; `tokens_per_batch` is the server's to choose."""
+        self._require("predict")
+        return self.client.predict(self.name, inputs, on_too_long=on_too_long)
 
     def close(self) -> None:
         """Close the connection (the server keeps serving)."""

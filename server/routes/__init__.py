@@ -1,6 +1,8 @@
 """One router per resource; `ROUTERS` is what the app mounts."""
 
 from . import contacts, decode, embed, fold, generate, health, metrics, models, score
+from . import finetune, predict
 
 ROUTERS = [health.router, models.router, embed.router, score.router, generate.router, fold.router, decode.router,
            contacts.router, metrics.router]
+ROUTERS += [predict.router, finetune.router]  # fine-tuning (bionemo_lite.finetune)
