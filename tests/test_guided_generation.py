@@ -317,3 +317,34 @@ def test_http_guided_budget_counts_iterations_times_particles(client):
     assert r.status_code == 422, r.text
     body = r.json()
     assert body["error"] == "over_budget" and "iterations=1000" in body["detail"], body
+
+
+@pytest.fixture(scope="module")
+def triton(trained, tmp_path_factory):
+    """The trained model's ``generate`` exported to a repository and served by a real tritonserver."""
+    from bionemo_lite.triton.export import export_model
+    from bionemo_lite.triton.launch import TritonServer
+
+    model, _ = trained
+    root = tmp_path_factory.mktemp("guidedtriton")
+    weights = model.save_pretrained(root / "weights")
+    export_model("megamolbart", root / "repository", weights=weights, num_threads=1, verbs=["generate"])
+    server = TritonServer(root / "repository", log_path=root / "triton.log", startup_timeout=240)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_triton_guided_generate_equals_python_and_refuses_bad_options(triton, trained):
+    from bionemo_lite.triton.client import TritonClient
+
+    model, _ = trained
+    options = {k: v for k, v in HTTP.items() if k != "smis"}
+    with TritonClient(triton.http_url, "http") as client:
+        served = client.generate("megamolbart", HTTP["smis"], **options).records[0]
+        with pytest.raises(InvalidInputError, match="min_similarity"):
+            client.generate("megamolbart", HTTP["smis"], **{**options, "min_similarity": 1.5})
+    mine = model.generate(HTTP["smis"], **options).records[0]
+    assert served.generated == mine.generated and served.stats == mine.stats
+    assert served.trace["best"] == pytest.approx(mine.trace["best"])
