@@ -10,9 +10,10 @@ entries of variance ``1 / D`` drawn from the record's seed, so ``z ~ N(0, r^2 I)
 every hidden value the noise variance ``r^2`` of unguided sampling (``r`` =
 ``scaled_radius``, CMA-ES's initial step size). The search space then has MolMIM's size
 (``D``: 512 for the released model) with a full covariance, whatever the seed's length.
-On the tiny trained model this found higher QED at equal budget than CMA-ES on all
-``L * D`` flattened values (diagonal or full covariance): in ~1,000+ dimensions a
-population of tens moves the mean mostly at random and the decodes turn invalid.
+On the tiny trained model (tests' seeds, 8 x 16 decodes, radius 1) it found a mean best
+QED of 0.696 / 0.698 (seeds 0 / 1) where separable CMA-ES on all ``L * D`` flattened values
+found 0.669 / 0.693 and unguided sampling 0.648 / 0.663: in ~1,000+ dimensions a population
+of tens moves the mean mostly at random and more decodes turn invalid.
 
 Each iteration asks CMA-ES for `particles` candidates, decodes them greedily,
 and ranks them (CMA-ES only uses the order, so properties of any scale work):
@@ -131,7 +132,6 @@ class _Found:
     """The distinct feasible molecules seen so far, and the running counts."""
 
     best: dict[str, float] = field(default_factory=dict)  # canonical SMILES -> property
-    similarity: dict[str, float] = field(default_factory=dict)
     samples: int = 0
     invalid: int = 0
     infeasible: int = 0
@@ -182,7 +182,6 @@ def optimise(seed_smiles: str, record_id: str, hidden: torch.Tensor, plan: Guide
             "seed": math.nan,  # with its own randn, cma must not reseed numpy's global generator
             "verbose": -9, "verb_log": 0, "verb_disp": 0,  # no console output, no outcmaes/ files
             "tolx": 0, "tolfun": 0, "tolflatfitness": 10**9, "tolstagnation": 10**9,  # run every iteration asked
-            **__import__("json").loads(__import__("os").environ.get("CMAX", "{}")),
         },
     )
     reference = chem.parse_smiles(seed_smiles)
@@ -194,7 +193,8 @@ def optimise(seed_smiles: str, record_id: str, hidden: torch.Tensor, plan: Guide
         texts = decode([torch.as_tensor((origin + basis @ z).astype(np.float32).reshape(shape)) for z in candidates])
         canon = [chem.try_canonical(t) if t else None for t in texts]
         valid = [c for c in canon if c is not None]
-        scored = dict(zip(valid, score_molecules(plan.property, valid)))
+        distinct = list(dict.fromkeys(valid))
+        scored = dict(zip(distinct, score_molecules(plan.property, distinct)))
         sims = dict(zip(scored, chem.tanimoto_to(reference, [chem.parse_smiles(c) for c in scored])))
         values = [None if c is None else scored[c] for c in canon]
         similarity = [None if c is None else sims[c] for c in canon]
@@ -207,7 +207,6 @@ def optimise(seed_smiles: str, record_id: str, hidden: torch.Tensor, plan: Guide
         found.infeasible += len(valid) - len(feasible)
         for c in feasible:
             found.best[c] = scored[c]
-            found.similarity[c] = sims[c]
         trace["best"].append(max(found.best.values()) if found.best else None)
         trace["mean"].append(float(np.mean([scored[c] for c in valid])) if valid else None)
         trace["valid"].append(len(valid) / len(canon))
