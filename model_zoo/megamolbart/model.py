@@ -464,8 +464,8 @@ class MegaMolBARTModel(BioModel):
             max_rounds: rounds of `num_molecules` samples drawn at most (1-20); 1 draws
                 `num_molecules` samples once and returns what they hold.
             algorithm: ``"sampling"`` (the above) or ``"cma-es"``: property-guided search
-                around each seed (`guided.py`: the seed's flattened hiddens as the mean,
-                `scaled_radius` as the initial step size, greedy decoding). Its options:
+                around each seed (`guided.py`: a random hidden-size subspace of the seed's
+                hiddens, `scaled_radius` as the initial step size, greedy decoding). Its options:
             property: the objective, maximised: ``"qed"`` (default), ``"plogp"``, ``"logp"``
                 or a name registered with `bionemo_lite.properties.register_property`.
             iterations / particles: CMA-ES generations (1-1000, default 10) and candidates
