@@ -33,6 +33,7 @@ import argparse
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -122,6 +123,9 @@ def reference(model, seeds: list[str], args, seed: int) -> list[float] | None:
         from guided_molecule_gen.oracles import molmim_qed_with_similarity
     except ImportError:
         return None
+    from rdkit import RDLogger
+
+    RDLogger.DisableLog("rdApp.*")  # its oracles parse every decode without silencing RDKit
     out = []
     for smi in seeds:
         canon = chem.canonical_smiles(smi)
@@ -135,7 +139,9 @@ def reference(model, seeds: list[str], args, seed: int) -> list[float] | None:
         optimizer = MoleculeGenerationOptimizer(OneSeedClient(model, canon), oracle, [canon], popsize=args.particles,
                                                 optimizer_args={"sigma": args.scaled_radius, "seed": seed + 1,
                                                                 "verbose": -9, "verb_log": 0})
-        optimizer.optimize(args.iterations)
+        with warnings.catch_warnings():  # cma's numerical-precision notes on a 1,000+-dimensional full covariance
+            warnings.simplefilter("ignore")
+            optimizer.optimize(args.iterations)
         out.append(best_feasible_qed(canon, seen, args.min_similarity))
     return out
 
