@@ -20,8 +20,8 @@ the mean improvement over unguided sampling:
 The package needs a BioNeMo service client at install time; install it beside, not
 into, the project's environment (the script skips the row when it is missing):
 
-    pip install --no-deps --target .bench-ref bionemo-controlled-generation==0.3.0
-    PYTHONPATH=.bench-ref .venv/bin/python benchmarks/guided_generation.py
+    pip install --no-deps --target /tmp/guided_bench_ref bionemo-controlled-generation==0.3.0
+    PYTHONPATH=/tmp/guided_bench_ref .venv/bin/python benchmarks/guided_generation.py --repeats 3
 
 No trained MegaMolBART can be downloaded: without ``--weights`` the script trains the
 tests' tiny autoencoder on their drug SMILES (``tests/megamolbart_fixtures.py``, ~30 s).
