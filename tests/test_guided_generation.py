@@ -26,7 +26,8 @@ from bionemo_lite.verbs import options_from_keywords
 from megamolbart_fixtures import DRUG_SMILES
 
 # seeds with better molecules near them in what the tiny model learned (caffeine: hardly any)
-SEEDS = {name: DRUG_SMILES[name] for name in ("aspirin", "paracetamol", "benzocaine", "procaine", "atenolol", "caffeine")}
+SEEDS = {name: DRUG_SMILES[name]
+         for name in ("aspirin", "paracetamol", "benzocaine", "procaine", "atenolol", "caffeine")}
 BUDGET = {"iterations": 8, "particles": 16}  # 128 decodes per seed
 GUIDED = {"algorithm": "cma-es", "property": "qed", "min_similarity": 0.4, "scaled_radius": 1.0, **BUDGET}
 
@@ -96,7 +97,8 @@ def test_register_property_is_found_by_name_and_checked():
 def test_guided_decodes_counts_iterations_times_particles():
     assert properties.guided_decodes({}) is None
     assert properties.guided_decodes({"algorithm": "sampling", "iterations": 5}) is None
-    assert properties.guided_decodes({"algorithm": "cma-es"}) == properties.DEFAULT_ITERATIONS * properties.DEFAULT_PARTICLES
+    defaults = properties.DEFAULT_ITERATIONS * properties.DEFAULT_PARTICLES
+    assert properties.guided_decodes({"algorithm": "cma-es"}) == defaults
     assert properties.guided_decodes({"algorithm": "cma-es", "iterations": 7, "particles": 3}) == 21
     assert properties.guided_decodes({"algorithm": "cma-es", "iterations": "7", "particles": 3}) == \
         properties.DEFAULT_ITERATIONS * 3  # a bad value is the model's to refuse

@@ -40,7 +40,9 @@ from bionemo_lite import chem
 from bionemo_lite.cancellation import raise_if_cancelled
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.options import check_float, check_int, check_seed
-from bionemo_lite.properties import DEFAULT_ITERATIONS, DEFAULT_PARTICLES, GUIDED_ALGORITHMS, get_property, score_molecules
+from bionemo_lite.properties import (
+    DEFAULT_ITERATIONS, DEFAULT_PARTICLES, GUIDED_ALGORITHMS, get_property, score_molecules,
+)
 from bionemo_lite.results import GeneratedRecord
 
 from .sampling import MAX_MOLECULES, MAX_RADIUS
