@@ -131,9 +131,12 @@ class GeneratedRecord:
     scores: list[float]
     properties: dict[str, list[float]] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
+    # Guided generation only: per iteration, "best" property so far and "mean" property of the
+    # iteration's valid molecules (None where there was none), and the "valid" / "feasible" fractions.
+    trace: dict[str, list[float | None]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "seed": self.seed,
             "generated": self.generated,
@@ -141,6 +144,9 @@ class GeneratedRecord:
             "properties": self.properties,
             "stats": self.stats,
         }
+        if self.trace:
+            out["trace"] = self.trace
+        return out
 
 
 @dataclass

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from bionemo_lite.chains import split_chains
 from bionemo_lite.errors import OverBudgetError
 from bionemo_lite.mutations import normalize_mutation
+from bionemo_lite.properties import guided_decodes
 from bionemo_lite.records import Record
 from bionemo_lite.spec import ModelSpec
 
@@ -98,8 +99,11 @@ def score_cost(spec: ModelSpec, body: ScoreRequest) -> Cost:
 
 def generate_cost(spec: ModelSpec, body: GenerateRequest) -> Cost:
     """Per sample: proteins fill one ``<mask>`` per pass and are then PLL-scored
-    ((masks + L) passes of L tokens); SMILES decode up to the model's maximum length, one token a step."""
-    samples = body.num_samples or 1
+    ((masks + L) passes of L tokens); SMILES decode up to the model's maximum length, one token a step.
+    Guided generation (``algorithm="cma-es"``) decodes ``iterations x particles`` molecules per seed."""
+    options = body.family_options()
+    guided = guided_decodes(options)
+    samples = guided or body.num_samples or 1
     amount = 0
     for record in body.records():
         if spec.input_kind == "smiles":
@@ -108,7 +112,12 @@ def generate_cost(spec: ModelSpec, body: GenerateRequest) -> Cost:
             masks = len(_MASK.findall(record.sequence))
             residues = len(_MASK.sub("X", record.sequence))
             amount += samples * (masks + residues) * residues
-    command = f"bionemo-lite generate {spec.name} {_input_file(spec)} -o generated.parquet --num-samples {samples}"
+    command = f"bionemo-lite generate {spec.name} {_input_file(spec)} -o generated.parquet"
+    if guided:  # the options that set a guided search's cost
+        command += "".join(f" --option {k}={options[k]}" for k in ("algorithm", "iterations", "particles")
+                           if k in options)
+    if body.num_samples or not guided:
+        command += f" --num-samples {body.num_samples or samples}"
     return Cost("generate", amount, TOKEN_PASSES, command)
 
 

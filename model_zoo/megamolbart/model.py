@@ -37,7 +37,7 @@ from bionemo_lite.results import Decoded, Embeddings, Generated, GeneratedRecord
 from bionemo_lite.spec import ModelSpec
 from bionemo_lite.weights import resolve_dtype
 
-from . import decoding
+from . import decoding, guided
 from .checkpoint import build_network, read_checkpoint, save_pretrained, write_nemo
 from .network import MegaMolBARTConfig, MegaMolBARTNetwork
 from .sampling import DEFAULT_ROUNDS, MAX_BEAMS, Harvest, SamplingPlan, plan_sampling
@@ -453,8 +453,14 @@ class MegaMolBARTModel(BioModel):
         tokens_per_batch: int | None = None,
         canonicalize: bool = True,
         on_invalid: OnInvalid = "error",
+        algorithm: str = guided.UNGUIDED,
+        property: str | None = None,
+        iterations: int | None = None,
+        particles: int | None = None,
+        min_similarity: float | None = None,
     ) -> Generated:
-        """New molecules around each seed SMILES by perturbing its hiddens (MolMIM-style sampling).
+        """New molecules around each seed SMILES by perturbing its hiddens (MolMIM-style sampling),
+        or optimised for a property by CMA-ES in the latent space (``algorithm="cma-es"``).
 
         Each round repeats a seed's hiddens `num_molecules` times, perturbs
         them by ``scaled_radius * N(0, 1)`` noise and decodes them (greedy,
@@ -475,6 +481,20 @@ class MegaMolBARTModel(BioModel):
             max_length: most tokens to emit per molecule (default: the model's positions).
             max_rounds: rounds of `num_molecules` samples drawn at most (1-20); 1 draws
                 `num_molecules` samples once and returns what they hold.
+            algorithm: ``"sampling"`` (the above) or ``"cma-es"``: property-guided search
+                around each seed (`guided.py`: a random hidden-size subspace of the seed's
+                hiddens, `scaled_radius` as the initial step size, greedy decoding). Its options:
+            property: the objective, maximised: ``"qed"`` (default), ``"plogp"``, ``"logp"``
+                or a name registered with `bionemo_lite.properties.register_property`.
+            iterations / particles: CMA-ES generations (1-1000, default 10) and candidates
+                per generation (2-1000, default 20): ``iterations * particles`` decodes per seed.
+            min_similarity: Tanimoto similarity to the seed (Morgan r=2) that every
+                returned molecule meets, in [0, 1] (default 0.4, MolMIM's).
+                With ``"cma-es"``, `num_molecules` is how many of the best molecules found
+                are returned (highest property first, the property also as ``scores``), and
+                each record carries ``trace`` (per iteration: ``best`` so far, ``mean``, and
+                the ``valid`` / ``feasible`` fractions); `method`, `top_k`, `top_p`,
+                `temperature`, `beam_size` and `max_rounds` do not apply.
 
         Returns:
             Per seed, the unique valid canonical SMILES (most likely first),
@@ -490,6 +510,21 @@ class MegaMolBARTModel(BioModel):
             InvalidInputError: an option of the wrong type or out of range (before
                 any work), or a bad SMILES with ``on_invalid="error"``.
         """
+        if guided.check_algorithm(algorithm, property=property, iterations=iterations, particles=particles,
+                                  min_similarity=min_similarity):
+            return self._generate_guided(
+                inputs,
+                guided.plan_guided(
+                    property=property, iterations=iterations, particles=particles, min_similarity=min_similarity,
+                    scaled_radius=scaled_radius, num_molecules=num_molecules, seed=seed,
+                    unsupported={"method": None if method == "greedy-perturbate" else method, "top_k": top_k,
+                                 "top_p": top_p, "temperature": None if temperature == 1.0 else temperature,
+                                 "beam_size": None if beam_size == 5 else beam_size,
+                                 "max_rounds": None if max_rounds == DEFAULT_ROUNDS else max_rounds},
+                ),
+                max_length=max_length, tokens_per_batch=tokens_per_batch, canonicalize=canonicalize,
+                on_invalid=on_invalid,
+            )
         plan = plan_sampling(
             method=method, num_molecules=num_molecules, scaled_radius=scaled_radius, top_k=top_k, top_p=top_p,
             temperature=temperature, beam_size=beam_size, seed=seed, max_length=max_length, max_rounds=max_rounds,
@@ -502,6 +537,38 @@ class MegaMolBARTModel(BioModel):
         last = self.num_layers
         per = self._encode_records(token_ids, (last,), tokens_per_batch) if token_ids else {}
         out = [self._harvest(rec, per[i][last].float().cpu(), plan, tokens_per_batch) for i, rec in enumerate(records)]
+        return Generated(model=self.name, records=out, errors=errors)
+
+    def _generate_guided(
+        self,
+        inputs: Inputs,
+        plan: guided.GuidedPlan,
+        *,
+        max_length: int | None,
+        tokens_per_batch: int | None,
+        canonicalize: bool,
+        on_invalid: OnInvalid,
+    ) -> Generated:
+        """``generate(algorithm="cma-es")``: one CMA-ES search per seed (`guided.optimise`)."""
+        if max_length is not None:
+            max_length = check_int("max_length", max_length, low=1, high=self.max_length)
+        check_tokens_per_batch(tokens_per_batch)
+        records, token_ids, _, errors = self._tokens(
+            inputs, canonicalize=canonicalize, on_invalid=on_invalid, limit=self.max_length - 1
+        )
+        last = self.num_layers
+        per = self._encode_records(token_ids, (last,), tokens_per_batch) if token_ids else {}
+
+        def decode(rows: list[torch.Tensor]) -> list[str]:
+            out = self._decode_rows(rows, method="greedy", beam_size=1, max_length=max_length,
+                                    length_penalty=0.0, tokens_per_batch=tokens_per_batch)
+            return [self.tokenizer.decode(ids) for ids, _ in out]
+
+        out = [
+            guided.optimise(chem.canonical_smiles(rec.sequence, record=rec.id), rec.id, per[i][last].float().cpu(),
+                            plan, _seed_for(plan.seed, rec.index), decode)
+            for i, rec in enumerate(records)
+        ]
         return Generated(model=self.name, records=out, errors=errors)
 
     def _harvest(
