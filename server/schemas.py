@@ -358,6 +358,9 @@ class GeneratedItem(BaseModel):
     scores: list[float | None]
     properties: dict[str, list[float | None]] = {}
     stats: dict[str, int] = {}
+    trace: dict[str, list[float | None]] = Field(
+        {}, description="Guided generation (algorithm cma-es), per iteration: best and mean property, valid and "
+                        "feasible shares.")
 
 
 class GenerateResponse(BaseModel):

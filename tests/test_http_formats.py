@@ -63,7 +63,7 @@ def test_pooled_embeddings_file_is_the_json_matrix(client, fmt, pooling):
     assert arrays["lengths"].tolist() == want["lengths"] and arrays["layers"].tolist() == want["layers"]
     assert arrays["embeddings"].dtype == np.float32 and arrays["embeddings"].shape == (3, TOY_DIM)
     np.testing.assert_array_equal(arrays["embeddings"], np.asarray(want["embeddings"], np.float32))
-    assert meta == {k: want[k] for k in ("model", "dim", "layer", "pooling", "truncated", "errors")}
+    assert meta == {k: want[k] for k in ("model", "dim", "layer", "pooling", "truncated", "windowed", "errors")}
 
 
 @pytest.mark.parametrize("fmt", ["npz", "h5"])

@@ -447,6 +447,8 @@ def test_triton_scores_through_windows_and_refuses_windowed_embeddings(triton_cl
                                  on_too_long="window")
     np.testing.assert_allclose(served.scores, hand_marginals(fair_model, sequence, 1022, "masked_marginals",
                                                              mutations), rtol=0, atol=TOL)
+    local = fair_model.score({"wt": sequence}, method="masked_marginals", mutations=mutations, on_too_long="window")
+    assert list(served.windowed) == ["wt"] and served.windowed == local.windowed  # the client keeps which and how
     with pytest.raises(InvalidInputError, match="does not read sequences through windows") as err:
         triton_client.embed(ESM2_NAME, {"long": sequence, "short": "MKT"}, on_too_long="window")
     assert err.value.record == "long"

@@ -38,7 +38,7 @@ import triton_python_backend_utils as pb_utils
 from bionemo_lite.errors import BionemoLiteError, InvalidInputError
 from bionemo_lite.merging import run_merged
 from bionemo_lite.pooling import get_pooling, is_per_position
-from bionemo_lite.records import Record, prepare_inputs
+from bionemo_lite.records import Record, prepare_inputs, window_stride
 from bionemo_lite.smiles_text import check_smiles_record
 from bionemo_lite.results import Embeddings
 from bionemo_lite.triton.protocol import decode_layer, encode_error
@@ -264,7 +264,8 @@ class TritonPythonModel:
                 pooling = str(params.get("pooling", "mean"))
                 policy = str(params.get("on_too_long", "error"))
                 records, truncated = self._prepare(_sequences(request), policy)
-                _refuse_windows(records, self.max_length)
+                if self.input_kind == "protein" and window_stride(policy, self.max_length or 1) is not None:
+                    _refuse_windows(records, self.max_length)  # SMILES lengths are tokens: the model checks them
                 # Proteins arrive cut already; other inputs carry their policy to the model.
                 options = EmbedOptions(tuple(layer) if isinstance(layer, list) else (layer,), pooling,
                                        "error" if self.input_kind == "protein" else policy,  # type: ignore[arg-type]

@@ -38,8 +38,9 @@ import numpy as np
 from ..errors import BackendUnavailableError, BionemoLiteError, InvalidInputError
 from ..records import Inputs, Record, as_records
 from ..pooling import is_per_position
-from ..results import Decoded, Embeddings, Generated, GeneratedRecord, RecordError, Scores, Structure
-from ..results import Predictions
+from ..results import (Decoded, Embeddings, Generated, GeneratedRecord, Predictions, RecordError, Relaxation, Scores,
+                       Structure)
+from ..windows import Windows
 from .protocol import EMBED_OUTPUTS, decode_error, encode_layer, index_to_id, triton_model_name
 
 Protocol = Literal["http", "grpc"]
@@ -225,6 +226,8 @@ class _Codec:
             mutations=body.get("mutations"),
             truncated=[index_to_id(i, ids) for i in body.get("truncated", [])],
             errors=_record_errors(body.get("errors", []), ids),
+            windowed={index_to_id(i, ids): Windows(w["size"], w["stride"], tuple(tuple(s) for s in w["spans"]))
+                      for i, w in body.get("windowed", {}).items()},
         )
 
     @staticmethod
@@ -254,8 +257,9 @@ class _Codec:
     @staticmethod
     def structure(body: dict[str, Any]) -> Structure:
         """The `Structure` whose ``to_dict()`` is `body` (arrays back to float32, as the models give them)."""
-        known = {"model", "id", "sequence", "chains", "pdb", "mmcif", "plddt", "mean_plddt", "ptm", "iptm", "pae"}
-        pae = body.get("pae")
+        known = {"model", "id", "sequence", "chains", "pdb", "mmcif", "plddt", "mean_plddt", "ptm", "iptm", "pae",
+                 "relaxed"}
+        pae, relaxed = body.get("pae"), body.get("relaxed")
         return Structure(
             model=body["model"],
             id=body["id"],
@@ -268,6 +272,7 @@ class _Codec:
             pae=None if pae is None else np.asarray(pae, dtype=np.float32),
             chains=list(body.get("chains", [])),
             extra={k: v for k, v in body.items() if k not in known},
+            relaxed=None if relaxed is None else Relaxation(**relaxed),
         )
 
     def fold_inputs(self, sequence: str) -> list[Any]:

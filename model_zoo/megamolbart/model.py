@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from bionemo_lite import smiles_guard
+from bionemo_lite import chem, smiles_guard
 from bionemo_lite.batching import check_tokens_per_batch, run_batches, token_budget_batches
 from bionemo_lite.encoding import resolve_layers
 from bionemo_lite.errors import BionemoLiteError, InvalidInputError
