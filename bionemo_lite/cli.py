@@ -809,7 +809,7 @@ def finetune_command(
     target: str = typer.Option(..., "--target", help="The column to predict."),
     out_dir: Path = typer.Option(..., "--output", "-o", file_okay=False, help="Folder to write the fine-tune to."),
     task: str = typer.Option("regression", "--task", help="regression or classification."),
-    method: str = typer.Option("head", "--method", help="head (MLP on frozen embeddings) or lora (ESM-2, ProtT5)."),
+    method: str = typer.Option("head", "--method", help="head (MLP on frozen embeddings) or lora (ESM-2, ProtT5, MegaMolBART)."),
     split: str = typer.Option("random", "--split", help="random, identity (proteins) or scaffold (SMILES)."),
     name: Optional[str] = typer.Option(None, "--name", help="Also register it under this name (bionemo-lite models)."),
     weights: Optional[Path] = WeightsOpt,

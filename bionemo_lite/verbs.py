@@ -149,6 +149,20 @@ class OnnxExportable(Named, Protocol):
         ...
 
 
+@runtime_checkable
+class LoraAdaptable(Named, Protocol):
+    """The optional protocol of encoders whose torch module LoRA fine-tuning may adapt
+    (`bionemo_lite.finetune.encoders.LoraEncoder`), without claiming an ONNX graph for Triton.
+
+    Encoders that are `OnnxExportable` need not implement it: their ``onnx_encoder()`` serves.
+    """
+
+    def lora_encoder(self) -> OnnxEncoder:
+        """The encoder module (token arrays -> last hidden state ``[B, T, D]``), its tokenizer and
+        the residue mask of the positions ``embed(pooling="mean")`` averages."""
+        ...
+
+
 # -- request options: what a door asks of a verb, typed -------------------------------------------
 
 

@@ -3,10 +3,12 @@
 * `embed_features` (method ``head``): the frozen encoder's mean-pooled embeddings through the
   ``embed`` verb (the seam), computed once and kept, so no epoch runs the encoder again.
 * `LoraEncoder` (method ``lora``): `peft` LoRA adapters on the encoder's own torch module.
-  The module comes from the hook every encoder that Triton can serve already implements,
-  `bionemo_lite.verbs.OnnxExportable.onnx_encoder()` (a module from token arrays to hidden
-  states, its tokenizer and its residue mask), so no family is imported here. ESM-2 and
-  ProtT5 offer it; MegaMolBART does not (head only).
+  The module (from token arrays to hidden states, with its tokenizer and its residue mask)
+  comes from `bionemo_lite.verbs.LoraAdaptable.lora_encoder()`, or, for encoders that Triton
+  serves as ONNX, from the same description `bionemo_lite.verbs.OnnxExportable.onnx_encoder()`
+  already gives; so no family is imported here. ESM-2 and ProtT5 offer ``onnx_encoder``;
+  MegaMolBART offers ``lora_encoder`` (it is not ONNX-exportable: Triton serves it through
+  its python backend).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import nn
 
 from ..errors import BionemoLiteError, InvalidInputError
 from ..records import Record
-from ..verbs import Embedder, EmbedOptions, OnnxExportable
+from ..verbs import Embedder, EmbedOptions, LoraAdaptable, OnnxEncoder, OnnxExportable
 
 POOLING = "mean"
 
@@ -35,8 +37,13 @@ def embed_features(model: Embedder, records: Sequence[Record], *, on_too_long: s
 
 
 def lora_capable(model: Any) -> bool:
-    """Whether `model` exposes its encoder module (`OnnxExportable`), which LoRA adapts."""
-    return isinstance(model, OnnxExportable)
+    """Whether `model` exposes its encoder module (`LoraAdaptable` or `OnnxExportable`), which LoRA adapts."""
+    return isinstance(model, (LoraAdaptable, OnnxExportable))
+
+
+def encoder_description(model: Any) -> OnnxEncoder:
+    """The encoder module, tokenizer and residue mask LoRA adapts: ``lora_encoder()``, else ``onnx_encoder()``."""
+    return model.lora_encoder() if isinstance(model, LoraAdaptable) else model.onnx_encoder()
 
 
 def used_linear_names(module: nn.Module, example_inputs: Sequence[Any]) -> list[str]:
@@ -66,9 +73,9 @@ class LoraEncoder(nn.Module):
         from peft import LoraConfig, get_peft_model
 
         if not lora_capable(model):
-            raise InvalidInputError(f"{model.name} does not expose its encoder module (onnx_encoder), so LoRA cannot "
-                                    "adapt it; use method='head'")
-        description = model.onnx_encoder()
+            raise InvalidInputError(f"{model.name} does not expose its encoder module (lora_encoder or onnx_encoder), "
+                                    "so LoRA cannot adapt it; use method='head'")
+        description = encoder_description(model)
         module = copy.deepcopy(description.module).float()
         targets = list(target_modules) if target_modules else used_linear_names(module, description.example_inputs)
         if not targets:
@@ -95,8 +102,17 @@ class LoraEncoder(nn.Module):
         if unexpected:
             raise BionemoLiteError(f"adapter weights that fit no LoRA layer: {unexpected[:3]}")
 
-    def forward(self, sequences: Sequence[str]) -> torch.Tensor:
-        arrays = self._tokenize(list(sequences))
+    def tokenize(self, sequences: Sequence[str], ids: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The encoder's named token arrays; a bad record's error names it by `ids` (its id), not its batch row."""
+        try:
+            return self._tokenize(list(sequences))
+        except InvalidInputError as exc:
+            if ids is None or exc.record is None:
+                raise
+            raise InvalidInputError(exc.reason, record=ids[int(exc.record)], position=exc.position) from None
+
+    def forward(self, sequences: Sequence[str], ids: Sequence[str] | None = None) -> torch.Tensor:
+        arrays = self.tokenize(sequences, ids)
         inputs = [torch.as_tensor(arrays[name], device=self.device) for name in self._input_names]
         out = self.peft(*inputs)
         hidden = (out[0] if isinstance(out, (tuple, list)) else out).float()

@@ -47,11 +47,11 @@ class FinetunedModel(BioModel):
         if encoder is not None:
             encoder.eval()
 
-    def features(self, sequences: list[str]) -> torch.Tensor:
-        """Pooled features of already-checked sequences (LoRA path), without gradients."""
+    def features(self, sequences: list[str], ids: list[str] | None = None) -> torch.Tensor:
+        """Pooled features of already-checked sequences (LoRA path), without gradients; `ids` name bad records."""
         assert self.encoder is not None
         with torch.no_grad():
-            return self.encoder(sequences)
+            return self.encoder(sequences, ids)
 
     def _outputs(self, features: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
@@ -88,7 +88,7 @@ class FinetunedModel(BioModel):
             batches = token_budget_batches([len(r.sequence) for r in records],
                                            tokens_per_batch or LORA_TOKENS_PER_BATCH, 2)
             done, failures = run_batches(batches, lambda batch: dict(zip(
-                batch, self._outputs(self.features([records[i].sequence for i in batch])))))
+                batch, self._outputs(self.features([records[i].sequence for i in batch], [records[i].id for i in batch])))))
             ids = [records[i].id for i in sorted(done)]
             outputs = np.asarray([done[i] for i in sorted(done)])
             errors.extend(RecordError(records[i].id, records[i].index, why) for i, why in sorted(failures.items()))

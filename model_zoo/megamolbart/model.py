@@ -35,6 +35,7 @@ from bionemo_lite.records import Inputs, LengthPolicy, Record, as_records
 from bionemo_lite.smiles_text import check_smiles_text
 from bionemo_lite.results import Decoded, Embeddings, Generated, GeneratedRecord, RecordError, Scores
 from bionemo_lite.spec import ModelSpec
+from bionemo_lite.verbs import OnnxEncoder
 from bionemo_lite.weights import resolve_dtype
 
 from . import decoding, guided
@@ -221,6 +222,22 @@ class MegaMolBARTModel(BioModel):
                 "try a smaller tokens_per_batch or another device"
             )
         return results
+
+    # ----- LoRA ------------------------------------------------------------------------------
+    def smiles_token_ids(self, smiles: Sequence[str]) -> list[list[int]]:
+        """The encoder's token ids of each SMILES, validated and canonicalised as ``embed`` does.
+
+        Raises:
+            InvalidInputError: a bad SMILES or one over the maximum, naming the record.
+        """
+        _, token_ids, _, _ = self._tokens(list(smiles), canonicalize=True, on_invalid="error", limit=self.max_length)
+        return token_ids
+
+    def lora_encoder(self) -> OnnxEncoder:
+        """The encoder for LoRA fine-tuning (`bionemo_lite.verbs.LoraAdaptable`; see `.lora`)."""
+        from .lora import megamolbart_lora_encoder
+
+        return megamolbart_lora_encoder(self)
 
     # ----- encode / embed -------------------------------------------------------------------
     @torch.no_grad()
