@@ -171,16 +171,6 @@ def test_lora_with_the_same_seed_gives_identical_adapters(tmp_path, esm2_fair_ch
     assert a.keys() == b.keys() and a and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
 
 
-def test_lora_needs_an_encoder_module(tmp_path):
-    from bionemo_lite.zoo.megamolbart.testing import tiny_checkpoint
-
-    weights = tiny_checkpoint(tmp_path / "mmb")
-    path = write_table(tmp_path / "o.csv", atom_count_rows(30), "oxygens", text_column="smiles")
-    with pytest.raises(InvalidInputError, match="LoRA needs the encoder"):
-        bionemo_lite.finetune("megamolbart", path, "oxygens", tmp_path / "x", FinetuneOptions(method="lora"),
-                              weights=weights)
-
-
 @pytest.mark.slow  # the tiny MegaMolBART embeds 200 SMILES
 def test_smiles_head_learns_the_oxygen_count_with_a_scaffold_split(tmp_path):
     from bionemo_lite.zoo.megamolbart.testing import tiny_checkpoint
