@@ -87,8 +87,8 @@ class FinetunedModel(BioModel):
         else:
             batches = token_budget_batches([len(r.sequence) for r in records],
                                            tokens_per_batch or LORA_TOKENS_PER_BATCH, 2)
-            done, failures = run_batches(batches, lambda batch: dict(zip(
-                batch, self._outputs(self.features([records[i].sequence for i in batch], [records[i].id for i in batch])))))
+            done, failures = run_batches(batches, lambda batch: dict(zip(batch, self._outputs(self.features(
+                [records[i].sequence for i in batch], [records[i].id for i in batch])))))
             ids = [records[i].id for i in sorted(done)]
             outputs = np.asarray([done[i] for i in sorted(done)])
             errors.extend(RecordError(records[i].id, records[i].index, why) for i, why in sorted(failures.items()))
