@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -195,6 +196,9 @@ def _torch_reason(exc: BaseException) -> str:
     return text or f"{type(exc).__name__} (empty or cut-off file?)"
 
 
+_SAFE_GLOBALS_LOCK = threading.Lock()
+
+
 def safe_torch_load(
     path: Path | BinaryIO, allowed_globals: Iterable[Any] = (), mmap: bool = False, *, name: str | None = None
 ) -> Any:
@@ -220,7 +224,9 @@ def safe_torch_load(
 
     shown = name or str(path)
     try:
-        with torch.serialization.safe_globals(list(allowed_globals)):
+        # torch's allow-list is process-wide: two loads in threads (a server preloading two models) would
+        # change it under each other, so one load at a time holds it.
+        with _SAFE_GLOBALS_LOCK, torch.serialization.safe_globals(list(allowed_globals)):
             try:
                 return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
             except RuntimeError:

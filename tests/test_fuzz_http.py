@@ -47,7 +47,10 @@ OTHER_ROUTES = [("GET", "/v1/models"), ("GET", "/v1/models/{name}"), ("GET", "/v
 def server(tmp_path_factory):
     tiny = TinyCheckpoints(tmp_path_factory.mktemp("fuzz_checkpoints"))
     tmp = tmp_path_factory.mktemp("fuzz_http")
-    weights = {name: str(tiny.path(spec)) for name, spec in SERVED.items()}
+    with pytest.MonkeyPatch.context() as env_of_this_process:
+        # A fine-tune registers itself by name in the weight cache: the server's cache, so it finds it.
+        env_of_this_process.setenv("BIONEMO_LITE_HOME", str(tmp / "cache"))
+        weights = {name: str(tiny.path(spec)) for name, spec in SERVED.items()}
     env = {"BIONEMO_LITE_HOME": str(tmp / "cache"), "BIONEMO_LITE_WEIGHTS": json.dumps(weights),
            "BIONEMO_LITE_PRELOAD": json.dumps(sorted(weights)), "BIONEMO_LITE_DEFAULT_MODEL": "off",
            "BIONEMO_LITE_MAX_SEQUENCES": str(MAX_SEQUENCES), "BIONEMO_LITE_TORCH_THREADS": "1",

@@ -130,6 +130,24 @@ def test_safe_load_reads_tensors_and_allowed_types(tmp_path):
     assert data["cfg"].a == 1 and torch.equal(data["w"], torch.ones(2))
 
 
+def test_safe_loads_in_threads_keep_their_own_allowed_types(tmp_path):
+    """torch's allow-list is process-wide: loads running at once (a server preloading two models)
+    must not drop each other's allowed types on the way out."""
+    import argparse
+    from concurrent.futures import ThreadPoolExecutor
+
+    with_namespace, plain = tmp_path / "namespace.pt", tmp_path / "plain.pt"
+    torch.save({"w": torch.ones(64, 64), "cfg": argparse.Namespace(a=1)}, with_namespace)
+    torch.save({"w": torch.ones(64, 64)}, plain)
+
+    def load(i: int):
+        return safe_torch_load(with_namespace, [argparse.Namespace]) if i % 2 else safe_torch_load(plain)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(load, range(400)))
+    assert all(r["cfg"].a == 1 for r in results[1::2])
+
+
 def test_not_a_checkpoint(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(pickle.dumps([1, 2]) + b"garbage")
