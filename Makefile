@@ -12,12 +12,12 @@ PYTEST_ARGS ?=
 
 .PHONY: install serve test lock clean
 
-$(STAMP): pyproject.toml requirements.lock Makefile
+$(STAMP): pyproject.toml requirements.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: the CPU build on local disk; a range would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	# requirements.lock holds the exact versions CI resolved, so a clone next month installs the same.
-	$(PY) -m pip install -q -c requirements.lock -e ".[$(EXTRAS)]"
+	# requirements.txt holds the exact versions CI resolved, so a clone next month installs the same.
+	$(PY) -m pip install -q -c requirements.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,14 +28,14 @@ serve: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Re-resolve every dependency from pyproject.toml in a scratch venv and write the versions to requirements.lock.
+# Re-resolve every dependency from pyproject.toml in a scratch venv and write the versions to requirements.txt.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install -q torch==2.13.0
 	.lock-venv/bin/python -m pip install -q -e ".[$(EXTRAS)]"
-	{ sed -n '1,2p' requirements.lock; .lock-venv/bin/python -m pip freeze --exclude-editable \
-	    | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/'; } > requirements.lock.new
-	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
+	{ sed -n '1,2p' requirements.txt; .lock-venv/bin/python -m pip freeze --exclude-editable \
+	    | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/'; } > requirements.txt.new
+	mv requirements.txt.new requirements.txt && rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) .lock-venv .pytest_cache build *.egg-info

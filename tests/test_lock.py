@@ -1,4 +1,4 @@
-"""The environment the suite runs in is the one `requirements.lock` pins (what `make install` installs)."""
+"""The environment the suite runs in is the one `requirements.txt` pins (what `make install` installs)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-LOCK = Path(__file__).resolve().parents[1] / "requirements.lock"
+LOCK = Path(__file__).resolve().parents[1] / "requirements.txt"
 
 
 def locked() -> dict[str, str]:
@@ -37,4 +37,4 @@ def test_every_locked_package_is_installed_at_its_pinned_version():
 def test_every_dependency_of_the_project_and_its_extras_is_locked():
     pins = locked()
     missing = {str(r) for r in map(Requirement, requires("bionemo-lite") or []) if canonicalize_name(r.name) not in pins}
-    assert missing == set(), "dependencies missing from requirements.lock: run `make lock`"
+    assert missing == set(), "dependencies missing from requirements.txt: run `make lock`"

@@ -27,7 +27,7 @@ VENV_BIN = Path(sys.executable).parent
 FENCE = re.compile(r"(?:<!--\s*readme-test:\s*skip:\s*(?P<reason>[^>]*?)\s*-->\s*\n)?```(?P<lang>\w+)\n(?P<body>.*?)\n```",
                    re.S)
 # Files a checkout has that `make serve` needs: the scratch checkout links to them.
-CHECKOUT_FILES = ("Makefile", "pyproject.toml", "requirements.lock", ".venv")
+CHECKOUT_FILES = ("Makefile", "pyproject.toml", "requirements.txt", ".venv")
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def _run_session(argv: list[str], script: str, cwd: Path, env: dict[str, str], t
 def test_readme_shell_blocks_run(home, tmp_path):
     # `make serve` below must find the install done (as after `make test`), not reinstall from a scratch folder.
     stale = subprocess.run(["make", "-q", "-C", str(REPO), "install"], capture_output=True).returncode
-    assert stale == 0, "the venv is older than pyproject.toml/requirements.lock/Makefile: run `make install`"
+    assert stale == 0, "the venv is older than pyproject.toml/requirements.txt/Makefile: run `make install`"
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     for name in CHECKOUT_FILES:
