@@ -94,17 +94,20 @@ def test_a_key_over_its_concurrency_gets_429(server, keys):
         slow["r"] = httpx.post(f"{server.base_url}/v1/models/toy_encoder_b/embed", json={"sequences": ["ACDE"]},
                                headers=bearer(keys["single"]), timeout=60)
 
+    def state(c: httpx.Client) -> str:  # asked with another key, so the probe takes none of 'single's slot
+        models = c.get("/v1/models", headers=bearer(keys["free"])).json()["models"]
+        return next(m["state"] for m in models if m["name"] == "toy_encoder_b")
+
     thread = threading.Thread(target=first_request)
     started = time.monotonic()
     thread.start()
-    refused = None
     with httpx.Client(base_url=server.base_url, timeout=30) as c:
-        while thread.is_alive() and refused is None:
-            r = c.get("/v1/models", headers=bearer(keys["single"]))
-            refused = r if r.status_code == 429 else None
-            time.sleep(0.02)
+        # Probe only once the slow request holds the slot: a probe sent first would take it instead.
+        while state(c) != "loading":
+            assert thread.is_alive() and time.monotonic() - started < TOY_LOAD_DELAY, "the load was never seen"
+            time.sleep(0.01)
+        refused = c.get("/v1/models", headers=bearer(keys["single"]))
         thread.join()
-        assert refused is not None, "no request was refused while the slow one was in flight"
         body = assert_429(refused, "max_in_flight", 1)
         assert refused.headers["retry-after"] == "1" and "1 requests in flight" in body["detail"]
         assert slow["r"].status_code == 200 and time.monotonic() - started >= TOY_LOAD_DELAY
