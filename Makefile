@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml requirements.txt Makefile
 	$(PY) -m pip install -q torch==2.13.0
 	# requirements.txt holds the exact versions CI resolved, so a clone next month installs the same.
 	$(PY) -m pip install -q -c requirements.txt -e ".[$(EXTRAS)]"
+	# The playground's browser tests drive Debian's chromium (Playwright's own browser download is unreachable).
+	command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q chromium || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }; }
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -161,3 +161,14 @@ def properties(mols: Sequence[Mol], reference: Mol | None = None) -> dict[str, l
     if reference is not None:
         out["tanimoto"] = tanimoto_to(reference, mols)
     return out
+
+
+def depict_svg(mol: Mol, width: int = 240, height: int = 180) -> str:
+    """A 2-D drawing of `mol` as SVG text (RDKit's coordinates and drawer), for grids of molecules."""
+    from rdkit.Chem.Draw import rdMolDraw2D
+
+    drawer = rdMolDraw2D.MolDraw2DSVG(width, height)
+    drawer.drawOptions().clearBackground = False  # the page's background shows through
+    rdMolDraw2D.PrepareAndDrawMolecule(drawer, mol)
+    drawer.FinishDrawing()
+    return drawer.GetDrawingText()

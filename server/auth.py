@@ -29,6 +29,8 @@ from .settings import Settings
 
 OPEN_PREFIXES = ("/v1/health/",)
 OPEN_PATHS = ("/v1/metrics",)
+OPEN_PREFIXES += ("/playground",)  # the page itself; its API calls carry the key typed into it
+OPEN_PATHS += ("/",)  # redirects to /playground/
 REALM = 'Bearer realm="bionemo-lite"'
 SCHEME = "apiKey"  # the OpenAPI security scheme's name
 MISSING = ("this server needs an API key: send the header 'Authorization: Bearer KEY' "

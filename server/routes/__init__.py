@@ -6,3 +6,6 @@ from . import finetune, predict
 ROUTERS = [health.router, models.router, embed.router, score.router, generate.router, fold.router, decode.router,
            contacts.router, metrics.router]
 ROUTERS += [predict.router, finetune.router]  # fine-tuning (bionemo_lite.finetune)
+from . import chem, playground  # noqa: E402
+
+ROUTERS += [chem.router, playground.router]  # molecule drawings; the playground page (server/playground/)
