@@ -18,7 +18,7 @@ from nbclient import NotebookClient
 from playground_fixtures import ARTIFACTS
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
-GB1 = "MTYKLILNGKTLKGETTTEAVDAATAEKVFKQYANDNGVDGEWTYDDATKTFTVTE"  # deep_mutational_scan's default wild type
+WILD_TYPE = "MTYKLILNGKTLKGETTTEA"  # deep_mutational_scan: the first 20 residues of its GB1 (a shorter scan)
 # A line each notebook prints when it ran its last analysis (beyond "no error": the figures' numbers).
 PRINTS = {
     "esm2_quickstart.ipynb": "record 'broken', position 4",
@@ -55,7 +55,9 @@ def notebook_env(tmp_path_factory, esm2_fair_checkpoint, trained):
     return {
         "ESM2_WEIGHTS": str(esm2_fair_checkpoint),
         "ESM1V_WEIGHTS": str(tiny_esm1(folder / "esm1v", "esm1v_ensemble")),
-        "DMS_TABLE": str(write_dms_table(folder / "dms.csv", GB1)),
+        "DMS_TABLE": str(write_dms_table(folder / "dms.csv", WILD_TYPE)),
+        "WILD_TYPE": WILD_TYPE,
+        "FOLD_SEQUENCE": "MKTAYIAKQRQI",  # structure: a short chain keeps the relaxation of a random fold brief
         "ESMFOLD_WEIGHTS": str(tiny_esmfold(folder / "esmfold")),
         "MEGAMOLBART_WEIGHTS": str(trained[0].save_nemo(folder / "megamolbart.nemo")),
         "OMP_NUM_THREADS": "1",
