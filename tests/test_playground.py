@@ -223,3 +223,46 @@ def test_depict_route(server):
     assert 0 < mols[0]["qed"] < 1
     bad = api(server, "/v1/chem/depict", {"sequences": [{"id": "broken", "sequence": "C1CC"}]})
     assert bad.status_code == 422 and "broken" in bad.text
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory):
+    """The toy app (fast to start) behind API keys."""
+    import json
+
+    from keys_fixtures import add_key
+    from server_fixtures import running_server, uvicorn_factory, write_toy_weights
+
+    folder = tmp_path_factory.mktemp("playground-keys")
+    keys = folder / "keys.json"
+    key = add_key(keys, "alice")
+    env = {"BIONEMO_LITE_HOME": str(folder / "home"), "BIONEMO_LITE_NO_PLUGINS": "1",
+           "BIONEMO_LITE_WEIGHTS": json.dumps({"toy_encoder": str(write_toy_weights(folder / "toy.npz"))}),
+           "BIONEMO_LITE_API_KEYS": str(keys), "BIONEMO_LITE_DEFAULT_MODEL": "off"}
+    with running_server(uvicorn_factory("server_fixtures:toy_app"), env, folder) as srv:
+        srv.key = key
+        yield srv
+
+
+def test_api_key_field(browser, keyed_server):
+    from bionemo_lite.server.auth import MISSING
+
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.goto(keyed_server.base_url + "/playground/#embed")  # the page itself needs no key
+    pg.wait_for_selector("body[data-ready=true]")
+    missing = httpx.get(keyed_server.base_url + "/v1/models")
+    assert missing.status_code == 401 and missing.json()["detail"] == MISSING
+    assert pg.text_content("#embed-error") == missing.json()["detail"]
+    pg.fill("#api-key", "not-a-key")
+    pg.keyboard.press("Tab")  # "change": the models are asked for again, with the key
+    pg.wait_for_function("document.getElementById('embed-error').textContent.includes('not valid')")
+    pg.fill("#api-key", keyed_server.key)
+    pg.keyboard.press("Tab")
+    pg.wait_for_selector("#embed-model option[value=toy_encoder]", state="attached")
+    pg.fill("#embed-input", ">a\nMKTAYIAK\n>b\nMKTAYIAR\n>c\nGSHMLE")
+    pg.click("#embed-run")
+    pg.wait_for_selector("#embed-result[data-done]")
+    assert pg.locator("#embed-neighbours tbody tr").count() == 3
+    assert pg.text_content("#embed-error") == ""
+    context.close()

@@ -115,6 +115,7 @@ async function loadModels() {
   let models = [];
   try {
     models = (await api("GET", "/v1/models")).models;
+    document.querySelectorAll(".error").forEach((e) => { e.textContent = ""; }); // e.g. a missing key, now given
   } catch (exc) {
     document.querySelectorAll(".error").forEach((e) => { e.textContent = exc.message; });
     return;
