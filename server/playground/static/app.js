@@ -288,6 +288,7 @@ $("score-csv").addEventListener("click", () => {
 // ------------------------------------------------------------------ generate
 
 let molecules = [];
+const DEPICT_BATCH = 16;
 
 $("generate-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -308,9 +309,11 @@ $("generate-form").addEventListener("submit", (e) => {
     $("generate-stats").textContent = `${item.generated.length} molecules${stats ? ` (${stats})` : ""}`;
     molecules = [];
     if (item.generated.length) {
-      const drawn = await api("POST", "/v1/chem/depict",
-        { json: { sequences: item.generated.map((s, k) => ({ id: `m${k + 1}`, sequence: s })), reference: seed } });
-      molecules = drawn.molecules;
+      const all = item.generated.map((s, k) => ({ id: `m${k + 1}`, sequence: s }));
+      for (let start = 0; start < all.length; start += DEPICT_BATCH) { // within the server's max_sequences
+        const drawn = await api("POST", "/v1/chem/depict", { json: { sequences: all.slice(start, start + DEPICT_BATCH), reference: seed } });
+        molecules.push(...drawn.molecules);
+      }
     }
     $("generate-result").hidden = false;
     drawGrid();
