@@ -136,9 +136,11 @@ const PLDDT_BINS = [[90, "#0053d6"], [70, "#65cbf3"], [50, "#ffdb13"], [-Infinit
 const plddtColour = (b) => PLDDT_BINS.find(([lo]) => b > lo)[1];
 let viewer = null, lastFold = null;
 
+/** Plain text is one sequence (line breaks dropped, ":" joins chains); FASTA records are chains. */
 function foldSequence() {
-  const records = parseRecords($("fold-input").value);
-  return records.length ? records.map((r) => r.sequence).join(":") : "";
+  const text = $("fold-input").value;
+  if (!text.trimStart().startsWith(">")) return text.replace(/\s+/g, "");
+  return parseRecords(text).map((r) => r.sequence).join(":");
 }
 
 $("fold-form").addEventListener("submit", (e) => {
@@ -224,7 +226,9 @@ $("score-form").addEventListener("submit", (e) => {
   e.preventDefault();
   guarded("score", async () => {
     const model = $("score-model").value;
-    const records = parseRecords($("score-input").value);
+    const text = $("score-input").value;
+    // FASTA: its first record; plain text: one sequence, line breaks dropped.
+    const records = text.trimStart().startsWith(">") ? parseRecords(text) : [{ id: "seq1", sequence: text.replace(/\s+/g, "") }];
     const wt = records.length ? records[0].sequence.toUpperCase() : "";
     const mutations = [];
     [...wt].forEach((w, i) => { for (const a of AA) if (a !== w) mutations.push(`${w}${i + 1}${a}`); });
