@@ -239,9 +239,9 @@ class JobStore:
                       "last_run_at": now, "attempts": chosen.attempts + 1,
                       "started_at": chosen.started_at or now}
             with self.engine.begin() as conn:
-                if conn.execute(update(jobs).where(where).values(**values)).rowcount:
-                    found = self.get(chosen.id)
-                    return found
+                won = conn.execute(update(jobs).where(where).values(**values)).rowcount > 0
+            if won:
+                return self.get(chosen.id)  # read after the commit: another connection
         return None
 
     def renew(self, job_id: str, worker: str, lease_s: float) -> bool:
