@@ -62,7 +62,8 @@ def keyed_server(tmp_path_factory):
     keys = folder / "keys.json"
     alice, bob = add_key(keys, "alice"), add_key(keys, "bob")
     env = job_env(folder, BIONEMO_LITE_API_KEYS=str(keys), BIONEMO_LITE_MAX_UPLOAD_BYTES="200000",
-                  TOY_RECORD_DELAY_S="0.02", TOY_RECORD_LOG=str(folder / "records.log"))
+                  TOY_RECORD_DELAY_S="0.02", TOY_RECORD_LOG=str(folder / "records.log"),
+                  BIONEMO_LITE_JOB_SLICE_S="0.3")
     with running_server(uvicorn_factory("server_fixtures:job_toy_app"), env, folder) as server:
         server.folder = folder
         server.alice, server.bob = bearer(alice), bearer(bob)
@@ -176,6 +177,10 @@ def test_cancel_delete_not_done_and_bad_requests(keyed_server, tmp_path):
         assert_error_body(client.post("/v1/jobs", json={"verb": "fold", "model": "toy_encoder",
                                                         "records": [{"sequence": "MK"}]}), 404, "unsupported_verb")
         body = assert_error_body(client.post("/v1/jobs", json={"verb": "embed", "model": "toy_encoder",
+                                                               "options": {"pooling": "max"},
+                                                               "records": [{"sequence": "MK"}]}), 422, "invalid_input")
+        assert "max" in body["detail"]  # the toy family has no max pooling: refused before any worker runs
+        body = assert_error_body(client.post("/v1/jobs", json={"verb": "embed", "model": "toy_encoder",
                                                                "options": {"poolin": "mean"},
                                                                "records": [{"sequence": "MK"}]}), 422, "invalid_input")
         assert "poolin" in body["detail"]
@@ -198,3 +203,53 @@ def test_cancel_delete_not_done_and_bad_requests(keyed_server, tmp_path):
         assert "max_upload_bytes" in r.json()["detail"]
         uploads = keyed_server.folder / "home" / "jobs" / "uploads"
         assert not uploads.exists() or not list(uploads.iterdir())
+
+
+def _computed(server) -> list[str]:
+    log = server.folder / "records.log"
+    return log.read_text().split() if log.exists() else []
+
+
+def test_a_big_job_does_not_starve_another_owners_small_one(keyed_server):
+    """One worker; alice's 300-record job (6 s of model time) is running when bob submits 8 records:
+    bob's job is done while alice's still runs (slices of 0.3 s, the owner served least recently next)."""
+    with httpx.Client(base_url=keyed_server.base_url, timeout=30) as client:
+        big = client.post("/v1/jobs", headers=keyed_server.alice,
+                          json={"verb": "embed", "model": "toy_counter", "records": _records(300, seed=20)}).json()
+        deadline = time.monotonic() + 30
+        while client.get(f"/v1/jobs/{big['id']}", headers=keyed_server.alice).json()["n_done"] < 16:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        small = client.post("/v1/jobs", headers=keyed_server.bob,
+                            json={"verb": "embed", "model": "toy_counter", "records": _records(8, seed=21)}).json()
+        done = wait_done(client, small["id"], headers=keyed_server.bob)
+        alice = client.get(f"/v1/jobs/{big['id']}", headers=keyed_server.alice).json()
+        client.post(f"/v1/jobs/{big['id']}/cancel", headers=keyed_server.alice)
+    assert done["state"] == "done" and done["n_done"] == 8
+    assert alice["state"] == "running" and alice["n_done"] < 300, alice
+
+
+def test_records_computed_before_are_served_from_the_store(keyed_server):
+    first = _records(20, seed=30)
+    again = [{"id": f"again-{r['id']}", "sequence": r["sequence"]} for r in first[:12]] + _records(5, seed=31)
+    with httpx.Client(base_url=keyed_server.base_url, timeout=30, headers=keyed_server.alice) as client:
+        def run(records, **extra):
+            before = len(_computed(keyed_server))
+            job = client.post("/v1/jobs", json={"verb": "embed", "model": "toy_counter", "records": records,
+                                                "options": {"pooling": "bos"}, **extra}).json()
+            view = wait_done(client, job["id"])
+            assert view["state"] == "done", view["error"]
+            content = client.get(f"/v1/jobs/{job['id']}/results?format=parquet").content
+            return view, _computed(keyed_server)[before:], content
+
+        run(first)
+        cached, computed, content = run(again)
+        fresh, computed_fresh, content_fresh = run(again, dedup=False)
+        # other options: another key, nothing from the cache
+        other, computed_other, _ = run(again[:3], options={"pooling": "mean"})
+    assert cached["n_cached"] == 12 and sorted(computed) == sorted(r["id"] for r in again[12:])
+    assert fresh["n_cached"] == 0 and sorted(computed_fresh) == sorted(r["id"] for r in again)
+    assert other["n_cached"] == 0 and len(computed_other) == 3
+    a, b = pq.read_table(io.BytesIO(content)), pq.read_table(io.BytesIO(content_fresh))
+    assert a.column("id").to_pylist() == [r["id"] for r in again]
+    assert a.equals(b)  # served from the store or computed: the same file

@@ -58,6 +58,21 @@ def option_body(verb: str, options: dict[str, Any]) -> Any:
         raise InvalidInputError(detail or "invalid options") from None
 
 
+def check_against_spec(spec: Any, verb: str, body: Any) -> None:
+    """What the spec can tell before any weights load (as the CLI checks): the pooling, the score method.
+
+    Raises:
+        InvalidInputError: a pooling or method the model does not offer.
+    """
+    from bionemo_lite.pooling import get_pooling
+
+    if verb == "embed":
+        get_pooling(body.pooling, spec.poolings)
+    if verb == "score" and body.method is not None and spec.score_methods:
+        spec.score_method(body.method)
+    body.on_too_long  # truncate with window, or a stride without window  # noqa: B018
+
+
 def default_output_format(verb: str) -> str:
     return OUTPUT_FORMATS[verb][0]
 

@@ -20,7 +20,7 @@ from bionemo_lite.errors import BionemoLiteError, InvalidInputError
 from bionemo_lite.records import Record, as_records
 from bionemo_lite.registry import get_spec, require_verb
 
-from .execute import JobFiles, check_output_format, input_format_of, option_body, write_inline_input
+from .execute import JobFiles, check_against_spec, check_output_format, input_format_of, option_body, write_inline_input
 from .schemas import JobRequest, JobView
 from .store import FINAL, JobRow, JobStore
 
@@ -103,7 +103,7 @@ class JobService:
         """
         spec = get_spec(request.model)
         require_verb(spec, request.verb)
-        option_body(request.verb, request.options)
+        check_against_spec(spec, request.verb, option_body(request.verb, request.options))
         output_format = check_output_format(request.verb, request.output_format)
         if (request.records is None) == (upload is None):
             raise InvalidInputError("give the input as records or as an uploaded file (one of the two)")
