@@ -156,6 +156,10 @@ class Settings(BaseSettings):
     job_poll_s: float = Field(0.2, gt=0)
     max_upload_bytes: int = Field(256 * MIB, ge=1024)  # largest file POST /v1/jobs takes (413 above it)
     max_job_records: int = Field(1_000_000, ge=1)
+    job_executor: Literal["local", "ray"] = "local"  # ray: each worker runs its jobs on a Ray actor pool
+    ray_address: str | None = None  # auto, ray://head:10001; None: a local Ray instance per worker
+    ray_actors: int = Field(2, ge=1)
+    ray_gpus_per_actor: float = Field(0.0, ge=0)
     # ----
 
     @field_validator("weights", mode="before")

@@ -236,6 +236,7 @@ def load_toy(spec: ModelSpec, path: Path, device: str = "cpu", dtype: str | None
             fh.write(spec.name + "\n")
     kinds = {"encoder": ToyEncoder, "folder": ToyFolder, "smiles": ToySmiles}
     kinds["counter"] = globals().get("ToyCountingEncoder", ToyEncoder)  # defined with the job helpers below
+    kinds["job_folder"] = globals().get("ToyRecordFolder", ToyFolder)
     model = kinds[spec.config["kind"]](spec, table)
     model.numerics = numerics
     return model
@@ -394,12 +395,21 @@ class ToyCountingEncoder(ToyEncoder):
         return result
 
 
+class ToyRecordFolder(ToyFolder):
+    """`ToyFolder` taking a `Record` too, as the `Folder` Protocol allows (batch jobs pass records)."""
+
+    def fold(self, sequence, **options):
+        return super().fold(getattr(sequence, "sequence", sequence), **options)
+
+
 def register_job_toys() -> None:
     """The toys plus ``toy_counter`` (a `ToyCountingEncoder`), in the API process and in each job worker."""
     register_toys()
     common = {"family": "toy", "loader": "server_fixtures:load_toy", "license": "test only", "weights": (_source(),)}
     register(ModelSpec(name="toy_counter", verbs=frozenset({"embed", "score"}), max_length=40,
                        config={"kind": "counter", "layers": TOY_LAYERS, "dim": TOY_DIM}, **common))
+    register(ModelSpec(name="toy_job_folder", verbs=frozenset({"fold"}), max_length=30, config={"kind": "job_folder"},
+                       **common))
 
 
 def job_toy_app():

@@ -40,7 +40,8 @@ def _fasta(path: Path, records: list[dict[str, str]]) -> Path:
 def job_env(folder: Path, **extra: str) -> dict[str, str]:
     weights = write_toy_weights(folder / "toy.npz")
     return {"BIONEMO_LITE_HOME": str(folder / "home"), "BIONEMO_LITE_NO_PLUGINS": "1",
-            "BIONEMO_LITE_WEIGHTS": json.dumps({"toy_encoder": str(weights), "toy_counter": str(weights)}),
+            "BIONEMO_LITE_WEIGHTS": json.dumps({"toy_encoder": str(weights), "toy_counter": str(weights),
+                                                 "toy_job_folder": str(weights)}),
             "BIONEMO_LITE_DEFAULT_MODEL": "off", "BIONEMO_LITE_JOB_WORKER_INIT": "server_fixtures:register_job_toys",
             "BIONEMO_LITE_JOB_CHUNK_SIZE": "16", "BIONEMO_LITE_JOB_POLL_S": "0.05",
             "BIONEMO_LITE_JOB_LEASE_S": "3", "BIONEMO_LITE_LOG_LEVEL": "warning", **extra}
@@ -253,3 +254,26 @@ def test_records_computed_before_are_served_from_the_store(keyed_server):
     a, b = pq.read_table(io.BytesIO(content)), pq.read_table(io.BytesIO(content_fresh))
     assert a.column("id").to_pylist() == [r["id"] for r in again]
     assert a.equals(b)  # served from the store or computed: the same file
+
+
+def test_a_fold_job_downloads_a_zip_of_structures_and_summary(keyed_server):
+    import zipfile
+
+    records = [{"id": "a", "sequence": "MKTAYIAKQR"}, {"id": "b/c", "sequence": "GSHMLE:KKR"}, {"id": "bad", "sequence": "MK1"}]
+    with httpx.Client(base_url=keyed_server.base_url, timeout=30, headers=keyed_server.alice) as client:
+        r = client.post("/v1/jobs", json={"verb": "fold", "model": "toy_job_folder", "records": records,
+                                          "options": {"format": "mmcif", "num_recycles": 2}})
+        assert r.status_code == 202, r.text
+        view = wait_done(client, r.json()["id"])
+        assert (view["state"], view["n_done"], view["n_failed"], view["output_format"]) == ("done", 2, 1, "zip"), view["error"]
+        got = client.get(f"/v1/jobs/{view['id']}/results")
+        errors = client.get(f"/v1/jobs/{view['id']}/errors").text
+    assert got.headers["content-type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(got.content))
+    names = sorted(archive.namelist())
+    assert "summary.csv" in names and "a.cif" in names and "errors.csv" in names and len(names) == 4, names
+    summary = list(csv.DictReader(io.StringIO(archive.read("summary.csv").decode())))
+    assert [row["id"] for row in summary] == ["a", "b/c"]
+    assert all(Path(row["path"]).name in names for row in summary)
+    assert "recycles=2" in archive.read("a.cif").decode()
+    assert errors.splitlines()[1].startswith("bad,")

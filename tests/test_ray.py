@@ -17,7 +17,7 @@ from bionemo_lite.cli import app as cli
 from bionemo_lite.io import InputFile, read_embeddings
 from bionemo_lite.jobs import EmbedTask, job_identity, run_job
 from bionemo_lite.jobs.ray_executor import ModelTaskFactory, parts_dir_of, run_ray_job
-from jobs_fixtures import SPEC, CompositionModel
+from jobs_fixtures import SPEC
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -56,6 +56,10 @@ def _factory(weights: Path) -> ModelTaskFactory:
 
 
 def test_ray_matches_the_local_executor_record_for_record(local_ray, tmp_path):
+    """Also: a part an actor wrote before a killed driver died is read into the manifest, not computed again."""
+    from bionemo_lite.jobs.manifest import sequence_hash
+    from bionemo_lite.jobs.ray_executor import _ChunkActor
+
     register_composition()
     fasta = _fasta(tmp_path / "in.fasta", 300, bad=(7, 150))
     weights = tmp_path / "weights.bin"
@@ -64,53 +68,27 @@ def test_ray_matches_the_local_executor_record_for_record(local_ray, tmp_path):
     task = EmbedTask(model, layers=(0, -1), pooling="mean")
     local = run_job(InputFile(fasta), task, tmp_path / "local.parquet", params=job_identity(model), chunk_size=32,
                     progress=False)
-    remote = run_ray_job(InputFile(fasta), task, tmp_path / "ray.parquet", factory=_factory(weights),
-                         params=job_identity(model), chunk_size=32, num_actors=2, progress=False)
+    output = tmp_path / "ray.parquet"
+    # what an actor of a killed run leaves behind: a part of the first 20 records, written by the actor's code
+    first = list(InputFile(fasta))[:20]
+    _ChunkActor(_factory(weights), str(parts_dir_of(output)))(
+        {"id": [r.id for r in first], "sequence": [r.sequence for r in first], "index": [r.index for r in first],
+         "seq_sha256": [sequence_hash(r.sequence) for r in first]})
+    remote = run_ray_job(InputFile(fasta), task, output, factory=_factory(weights), params=job_identity(model),
+                         chunk_size=32, num_actors=2, progress=False)
     assert (remote.n_ok, remote.n_failed) == (local.n_ok, local.n_failed) == (298, 2)
-    assert remote.n_computed == 298 and remote.n_skipped_resumed == 0
-    a, b = read_embeddings(tmp_path / "local.parquet"), read_embeddings(tmp_path / "ray.parquet")
+    assert (remote.n_computed, remote.n_skipped_resumed) == (278, 20)
+    a, b = read_embeddings(tmp_path / "local.parquet"), read_embeddings(output)
     assert list(a.ids) == list(b.ids)
     for rid in a.ids:
         np.testing.assert_array_equal(a.arrays[rid], b.arrays[rid])
     errors = [list(csv.reader(open(p))) for p in (local.errors_path, remote.errors_path)]
     assert errors[0] == errors[1] and [row[0] for row in errors[1][1:]] == ["r7", "r150"]
-    assert not parts_dir_of(tmp_path / "ray.parquet").exists()
-
-
-def test_parts_of_a_killed_run_are_not_computed_again(local_ray, tmp_path):
-    """A part an actor wrote before the driver died is read into the manifest: those records are resumed."""
-    register_composition()
-    fasta = _fasta(tmp_path / "in.fasta", 64, seed=1)
-    weights = tmp_path / "weights.bin"
-    weights.write_bytes(b"composition")
-    model = bionemo_lite.load(SPEC.name, weights=weights)
-    task = EmbedTask(model, layers=(0, -1), pooling="mean")
-    output = tmp_path / "ray.parquet"
-    # what an actor leaves behind: a part for the first 20 records, written by the same code
-    from bionemo_lite.jobs.ray_executor import _ChunkActor
-    from bionemo_lite.jobs.manifest import sequence_hash
-
-    actor = _ChunkActor(_factory(weights), str(parts_dir_of(output)))
-    first = [r for r in InputFile(fasta)][:20]
-    actor({"id": [r.id for r in first], "sequence": [r.sequence for r in first], "index": [r.index for r in first],
-           "seq_sha256": [sequence_hash(r.sequence) for r in first]})
-    summary = run_ray_job(InputFile(fasta), task, output, factory=_factory(weights), params=job_identity(model),
-                          chunk_size=16, num_actors=2, progress=False)
-    assert summary.n_ok == 64 and summary.n_computed == 44 and summary.n_skipped_resumed == 20
-    local = run_job(InputFile(fasta), CompositionTaskOf(model), tmp_path / "local.parquet",
-                    params=job_identity(model), progress=False)
-    a, b = read_embeddings(tmp_path / "local.parquet"), read_embeddings(output)
-    assert local.n_ok == 64 and list(a.ids) == list(b.ids)
-    for rid in a.ids:
-        np.testing.assert_array_equal(a.arrays[rid], b.arrays[rid])
-
-
-def CompositionTaskOf(model: CompositionModel) -> EmbedTask:  # noqa: N802 - reads as the task it builds
-    return EmbedTask(model, layers=(0, -1), pooling="mean")
+    assert not parts_dir_of(output).exists()
 
 
 def test_cli_executor_ray_equals_the_local_cli_job(local_ray, tmp_path, esm2_fair_checkpoint):
-    fasta = _fasta(tmp_path / "in.fasta", 40, seed=2)
+    fasta = _fasta(tmp_path / "in.fasta", 24, seed=2)
     runner = CliRunner()
     common = ["embed", "esm2_t6_8M_UR50D", str(fasta), "--weights", str(esm2_fair_checkpoint), "--numerics",
               "reference", "--chunk-size", "8", "--quiet"]
@@ -120,7 +98,7 @@ def test_cli_executor_ray_equals_the_local_cli_job(local_ray, tmp_path, esm2_fai
                                  "2"])
     assert remote.exit_code == 0, remote.output
     a, b = read_embeddings(tmp_path / "local.parquet"), read_embeddings(tmp_path / "ray.parquet")
-    assert list(a.ids) == list(b.ids) == [f"r{i}" for i in range(40)]
+    assert list(a.ids) == list(b.ids) == [f"r{i}" for i in range(24)]
     for rid in a.ids:
         # the same records in the same chunks of 8, one model each: the same float32 arithmetic
         np.testing.assert_array_equal(a.arrays[rid], b.arrays[rid])

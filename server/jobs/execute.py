@@ -70,7 +70,8 @@ def check_against_spec(spec: Any, verb: str, body: Any) -> None:
         get_pooling(body.pooling, spec.poolings)
     if verb == "score" and body.method is not None and spec.score_methods:
         spec.score_method(body.method)
-    body.on_too_long  # truncate with window, or a stride without window  # noqa: B018
+    if hasattr(type(body), "on_too_long"):
+        body.on_too_long  # truncate with window, or a stride without window  # noqa: B018
 
 
 def default_output_format(verb: str) -> str:
@@ -166,12 +167,12 @@ def build_task(verb: str, model: Any, options: dict[str, Any], files: JobFiles) 
 
 
 def zip_fold_results(files: JobFiles) -> Path:
-    """``results.zip``: every structure of the job and ``summary.csv`` (atomically)."""
+    """``results.zip``: every structure of the job, ``summary.csv`` and, when some failed, ``errors.csv``."""
     outdir = files.output.parent
     with atomic_path(files.results) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(outdir.iterdir()):
             if path.is_file() and not path.name.endswith((".job.sqlite", ".job.lock", ".part")) \
                     and ".part" not in path.name and not path.name.endswith("-wal") \
                     and not path.name.endswith("-journal"):
-                archive.write(path, path.name)
+                archive.write(path, "errors.csv" if path.name.endswith(".errors.csv") else path.name)
     return files.results

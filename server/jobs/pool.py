@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -35,9 +36,10 @@ class WorkerPool:
         self.restarts = 0
         self._task: asyncio.Task | None = None
         self._settings_file = folder / f"worker-settings-{os.getpid()}.json"
+        self._prefix = f"w-{socket.gethostname()}-"  # w-HOST-SERVICEPID-RANDOM
 
     def _spawn(self) -> None:
-        name = f"w-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        name = f"{self._prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
         log = open(self.folder / f"{name}.log", "ab")
         # cwd: the job folder, so `python -m` does not put a source checkout's top folder on sys.path.
         proc = subprocess.Popen([sys.executable, "-m", "bionemo_lite.server.jobs.worker", "--settings",
@@ -46,8 +48,23 @@ class WorkerPool:
         log.close()
         self.procs[name] = proc
 
+    def release_orphans(self) -> int:
+        """Jobs held by workers of a service of this host that is gone (killed): claimable now, not after
+        their lease. Workers of other hosts (other replicas) are left to their leases."""
+        import psutil
+
+        freed = 0
+        for worker in self.store.running_workers():
+            if not worker.startswith(self._prefix):
+                continue
+            pid = worker[len(self._prefix):].split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not psutil.pid_exists(int(pid)):
+                freed += self.store.release_worker(worker)
+        return freed
+
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.release_orphans()
         self._settings_file.write_text(self.settings.model_dump_json(exclude_unset=False))
         for _ in range(self.count):
             self._spawn()

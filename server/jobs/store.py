@@ -264,6 +264,12 @@ class JobStore:
             return conn.execute(update(jobs).where(and_(jobs.c.worker == worker, jobs.c.state == "running"))
                                 .values(worker=None, lease_until=None)).rowcount
 
+    def running_workers(self) -> list[str]:
+        """The workers holding a running job now."""
+        query = select(jobs.c.worker).where(and_(jobs.c.state == "running", jobs.c.worker.is_not(None))).distinct()
+        with self.engine.connect() as conn:
+            return [w for (w,) in conn.execute(query)]
+
     def running_by_owner(self) -> dict[str, int]:
         now = utcnow()
         query = (select(jobs.c.owner, func.count()).where(and_(jobs.c.state == "running",

@@ -190,9 +190,17 @@ class Worker:
             if now - started > self.settings.job_slice_s and self._others_wait(job.id):
                 raise _Yield()
 
-        summary = run_job(source, task, files.output, params=params, chunk_size=self.settings.job_chunk_size,
-                          progress=False, on_chunk_done=chunk_done, on_records_done=records_done,
-                          keep_manifest=True, wait=True)
+        common = {"params": params, "chunk_size": self.settings.job_chunk_size, "progress": False,
+                  "on_chunk_done": chunk_done, "on_records_done": records_done, "keep_manifest": True, "wait": True}
+        if self.settings.job_executor == "ray":  # the model calls on a Ray actor pool (same manifest, same output)
+            from bionemo_lite.jobs.ray_executor import factory_of, run_ray_job
+
+            s = self.settings
+            summary = run_ray_job(source, task, files.output, factory=factory_of(task, model, s.job_worker_init),
+                                  num_actors=s.ray_actors, num_gpus=s.ray_gpus_per_actor, address=s.ray_address,
+                                  **common)
+        else:
+            summary = run_job(source, task, files.output, **common)
         if lost.is_set():
             raise _Stop()
         if job.verb == "fold":
