@@ -9,6 +9,7 @@ measured-effects table made below. The executed copies are written to tests/arti
 from __future__ import annotations
 
 import csv
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import nbformat
@@ -69,16 +70,31 @@ def outputs(nb) -> list[dict]:
     return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs(path: Path, notebook_env, monkeypatch, tmp_path):
-    for key, value in notebook_env.items():
-        monkeypatch.setenv(key, value)  # the kernel inherits this process's environment
+def execute(path: Path, folder: Path):
     nb = nbformat.read(path, as_version=4)
     # Runs in a scratch folder: files a notebook writes (relaxed.pdb) stay out of the checkout.
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
     (ARTIFACTS / "notebooks").mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, ARTIFACTS / "notebooks" / path.name)
+    return nb
+
+
+@pytest.fixture(scope="module")
+def executed(notebook_env, tmp_path_factory) -> dict[str, Future]:
+    """Every notebook, run at once in its own kernel (one thread each): most of a notebook's time is its
+    kernel's start-up and servers' start-ups, which overlap; each kernel computes on one thread."""
+    with pytest.MonkeyPatch.context() as mp, ThreadPoolExecutor(max_workers=len(NOTEBOOKS)) as pool:
+        for key, value in notebook_env.items():
+            mp.setenv(key, value)  # each kernel inherits this process's environment when it starts
+        runs = {p.name: pool.submit(execute, p, tmp_path_factory.mktemp(p.stem)) for p in NOTEBOOKS}
+        wait(runs.values())
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs(path: Path, executed):
+    nb = executed[path.name].result()  # re-raises the notebook's CellExecutionError, naming the cell
     errors = [o for o in outputs(nb) if o.get("output_type") == "error"]
     assert not errors, errors[0].get("evalue") if errors else None
     images = [o for o in outputs(nb) if IMAGES & set(o.get("data", {}))]
