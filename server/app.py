@@ -78,8 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             await provider.start(plan.models, download=plan.download)
-            if settings.job_workers:  # jobs over HTTP: worker processes of their own (server/jobs/pool.py)
-                app.state.job_workers.start()
+            # jobs over HTTP: worker processes of their own (server/jobs/pool.py), now if jobs wait
+            app.state.job_workers.start_if_work()
             loading = f"; loading {', '.join(plan.models)} ({plan.source})" if plan.models else ""
             logger.info("bionemo-lite answering (%s backend)%s", provider.kind, loading)
             yield

@@ -6,8 +6,8 @@
 
 1. The records not yet in the job's manifest (``OUTPUT.job.sqlite``, keyed
    exactly as `run_job` keys it) are validated here and become a Ray dataset,
-   in blocks of ``chunk_size`` records.
-2. ``map_batches`` sends each block to an actor of a pool (``num_actors``
+   one row per chunk of ``chunk_size`` records, cut as `run_job` cuts them.
+2. ``map_batches`` sends each chunk to an actor of a pool (``num_actors``
    actors; ``num_gpus`` each, e.g. 1 for one actor per GPU). Each actor builds
    its own task, with its own model instance, from `ModelTaskFactory` (a
    picklable recipe: the model's name and load options and the task's), runs the
@@ -111,18 +111,29 @@ class _ChunkActor:
         self.parts_dir = Path(parts_dir)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        records = [Record(str(rid), str(seq), int(index))
-                   for rid, seq, index in zip(batch["id"], batch["sequence"], batch["index"])]
-        shas = dict(zip((str(r) for r in batch["id"]), (str(s) for s in batch["seq_sha256"])))
+        """Each row of `batch` is one chunk (its records' ids, texts, input indices and sequence hashes)."""
+        out: dict[str, list[Any]] = {"id": [], "seq_sha256": [], "payload": [], "error": []}
+        for ids, sequences, indices, hashes in zip(batch["ids"], batch["sequences"], batch["indices"],
+                                                   batch["seq_sha256"]):
+            chunk = {"id": [str(x) for x in ids], "sequence": [str(x) for x in sequences],
+                     "index": [int(x) for x in indices], "seq_sha256": [str(x) for x in hashes]}
+            for key, values in self.run_chunk(chunk).items():
+                out[key].extend(values)
+        return out
+
+    def run_chunk(self, chunk: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """One chunk through the task (as `run_job` runs it), its results written as a part first."""
+        records = [Record(rid, seq, index) for rid, seq, index in zip(chunk["id"], chunk["sequence"], chunk["index"])]
+        shas = dict(zip(chunk["id"], chunk["seq_sha256"]))
         outcome = _run_isolating(self.task, records)
         ids = list(outcome.results)
-        out = {"id": ids, "seq_sha256": [shas[rid] for rid in ids],
-               "payload": [self.task.encode(outcome.results[rid]) for rid in ids]}
+        done = {"id": ids, "seq_sha256": [shas[rid] for rid in ids],
+                "payload": [self.task.encode(outcome.results[rid]) for rid in ids]}
         if ids:
-            _write_part(self.parts_dir, out)
+            _write_part(self.parts_dir, done)
         failed = list(outcome.errors)
-        return {"id": ids + failed, "seq_sha256": out["seq_sha256"] + [shas[r] for r in failed],
-                "payload": out["payload"] + [b""] * len(failed),
+        return {"id": ids + failed, "seq_sha256": done["seq_sha256"] + [shas[r] for r in failed],
+                "payload": done["payload"] + [b""] * len(failed),
                 "error": [""] * len(ids) + [outcome.errors[r] for r in failed]}
 
 
@@ -229,12 +240,16 @@ def run_ray_job(
                                 "seq_sha256": sha})
             computed = 0
             if pending:
-                blocks = max(1, min(len(pending) // chunk_size + 1, 1000))
-                dataset = ray.data.from_items(pending, override_num_blocks=blocks)
+                # One row per chunk, cut as `run_job` cuts them: each actor call sees the very records a local
+                # chunk would, so the model batches (and pads) them alike and the numbers are the same.
+                chunks = [pending[i:i + chunk_size] for i in range(0, len(pending), chunk_size)]
+                rows = [{key: [p[src] for p in chunk] for key, src in
+                         (("ids", "id"), ("sequences", "sequence"), ("indices", "index"), ("seq_sha256", "seq_sha256"))}
+                        for chunk in chunks]
+                dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), 10_000))
                 results = dataset.map_batches(
-                    _ChunkActor, fn_constructor_args=(factory, str(parts)), batch_size=chunk_size,
-                    batch_format="numpy", concurrency=num_actors, num_gpus=num_gpus or None, num_cpus=num_cpus,
-                    zero_copy_batch=False)
+                    _ChunkActor, fn_constructor_args=(factory, str(parts)), batch_size=1, batch_format="numpy",
+                    concurrency=num_actors, num_gpus=num_gpus or None, num_cpus=num_cpus, zero_copy_batch=False)
                 index = 0
                 for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
                     ok = failed = 0

@@ -62,7 +62,22 @@ class WorkerPool:
                 freed += self.store.release_worker(worker)
         return freed
 
+    def start_if_work(self) -> None:
+        """At start-up: the workers, if the store holds unfinished jobs (a restart resumes them); otherwise they
+        start with the first submission, so an app that never sees a job (a test client) spawns none."""
+        if self.count and self.store.has_unfinished():
+            self.start()
+
+    def ensure_started(self) -> None:
+        """Start the workers now unless they run; call it on the event loop's thread (see `start`)."""
+        if self.count and self._task is None:
+            self.start()
+
     def start(self) -> None:
+        """Spawn the workers and their watcher. On the event loop's thread: PDEATHSIG follows the thread
+        that spawned a worker, and that thread lives as long as the service."""
+        if self._task is not None:
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         self.release_orphans()
         self._settings_file.write_text(self.settings.model_dump_json(exclude_unset=False))

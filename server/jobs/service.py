@@ -47,10 +47,10 @@ class JobNotDoneError(BionemoLiteError):
 
 
 def store_url(settings: Any) -> str:
-    """``job_store``, else a SQLite file under the job folder's parent (the cache / home dir)."""
+    """``job_store``, else ``jobs.sqlite`` in the job folder (by default under the cache / home dir)."""
     if settings.job_store:
         return settings.job_store
-    folder = job_dir(settings).parent
+    folder = job_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'jobs.sqlite'}"
 

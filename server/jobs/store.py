@@ -1,6 +1,6 @@
 """The durable job store: SQLAlchemy 2 Core over SQLite (the default) or PostgreSQL (several API replicas).
 
-    BIONEMO_LITE_JOB_STORE=sqlite:////var/lib/bionemo-lite/jobs.sqlite     # default: $BIONEMO_LITE_HOME/jobs.sqlite
+    BIONEMO_LITE_JOB_STORE=sqlite:////var/lib/bionemo-lite/jobs.sqlite     # default: $BIONEMO_LITE_HOME/jobs/jobs.sqlite
     BIONEMO_LITE_JOB_STORE=postgresql://user:pass@db:5432/bionemo          # shared by every replica and worker
 
 Two tables: ``jobs`` (one row per job: what was asked, its state and counts, and
@@ -263,6 +263,12 @@ class JobStore:
         with self.engine.begin() as conn:
             return conn.execute(update(jobs).where(and_(jobs.c.worker == worker, jobs.c.state == "running"))
                                 .values(worker=None, lease_until=None)).rowcount
+
+    def has_unfinished(self) -> bool:
+        """Whether some job is queued or running."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(jobs.c.id).where(jobs.c.state.in_(("queued", "running"))).limit(1)).first() \
+                is not None
 
     def running_workers(self) -> list[str]:
         """The workers holding a running job now."""

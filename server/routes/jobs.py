@@ -141,6 +141,7 @@ async def submit_job(request: Request) -> Response:
     else:
         body = _parse(await request.body())
         view = await run_in_threadpool(service.submit, owner, body)
+    request.app.state.job_workers.ensure_started()  # here, on the event loop's thread (see WorkerPool.start)
     return _answer(view, 202)
 
 
