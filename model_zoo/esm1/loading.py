@@ -24,6 +24,7 @@ def load_esm1(
     device: str = "cpu",
     dtype: str | torch.dtype | None = None,
     numerics: Numerics | None = None,
+    packing: bool = True,
 ) -> ESM1Model:
     """Load an ESM-1b or ESM-1v checkpoint (fair-esm ``.pt`` or Hugging Face folder) as an `ESM1Model`.
 
@@ -34,6 +35,8 @@ def load_esm1(
         dtype: float32 / float16 / bfloat16; None = float32 on CPU, float16 on GPU.
         numerics: ``"fast"`` (the default, fused attention kernels) or ``"reference"``
             (fair-esm's arithmetic), as for ESM-2 (`bionemo_lite.zoo.esm2.loading.load_esm2`).
+        packing: run batches packed (no padding, attention per sequence; the default); False keeps
+            the padded batches. The reference numerics and contacts always run padded.
 
     Raises:
         CheckpointError: unreadable file, wrong format, or tensors that do not fit.
@@ -49,4 +52,5 @@ def load_esm1(
         config=ckpt.arch.to_config(),
         checkpoint_path=ckpt.path,
         checkpoint_format=ckpt.format,
+        packing=packing,
     )

@@ -41,6 +41,7 @@ def load_esm2(
     device: str = "cpu",
     dtype: str | torch.dtype | None = None,
     numerics: Numerics | None = None,
+    packing: bool = True,
 ) -> ESM2Model:
     """Load an ESM-2 checkpoint (fair-esm ``.pt`` or Hugging Face folder) as an `ESM2Model`.
 
@@ -57,6 +58,8 @@ def load_esm2(
             attention and GELU exactly as fair-esm does (bit-identical in float32
             on CPU). `bionemo_lite.load` passes its ``numerics=`` or
             ``$BIONEMO_LITE_NUMERICS``; None is ``"fast"``.
+        packing: run batches packed (no padding, attention per sequence; the default); False keeps
+            the padded batches. The reference numerics and contacts always run padded.
 
     Raises:
         CheckpointError: unreadable file, wrong format, or tensors that do not fit.
@@ -74,4 +77,5 @@ def load_esm2(
         config=ckpt.arch.to_config(),
         checkpoint_path=ckpt.path,
         checkpoint_format=ckpt.format,
+        packing=packing,
     )

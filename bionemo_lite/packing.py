@@ -1,0 +1,184 @@
+"""Packed batches: the real tokens of several sequences concatenated, no padding.
+
+Sequence encoders run every matmul over the ``[N, D]`` concatenation of a
+batch's tokens (N = the sum of the lengths, not ``batch * longest``) and attend
+per sequence, so attention never crosses from one sequence into another:
+
+- CUDA: `torch.nn.attention.varlen.varlen_attn` (FlashAttention varlen over
+  ``cu_seqlens``) when the build and the dtype allow it, else per-sequence SDPA.
+- CPU: one fused SDPA call per sequence over slices of the concatenated
+  projections (benchmarks/RESULTS.md: measured against nested/jagged tensors;
+  the per-sequence calls won and are exact, no mask needed).
+
+`Packing` carries the layout; the lengths are kept as host ints too, so slicing
+never reads a device tensor back (no host sync inside the batch loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+import torch.nn.functional as F
+
+# Per-sequence additive bias ``[heads, L, L]`` for the sequence at (index, length); None: no bias.
+BiasFn = Callable[[int, int], torch.Tensor]
+
+
+@dataclass(frozen=True, eq=False)
+class Packing:
+    """The layout of a packed batch.
+
+    Attributes:
+        lengths: tokens per sequence (host ints, special tokens included).
+        device: where the packed tensors live.
+    """
+
+    lengths: tuple[int, ...]
+    device: torch.device
+
+    @classmethod
+    def of(cls, lengths: Sequence[int], device: str | torch.device = "cpu") -> Packing:
+        """The layout of sequences of `lengths` tokens (each at least one)."""
+        if not lengths or any(int(n) < 1 for n in lengths):
+            raise ValueError(f"a packed batch needs sequences of at least one token, got {list(lengths)}")
+        return cls(tuple(int(n) for n in lengths), torch.device(device))
+
+    @property
+    def total(self) -> int:
+        """N: the number of real tokens in the batch."""
+        return self.offsets[-1]
+
+    @property
+    def max_len(self) -> int:
+        return max(self.lengths)
+
+    @cached_property
+    def offsets(self) -> tuple[int, ...]:
+        """Host copy of `cu_seqlens`: sequence i spans ``offsets[i]:offsets[i+1]``."""
+        out = [0]
+        for n in self.lengths:
+            out.append(out[-1] + n)
+        return tuple(out)
+
+    @cached_property
+    def cu_seqlens(self) -> torch.Tensor:
+        """``[B + 1]`` int32 cumulative lengths (FlashAttention's layout) on `device`."""
+        return torch.tensor(self.offsets, dtype=torch.int32).to(self.device, non_blocking=True)
+
+    @cached_property
+    def segment(self) -> torch.Tensor:
+        """``[N]`` int64: the sequence each token belongs to."""
+        counts = torch.tensor(self.lengths, dtype=torch.long)
+        return torch.repeat_interleave(torch.arange(len(self.lengths)), counts).to(self.device, non_blocking=True)
+
+    @cached_property
+    def positions(self) -> torch.Tensor:
+        """``[N]`` int64: each token's position within its own sequence (0 = first)."""
+        starts = torch.tensor(self.offsets[:-1], dtype=torch.long)
+        counts = torch.tensor(self.lengths, dtype=torch.long)
+        flat = torch.arange(self.total, dtype=torch.long) - torch.repeat_interleave(starts, counts)
+        return flat.to(self.device, non_blocking=True)
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Views of the packed ``[N, ...]`` tensor, one per sequence."""
+        return torch.split(x, list(self.lengths), dim=0)
+
+    def pad(self, x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
+        """``[B, max_len, ...]`` padded copy of the packed ``[N, ...]`` tensor (for poolings)."""
+        return torch.nn.utils.rnn.pad_sequence(list(self.split(x)), batch_first=True, padding_value=value)
+
+    def mask(self) -> torch.Tensor:
+        """``[B, max_len]`` True on real tokens (the layout of `pad`)."""
+        lengths = torch.tensor(self.lengths, device=self.device)
+        return torch.arange(self.max_len, device=self.device)[None, :] < lengths[:, None]
+
+
+def pack_rows(rows: Sequence[torch.Tensor], device: str | torch.device = "cpu") -> tuple[torch.Tensor, Packing]:
+    """Concatenate 1-D token rows into ``[N]`` and return them with their `Packing`.
+
+    The concatenation is built in pinned memory when copying to CUDA, so the
+    host-to-device copy is asynchronous and overlaps the previous batch.
+    """
+    packing = Packing.of([int(r.shape[0]) for r in rows], device)
+    flat = torch.cat(list(rows))
+    if packing.device.type == "cuda":
+        flat = flat.pin_memory()
+    return flat.to(packing.device, non_blocking=True), packing
+
+
+def _flash_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packing: Packing, scale: float | None):
+    """FlashAttention varlen on CUDA, or None where this build/dtype cannot run it."""
+    if q.device.type != "cuda" or q.dtype not in (torch.float16, torch.bfloat16):
+        return None
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:  # older torch
+        return None
+    cu = packing.cu_seqlens
+    try:
+        return varlen_attn(q, k, v, cu, cu, packing.max_len, packing.max_len, scale=scale)
+    except (RuntimeError, NotImplementedError):  # no flash kernel for this GPU/head size
+        return None
+
+
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    packing: Packing,
+    *,
+    scale: float | None = None,
+    bias: BiasFn | None = None,
+) -> torch.Tensor:
+    """Self-attention within each sequence of a packed batch.
+
+    Args:
+        q, k, v: ``[N, heads, head_dim]`` projections of the concatenated tokens.
+        packing: the batch layout.
+        scale: the softmax scale (None: ``1/sqrt(head_dim)``).
+        bias: per-sequence additive bias (ProtT5's relative positions); it
+            rules out the flash kernel (which takes none).
+
+    Returns:
+        ``[N, heads, head_dim]``; token t only attended to tokens of its own sequence.
+    """
+    if bias is None:
+        out = _flash_varlen(q, k, v, packing, scale)
+        if out is not None:
+            return out
+    outs = []
+    for i, (start, end) in enumerate(zip(packing.offsets[:-1], packing.offsets[1:])):
+        # [L, H, d] -> [H, L, d]: one dense attention per sequence, no mask.
+        qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))
+        mask = None if bias is None else bias(i, end - start)
+        outs.append(F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale).transpose(0, 1))
+    return torch.cat(outs, dim=0)
+
+
+def packed_token_batches(
+    lengths: Sequence[int], tokens_per_batch: int, extra_tokens: int = 0, max_batch_size: int | None = None
+) -> list[list[int]]:
+    """Batches whose *real* tokens (``sum(length + extra_tokens)``) fit `tokens_per_batch`.
+
+    Length-sorted like `bionemo_lite.batching.token_budget_batches` (so results
+    come back in the same order and OOM splitting works the same); a record
+    longer than the budget gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for i in order:
+        need = lengths[i] + extra_tokens
+        too_many = max_batch_size is not None and len(current) >= max_batch_size
+        if current and (too_many or used + need > tokens_per_batch):
+            batches.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += need
+    if current:
+        batches.append(current)
+    return batches
