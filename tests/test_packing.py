@@ -175,3 +175,54 @@ def test_prott5_packed_equals_padded_every_pooling(prott5_pair):
     packed, padded = prott5_pair
     assert packed.packing and not padded.packing
     _check_embed_pair(packed, padded, packed.spec.poolings)
+
+
+class OutOfMemoryAboveSequences(torch.nn.Module):
+    """A layer whose packed forward fails like a CUDA OOM above `limit` sequences per batch."""
+
+    def __init__(self, layer, limit: int):
+        super().__init__()
+        self.layer, self.limit, self.calls = layer, limit, []
+
+    def forward_packed(self, x, packing, rotary):
+        self.calls.append(len(packing.lengths))
+        if len(packing.lengths) > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.layer.forward_packed(x, packing, rotary)
+
+
+def test_packed_out_of_memory_batches_are_split_and_nothing_is_lost(esm2_fair_checkpoint):
+    model = load_quietly(esm2_fair_checkpoint)
+    expected = model.embed(SEQS, pooling="mean")
+    expected_pll = model.score({k: SEQS[k] for k in ("a", "d")})
+    wrapper = OutOfMemoryAboveSequences(model.network.layers[0], limit=2)
+    model.network.layers[0] = wrapper
+    got = model.embed(SEQS, pooling="mean")
+    assert got.ids == list(SEQS) and not got.errors
+    assert max_abs(got.embeddings, expected.embeddings) <= TOL
+    assert max(wrapper.calls) == len(SEQS) and any(c <= 2 for c in wrapper.calls)  # it failed, then split
+    pll = model.score({k: SEQS[k] for k in ("a", "d")})
+    assert max_abs(pll.scores, expected_pll.scores) <= 1e-4
+    wrapper.limit = 0
+    lost = model.embed({"x": "MKT"})
+    assert lost.ids == [] and "out of memory" in lost.errors[0].reason
+
+
+def _cosines(a, b) -> np.ndarray:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def test_opt_in_int8_and_bf16_stay_close_to_fp32(esm2_fair_checkpoint, esm2_pair):
+    from bionemo_lite.errors import InvalidInputError
+
+    fp32 = esm2_pair[0].embed(SEQS).embeddings
+    for options in ({"quantize": "int8"}, {"dtype": "bfloat16"}):
+        model = load_quietly(esm2_fair_checkpoint, **options)
+        assert model.packed
+        cos = _cosines(model.embed(SEQS).embeddings, fp32)
+        print(options, "min cosine vs fp32", cos.min())
+        assert cos.min() >= 0.99, options  # measured on this tiny random model: see RESULTS.md for 8M
+    for bad in ({"quantize": "int4"}, {"quantize": "int8", "dtype": "bfloat16"}):
+        with pytest.raises(InvalidInputError, match="quantize"):
+            load_quietly(esm2_fair_checkpoint, **bad)

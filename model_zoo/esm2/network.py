@@ -116,6 +116,16 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def rotary_tables(positions: torch.Tensor, head_dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos, sin [N, 1, head_dim]`` at per-token `positions` (a packed batch: each sequence from 0),
+    computed as `RotaryEmbedding` computes them (float32, then cast)."""
+    exponent = torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim
+    inv_freq = 1.0 / (ROTARY_BASE**exponent)
+    freqs = positions.to(torch.float32)[:, None] * inv_freq[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (RoFormer) over the last dimension of q and k.
 
@@ -137,13 +147,6 @@ class RotaryEmbedding(nn.Module):
         cos, sin = emb.cos().to(q.dtype), emb.sin().to(q.dtype)
         return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
 
-    def tables(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """``cos, sin [N, 1, head_dim]`` at per-token `positions` (a packed batch: each sequence from 0)."""
-        exponent = torch.arange(0, self.head_dim, 2, device=positions.device, dtype=torch.float32) / self.head_dim
-        inv_freq = 1.0 / (ROTARY_BASE**exponent)
-        freqs = positions.to(torch.float32)[:, None] * inv_freq[None, :]
-        emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]
-        return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
 class SelfAttention(nn.Module):
@@ -429,7 +432,8 @@ class ESM2Network(nn.Module):
             result.hidden[0] = x
         rotary = None
         if self.arch.rotary and self.num_layers:
-            rotary = self.layers[0].self_attn.rot_emb.tables(packing.positions, x.dtype)  # once for all layers
+            head_dim = self.arch.embed_dim // self.arch.attention_heads
+            rotary = rotary_tables(packing.positions, head_dim, x.dtype)  # once for all layers
         last = self.num_layers if need_logits else max(wanted, default=0)
         for idx in range(last):
             x = self.layers[idx].forward_packed(x, packing, rotary)
