@@ -6,9 +6,11 @@ per sequence, so attention never crosses from one sequence into another:
 
 - CUDA: `torch.nn.attention.varlen.varlen_attn` (FlashAttention varlen over
   ``cu_seqlens``) when the build and the dtype allow it, else per-sequence SDPA.
-- CPU: one fused SDPA call per sequence over slices of the concatenated
-  projections (benchmarks/RESULTS.md: measured against nested/jagged tensors;
-  the per-sequence calls won and are exact, no mask needed).
+- CPU (and CUDA without flash): consecutive sequences of about one length
+  (`BUCKET_SLACK`) are gathered into one batched SDPA call, padded keys masked;
+  a sequence alone gets a plain call on its slice. One call per sequence was
+  measured too: exact, but its many small calls lost on 2 shared cores
+  (benchmarks/RESULTS.md).
 
 `Packing` carries the layout; the lengths are kept as host ints too, so slicing
 never reads a device tensor back (no host sync inside the batch loop).
@@ -16,15 +18,49 @@ never reads a device tensor back (no host sync inside the batch loop).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 
-# Per-sequence additive bias ``[heads, L, L]`` for the sequence at (index, length); None: no bias.
-BiasFn = Callable[[int, int], torch.Tensor]
+# A bucket of consecutive sequences goes through one batched attention call when its longest is at most
+# this much longer than its shortest (the padding that costs is in attention only; the matmuls stay packed).
+BUCKET_SLACK = 1.125
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Consecutive sequences of a packed batch that attend in one call.
+
+    Attributes:
+        members: their indices in the batch.
+        lengths: their lengths.
+        span: the packed token range they cover.
+    """
+
+    members: tuple[int, ...]
+    lengths: tuple[int, ...]
+    span: tuple[int, int]
+
+    @property
+    def width(self) -> int:
+        return max(self.lengths)
+
+    @property
+    def equal(self) -> bool:
+        return min(self.lengths) == self.width
+
+    def gather(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``index [G, W]`` of packed token positions (padding points at the bucket's first token) and
+        ``keep [G, W]`` True on real tokens."""
+        lengths = torch.tensor(self.lengths)
+        starts = torch.cumsum(lengths, 0) - lengths + self.span[0]
+        cols = torch.arange(self.width)
+        keep = cols[None, :] < lengths[:, None]
+        index = torch.where(keep, starts[:, None] + cols[None, :], self.span[0])
+        return index.to(device, non_blocking=True), keep.to(device, non_blocking=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,6 +118,19 @@ class Packing:
         flat = torch.arange(self.total, dtype=torch.long) - torch.repeat_interleave(starts, counts)
         return flat.to(self.device, non_blocking=True)
 
+    @cached_property
+    def buckets(self) -> tuple[Bucket, ...]:
+        """Runs of consecutive sequences whose lengths stay within `BUCKET_SLACK` of each other
+        (a length-sorted batch falls into few; attention runs once per bucket)."""
+        out: list[Bucket] = []
+        first = 0
+        for i in range(1, len(self.lengths) + 1):
+            run = self.lengths[first:i + 1]
+            if i == len(self.lengths) or max(run) > BUCKET_SLACK * min(run):
+                out.append(Bucket(tuple(range(first, i)), self.lengths[first:i], (self.offsets[first], self.offsets[i])))
+                first = i
+        return tuple(out)
+
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Views of the packed ``[N, ...]`` tensor, one per sequence."""
         return torch.split(x, list(self.lengths), dim=0)
@@ -131,7 +180,7 @@ def varlen_attention(
     packing: Packing,
     *,
     scale: float | None = None,
-    bias: BiasFn | None = None,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Self-attention within each sequence of a packed batch.
 
@@ -139,8 +188,9 @@ def varlen_attention(
         q, k, v: ``[N, heads, head_dim]`` projections of the concatenated tokens.
         packing: the batch layout.
         scale: the softmax scale (None: ``1/sqrt(head_dim)``).
-        bias: per-sequence additive bias (ProtT5's relative positions); it
-            rules out the flash kernel (which takes none).
+        bias: an additive ``[heads, longest, longest]`` bias that depends on
+            positions only (ProtT5's relative positions): each sequence gets its
+            top-left block. It rules out the flash kernel (which takes none).
 
     Returns:
         ``[N, heads, head_dim]``; token t only attended to tokens of its own sequence.
@@ -150,12 +200,26 @@ def varlen_attention(
         if out is not None:
             return out
     outs = []
-    for i, (start, end) in enumerate(zip(packing.offsets[:-1], packing.offsets[1:])):
-        # [L, H, d] -> [H, L, d]: one dense attention per sequence, no mask.
-        qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))
-        mask = None if bias is None else bias(i, end - start)
-        outs.append(F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale).transpose(0, 1))
-    return torch.cat(outs, dim=0)
+    for bucket in packing.buckets:
+        if len(bucket.members) == 1:  # one sequence: a plain dense attention on its slice
+            start, end = bucket.span
+            qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))
+            mask = None if bias is None else bias[:, : end - start, : end - start]
+            outs.append(F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale).transpose(0, 1))
+            continue
+        # Several sequences of about one length: one batched call over their rows gathered to the
+        # bucket's width; padded keys are masked, padded query rows are dropped afterwards.
+        index, keep = bucket.gather(q.device)
+        qb, kb, vb = (t[index].transpose(1, 2) for t in (q, k, v))  # [G, heads, W, d]
+        mask = None
+        if bias is not None:
+            mask = bias[None, :, : bucket.width, : bucket.width]
+        if not bucket.equal:
+            pad = ~keep[:, None, None, :]
+            mask = ~pad if mask is None else mask.masked_fill(pad, float("-inf"))
+        out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scale).transpose(1, 2)
+        outs.append(out[keep] if not bucket.equal else out.reshape(-1, *out.shape[2:]))
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
 
 
 def packed_token_batches(

@@ -226,3 +226,20 @@ def test_opt_in_int8_and_bf16_stay_close_to_fp32(esm2_fair_checkpoint, esm2_pair
     for bad in ({"quantize": "int4"}, {"quantize": "int8", "dtype": "bfloat16"}):
         with pytest.raises(InvalidInputError, match="quantize"):
             load_quietly(esm2_fair_checkpoint, **bad)
+
+
+def test_buckets_group_similar_lengths_and_attention_matches_per_sequence():
+    gen = torch.Generator().manual_seed(1)
+    lengths = [4, 4, 4, 8, 8, 30, 33, 1]  # equal, equal, unequal (padded keys masked), alone
+    p = Packing.of(lengths)
+    assert [b.members for b in p.buckets] == [(0, 1, 2), (3, 4), (5, 6), (7,)]
+    q, k, v = (torch.randn(sum(lengths), 2, 8, generator=gen) for _ in range(3))
+    bias = torch.randn(2, 33, 33, generator=gen)
+    for b in (None, bias):
+        out = varlen_attention(q, k, v, p, bias=b)
+        for s, e in zip(p.offsets[:-1], p.offsets[1:]):
+            mask = None if b is None else b[:, : e - s, : e - s]
+            alone = torch.nn.functional.scaled_dot_product_attention(
+                *(t[s:e].transpose(0, 1) for t in (q, k, v)), attn_mask=mask
+            )
+            assert max_abs(out[s:e], alone.transpose(0, 1)) <= 1e-6

@@ -100,7 +100,7 @@ class T5EncoderLayer(nn.Module):
         h = self.attn_norm(x).to(dtype)
         shape = (x.shape[0], self.num_heads, self.d_kv)
         q, k, v = self.q(h).view(shape), self.k(h).view(shape), self.v(h).view(shape)
-        attn = varlen_attention(q, k, v, packing, scale=1.0, bias=lambda _, n: bias[:, :n, :n])
+        attn = varlen_attention(q, k, v, packing, scale=1.0, bias=bias)
         x = x + self.o(attn.reshape(x.shape[0], -1)).float()
         h = self.ff_norm(x).to(dtype)
         h = self.act(self.wi_0(h)) * self.wi_1(h) if self.gated else self.act(self.wi(h))
