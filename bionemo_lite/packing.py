@@ -52,15 +52,15 @@ class Bucket:
     def equal(self) -> bool:
         return min(self.lengths) == self.width
 
-    def gather(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """``index [G, W]`` of packed token positions (padding points at the bucket's first token) and
-        ``keep [G, W]`` True on real tokens."""
+    def gather(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Host tensors: ``index [G, W]`` of packed token positions (padding points at the bucket's first
+        token) and ``rows [sum of lengths]``, where the real tokens sit in the flattened ``[G * W]``."""
         lengths = torch.tensor(self.lengths)
         starts = torch.cumsum(lengths, 0) - lengths + self.span[0]
         cols = torch.arange(self.width)
         keep = cols[None, :] < lengths[:, None]
         index = torch.where(keep, starts[:, None] + cols[None, :], self.span[0])
-        return index.to(device, non_blocking=True), keep.to(device, non_blocking=True)
+        return index, keep.flatten().nonzero().flatten()
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,6 +131,18 @@ class Packing:
                 first = i
         return tuple(out)
 
+    @cached_property
+    def _gathers(self) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        # Built once per batch on the host and copied once (no host sync in the layers): index, rows, keep mask.
+        out = {}
+        for i, b in enumerate(self.buckets):
+            if len(b.members) > 1:
+                index, rows = b.gather()
+                keep = torch.zeros(index.numel(), dtype=torch.bool)
+                keep[rows] = True
+                out[i] = tuple(t.to(self.device, non_blocking=True) for t in (index, rows, keep.view(index.shape)))
+        return out
+
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Views of the packed ``[N, ...]`` tensor, one per sequence."""
         return torch.split(x, list(self.lengths), dim=0)
@@ -200,7 +212,7 @@ def varlen_attention(
         if out is not None:
             return out
     outs = []
-    for bucket in packing.buckets:
+    for i, bucket in enumerate(packing.buckets):
         if len(bucket.members) == 1:  # one sequence: a plain dense attention on its slice
             start, end = bucket.span
             qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))
@@ -209,7 +221,7 @@ def varlen_attention(
             continue
         # Several sequences of about one length: one batched call over their rows gathered to the
         # bucket's width; padded keys are masked, padded query rows are dropped afterwards.
-        index, keep = bucket.gather(q.device)
+        index, rows, keep = packing._gathers[i]
         qb, kb, vb = (t[index].transpose(1, 2) for t in (q, k, v))  # [G, heads, W, d]
         mask = None
         if bias is not None:
@@ -218,7 +230,8 @@ def varlen_attention(
             pad = ~keep[:, None, None, :]
             mask = ~pad if mask is None else mask.masked_fill(pad, float("-inf"))
         out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scale).transpose(1, 2)
-        outs.append(out[keep] if not bucket.equal else out.reshape(-1, *out.shape[2:]))
+        out = out.reshape(-1, *out.shape[2:])  # [G * W, heads, d]
+        outs.append(out if bucket.equal else out.index_select(0, rows))
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
 
 
