@@ -32,7 +32,8 @@ def base_parser(doc: str, variant: str, num_seqs: int = 300, min_len: int = 30, 
     p.add_argument("--min-len", type=int, default=min_len)
     p.add_argument("--max-len", type=int, default=max_len)
     p.add_argument("--tokens-per-batch", type=int, default=4096)
-    p.add_argument("--repeat", type=int, default=2, help="timed runs after one warm-up; the best is kept")
+    p.add_argument("--repeat", type=int, default=2, help="timed runs (after one warm-up); the best is kept")
+    p.add_argument("--no-warmup", action="store_true", help="skip the warm-up run (long workloads)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip", default="", help="comma-separated row names to leave out")
     p.add_argument("--work-dir", type=Path, default=Path(os.environ.get("BENCH_WORK_DIR", "/tmp/bionemo-lite-bench")))
@@ -60,6 +61,8 @@ def random_sequences(n: int, min_len: int, max_len: int, seed: int = 0) -> list[
 def setup(args: argparse.Namespace) -> None:
     import torch
 
+    global WARMUP
+    WARMUP = not args.no_warmup
     torch.manual_seed(args.seed)
     if args.device == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
@@ -73,10 +76,14 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+WARMUP = True  # `setup` turns it off for --no-warmup
+
+
 def time_best(fn: Callable[[], object], repeat: int, device: str = "cpu") -> float:
-    """Seconds of the fastest of `repeat` runs after one warm-up run."""
-    fn()
-    sync(device)
+    """Seconds of the fastest of `repeat` runs after one warm-up run (unless --no-warmup)."""
+    if WARMUP:
+        fn()
+        sync(device)
     best = float("inf")
     for _ in range(max(1, repeat)):
         t0 = time.perf_counter()
