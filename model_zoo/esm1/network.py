@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bionemo_lite.packing import Packing
 from bionemo_lite.zoo.esm2.network import ESM2Network, Esm2Arch, Numerics
 
 from . import MAX_POSITIONS
@@ -69,3 +70,10 @@ class ESM1bNetwork(ESM2Network):
         if self.emb_layer_norm_before is not None:
             x = self.emb_layer_norm_before(x)
         return x * (1 - tokens.eq(self.padding_idx).unsqueeze(-1).type_as(x))
+
+    def embed_packed(self, tokens: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """`embed` for packed tokens ``[N]``: learned positions restart at every sequence."""
+        x = super().embed_packed(tokens, packing) + self.embed_positions(packing.positions + self.padding_idx + 1)
+        if self.emb_layer_norm_before is not None:
+            x = self.emb_layer_norm_before(x)
+        return x

@@ -13,6 +13,7 @@ from bionemo_lite.weights import resolve_dtype
 from .checkpoint import build_network, read_checkpoint
 from .model import ESM2Model
 from .network import Esm2Arch, Numerics
+from .quantize import check_quantize, quantize_linear_layers
 
 SHAPE_KEYS = ("num_layers", "embed_dim", "attention_heads")
 
@@ -41,6 +42,8 @@ def load_esm2(
     device: str = "cpu",
     dtype: str | torch.dtype | None = None,
     numerics: Numerics | None = None,
+    packing: bool = True,
+    quantize: str | None = None,
 ) -> ESM2Model:
     """Load an ESM-2 checkpoint (fair-esm ``.pt`` or Hugging Face folder) as an `ESM2Model`.
 
@@ -57,16 +60,23 @@ def load_esm2(
             attention and GELU exactly as fair-esm does (bit-identical in float32
             on CPU). `bionemo_lite.load` passes its ``numerics=`` or
             ``$BIONEMO_LITE_NUMERICS``; None is ``"fast"``.
+        packing: run batches packed (no padding, attention per sequence; the default); False keeps
+            the padded batches. The reference numerics and contacts always run padded.
+        quantize: ``"int8"``: dynamic int8 Linear layers (CPU, float32 only; opt-in, accuracy in
+            benchmarks/RESULTS.md); None keeps the checkpoint's precision.
 
     Raises:
         CheckpointError: unreadable file, wrong format, or tensors that do not fit.
     """
     torch_dtype = resolve_dtype(dtype, device, default_gpu="float16")
+    quantize = check_quantize(quantize, device, torch_dtype)
     if numerics is None:
         numerics = "fast"
     ckpt = read_checkpoint(path)
     check_against_spec(spec, ckpt.arch, Path(path))
     network = build_network(ckpt, device, torch_dtype, numerics)
+    if quantize:
+        quantize_linear_layers(network, network.layers, [network.lm_head.dense])
     return ESM2Model(
         spec,
         network,
@@ -74,4 +84,5 @@ def load_esm2(
         config=ckpt.arch.to_config(),
         checkpoint_path=ckpt.path,
         checkpoint_format=ckpt.format,
+        packing=packing,
     )

@@ -22,6 +22,7 @@ from bionemo_lite.cancellation import raise_if_cancelled
 from bionemo_lite.pooling import Pooling
 from bionemo_lite.errors import BionemoLiteError, CheckpointError, InvalidInputError
 from bionemo_lite.model import BioModel
+from bionemo_lite.packing import Packing, pack_rows, packed_token_batches
 from bionemo_lite.mutations import Mutation, parse_mutations
 from bionemo_lite.records import Inputs, LengthPolicy, Record, prepare_proteins
 from bionemo_lite.results import Embeddings, Generated, GeneratedRecord, RecordError, Scores
@@ -78,6 +79,7 @@ class ESM2Model(BioModel):
         config: Mapping[str, Any] | None = None,
         checkpoint_path: Path | None = None,
         checkpoint_format: str | None = None,
+        packing: bool = True,
     ):
         dtype = next(network.parameters()).dtype
         super().__init__(spec, str(device), str(dtype).removeprefix("torch."), dict(config or spec.config))
@@ -85,6 +87,13 @@ class ESM2Model(BioModel):
         self.checkpoint_path = checkpoint_path
         self.checkpoint_format = checkpoint_format
         self._device = torch.device(device)
+        self.packing = packing
+
+    @property
+    def packed(self) -> bool:
+        """Whether batches run packed (no padding): the default with fast numerics; the reference
+        numerics keep fair-esm's padded arithmetic, contacts (attention maps) are always padded."""
+        return self.packing and self.network.numerics == "fast"
 
     @property
     def num_layers(self) -> int:
@@ -132,6 +141,36 @@ class ESM2Model(BioModel):
             mask_padding=padded,
         )
 
+    def _token_rows(self, sequences: Sequence[str]) -> list[torch.Tensor]:
+        """BOS + residues + EOS per sequence, unpadded (CPU int64 rows)."""
+        bos, eos = ALPHABET.cls_idx, ALPHABET.eos_idx
+        return [torch.tensor([bos, *ALPHABET.encode(s, record=i), eos], dtype=torch.long) for i, s in enumerate(sequences)]
+
+    def _encode_packed(
+        self, rows: Sequence[torch.Tensor], layers: Sequence[int] = (), *, need_logits: bool = False
+    ) -> tuple[Esm2Encoding, Packing]:
+        tokens, packing = pack_rows(rows, self._device)
+        return self.network.encode_packed(tokens, packing, layers, need_logits=need_logits), packing
+
+    def _log_probs_packed(self, rows: Sequence[torch.Tensor], positions: Sequence[int]) -> np.ndarray:
+        """`_log_probs_at` over packed rows (the LM head runs on the picked tokens only)."""
+        enc, packing = self._encode_packed(rows, [self.num_layers])
+        flat = [packing.offsets[k] + p for k, p in enumerate(positions)]
+        picked = enc.hidden[self.num_layers][torch.tensor(flat, device=self._device)]
+        return torch.log_softmax(self.network.lm_head(picked).float(), dim=-1).cpu().numpy()
+
+    def _logits_rows(self, sequences: Sequence[str]) -> list[np.ndarray]:
+        """``[L_i + 2, vocab]`` float32 logits per sequence (packed or padded)."""
+        with torch.inference_mode():
+            if self.packed:
+                enc, packing = self._encode_packed(self._token_rows(sequences), need_logits=True)
+                assert enc.logits is not None
+                return [t.numpy() for t in packing.split(enc.logits.float().cpu())]
+            logits = self._encode(self.tokenize(sequences), need_logits=True).logits
+            assert logits is not None
+            out = logits.float().cpu().numpy()
+        return [out[k, : len(s) + SPECIAL_TOKENS] for k, s in enumerate(sequences)]
+
     def _log_probs_at(self, tokens: torch.Tensor, positions: Sequence[int]) -> np.ndarray:
         """``[B, vocab]`` log-probabilities at one position per row (LM head only where needed)."""
         enc = self._encode(tokens, [self.num_layers])
@@ -145,6 +184,8 @@ class ESM2Model(BioModel):
     ) -> tuple[dict[int, T], dict[int, str]]:
         # token_budget_batches checks the budget (the core's check_tokens_per_batch, as embed_records does).
         batches = token_budget_batches(lengths, tokens_per_batch, SPECIAL_TOKENS)
+        if self.packed:  # the budget counts real tokens: nothing is padded
+            batches = packed_token_batches(lengths, check_tokens_per_batch(tokens_per_batch), SPECIAL_TOKENS)
         return run_batches(batches, run)
 
     @staticmethod
@@ -198,13 +239,18 @@ class ESM2Model(BioModel):
         )
 
     def _embed_batch(self, records: list[Record], layers: tuple[int, ...], pooling: Pooling) -> list[dict[int, np.ndarray]]:
-        tokens = self.tokenize([r.sequence for r in records])
         lengths = torch.tensor([len(r.sequence) for r in records], device=self._device)
         with torch.inference_mode():
-            enc = self._encode(tokens, layers)
-            positions = torch.arange(tokens.shape[1], device=self._device)
+            if self.packed:
+                enc, packing = self._encode_packed(self._token_rows([r.sequence for r in records]), layers)
+                hidden = {lay: packing.pad(enc.hidden[lay]) for lay in layers}  # [B, longest + 2, D] for pooling
+            else:
+                enc = self._encode(self.tokenize([r.sequence for r in records]), layers)
+                hidden = enc.hidden
+            width = next(iter(hidden.values())).shape[1]
+            positions = torch.arange(width, device=self._device)
             residues = (positions[None, :] >= 1) & (positions[None, :] <= lengths[:, None])
-            pooled = {lay: pooling.torch(enc.hidden[lay], residues, bos_index=0) for lay in layers}
+            pooled = {lay: pooling.torch(hidden[lay], residues, bos_index=0) for lay in layers}
         return [{lay: pooled[lay][i] for lay in layers} for i in range(len(records))]
 
     # ------------------------------------------------------------ logits and contacts
@@ -228,12 +274,7 @@ class ESM2Model(BioModel):
         records = self._whole_records(inputs, on_too_long, "logits")
 
         def run(batch: list[int]) -> dict[int, np.ndarray]:
-            tokens = self.tokenize([records[i].sequence for i in batch])
-            with torch.inference_mode():
-                logits = self._encode(tokens, need_logits=True).logits
-                assert logits is not None
-                out = logits.float().cpu().numpy()
-            return {i: out[k, : len(records[i].sequence) + SPECIAL_TOKENS] for k, i in enumerate(batch)}
+            return dict(zip(batch, self._logits_rows([records[i].sequence for i in batch])))
 
         results, failures = self._batched([len(r.sequence) for r in records], run, tokens_per_batch)
         return self._all_or_raise(records, results, failures)
@@ -361,7 +402,7 @@ class ESM2Model(BioModel):
         self, sequences: Sequence[str], jobs: Sequence[tuple[int, int]], tokens_per_batch: int | None
     ) -> tuple[dict[int, np.ndarray], dict[int, str]]:
         """Log-probabilities at token position `p` of sequence `s` with `p` masked, per job ``(s, p)``."""
-        base = {s: self.tokenize([sequences[s]])[0] for s in {s for s, _ in jobs}}
+        base = {s: self._token_rows([sequences[s]])[0] for s in {s for s, _ in jobs}}
 
         def run(batch: list[int]) -> dict[int, np.ndarray]:
             rows = []
@@ -371,7 +412,11 @@ class ESM2Model(BioModel):
                 row[p] = ALPHABET.mask_idx
                 rows.append(row)
             with torch.inference_mode():
-                lp = self._log_probs_at(_pad_stack(rows, ALPHABET.pad_idx), [jobs[j][1] for j in batch])
+                positions = [jobs[j][1] for j in batch]
+                if self.packed:  # the masked copies packed: no padding between sequences of other lengths
+                    lp = self._log_probs_packed(rows, positions)
+                else:
+                    lp = self._log_probs_at(_pad_stack(rows, ALPHABET.pad_idx), positions)
             return {j: lp[k] for k, j in enumerate(batch)}
 
         return self._batched([len(sequences[s]) for s, _ in jobs], run, tokens_per_batch)
@@ -419,12 +464,8 @@ class ESM2Model(BioModel):
         if method == "wt_marginals":
 
             def run(batch: list[int]) -> dict[int, np.ndarray]:
-                tokens = self.tokenize([pieces[k] for k in batch])
-                with torch.inference_mode():
-                    logits = self._encode(tokens, need_logits=True).logits
-                    assert logits is not None
-                    lp = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
-                return {k: lp[i] for i, k in enumerate(batch)}
+                logits = self._logits_rows([pieces[k] for k in batch])
+                return {k: torch.log_softmax(torch.from_numpy(lg), dim=-1).numpy() for k, lg in zip(batch, logits)}
 
             by_piece, failed_pieces = self._batched([len(piece) for piece in pieces], run, tokens_per_batch)
             return ({p: by_piece[piece_of[p]][p - span_of[p][0]] for p in positions if piece_of[p] in by_piece},

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bionemo_lite.packing import Packing, varlen_attention
+
 from .alphabet import ALPHABET
 
 # Fraction of tokens replaced by <mask> during ESM-2 training (15% chosen x 80% masked).
@@ -114,6 +116,16 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+def rotary_tables(positions: torch.Tensor, head_dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos, sin [N, 1, head_dim]`` at per-token `positions` (a packed batch: each sequence from 0),
+    computed as `RotaryEmbedding` computes them (float32, then cast)."""
+    exponent = torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim
+    inv_freq = 1.0 / (ROTARY_BASE**exponent)
+    freqs = positions.to(torch.float32)[:, None] * inv_freq[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (RoFormer) over the last dimension of q and k.
 
@@ -134,6 +146,7 @@ class RotaryEmbedding(nn.Module):
         emb = torch.cat((freqs, freqs), dim=-1)
         cos, sin = emb.cos().to(q.dtype), emb.sin().to(q.dtype)
         return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
 
 
 class SelfAttention(nn.Module):
@@ -191,6 +204,21 @@ class SelfAttention(nn.Module):
         out = out.transpose(1, 2).reshape(batch, length, dim)
         return self.out_proj(out), weights
 
+    def forward_packed(
+        self, x: torch.Tensor, packing: Packing, rotary: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """Attend within each sequence of the packed ``x [N, D]`` (`rotary`: `RotaryEmbedding.tables`)."""
+        total, dim = x.shape
+        heads = (total, self.num_heads, self.head_dim)
+        q = (self.q_proj(x) * self.scaling).reshape(heads)
+        k = self.k_proj(x).reshape(heads)
+        v = self.v_proj(x).reshape(heads)
+        if rotary is not None:
+            cos, sin = rotary
+            q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+        out = varlen_attention(q, k, v, packing, scale=1.0)
+        return self.out_proj(out.reshape(total, dim))
+
 
 class TransformerLayer(nn.Module):
     """Pre-LayerNorm block: x + attn(LN(x)), then x + fc2(gelu(fc1(LN(x))))."""
@@ -212,6 +240,13 @@ class TransformerLayer(nn.Module):
         act = gelu_reference if self.reference else F.gelu
         x = x + self.fc2(act(self.fc1(self.final_layer_norm(x))))
         return x, weights
+
+    def forward_packed(
+        self, x: torch.Tensor, packing: Packing, rotary: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """The block over packed tokens ``[N, D]`` (fast numerics: fused attention per sequence)."""
+        x = x + self.self_attn.forward_packed(self.self_attn_layer_norm(x), packing, rotary)
+        return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
 
 
 class LMHead(nn.Module):
@@ -362,6 +397,54 @@ class ESM2Network(nn.Module):
             maps = torch.stack(attentions, dim=1)  # [B, layers, heads, T, T]
             keep = (~tokens.eq(self.padding_idx)).to(maps.dtype)
             result.attentions = maps * (keep[:, None, :] * keep[:, :, None])[:, None, None]
+        return result
+
+    def embed_packed(self, tokens: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """`embed` for packed tokens ``[N]``: token dropout's rescaling counts masks per sequence."""
+        x = self.embed_tokens(tokens)
+        if self.arch.token_dropout:
+            is_mask = tokens.eq(self.mask_idx)
+            x = x.masked_fill(is_mask.unsqueeze(-1), 0.0)
+            masks = torch.zeros(len(packing.lengths), device=x.device, dtype=x.dtype)
+            masks = masks.index_add(0, packing.segment, is_mask.to(x.dtype))
+            src_lengths = torch.tensor(packing.lengths, device=x.device)
+            observed = masks / src_lengths
+            x = x * (1 - MASK_RATIO_TRAIN) / (1 - observed)[packing.segment][:, None]
+        return x
+
+    def encode_packed(
+        self, tokens: torch.Tensor, packing: Packing, repr_layers: Sequence[int] = (), *, need_logits: bool = True
+    ) -> Esm2Encoding:
+        """`encode` over a packed batch: tokens ``[N]`` (each sequence BOS + residues + EOS, no padding).
+
+        Every matmul runs over the N concatenated tokens; attention stays within
+        each sequence (`bionemo_lite.packing.varlen_attention`), rotary positions
+        restart at every sequence. Hidden states and logits come back packed
+        (``[N, D]``, ``[N, vocab]``; `Packing.split`/`pad` unpack them). Fast
+        numerics only (the reference mode keeps fair-esm's padded arithmetic).
+        """
+        wanted = set(int(i) for i in repr_layers)
+        if any(not 0 <= i <= self.num_layers for i in wanted):
+            raise ValueError(f"repr_layers must lie in 0..{self.num_layers}, got {sorted(wanted)}")
+        result = Esm2Encoding()
+        x = self.embed_packed(tokens, packing)
+        if 0 in wanted:
+            result.hidden[0] = x
+        rotary = None
+        if self.arch.rotary and self.num_layers:
+            head_dim = self.arch.embed_dim // self.arch.attention_heads
+            rotary = rotary_tables(packing.positions, head_dim, x.dtype)  # once for all layers
+        last = self.num_layers if need_logits else max(wanted, default=0)
+        for idx in range(last):
+            x = self.layers[idx].forward_packed(x, packing, rotary)
+            if idx + 1 in wanted and idx + 1 < self.num_layers:
+                result.hidden[idx + 1] = x
+        if last == self.num_layers and last > 0:
+            x = self.emb_layer_norm_after(x)
+            if self.num_layers in wanted:
+                result.hidden[self.num_layers] = x
+            if need_logits:
+                result.logits = self.lm_head(x)
         return result
 
     def forward(self, tokens: torch.Tensor, repr_layers: Sequence[int] = (), mask_padding: bool = True) -> ESM2Output:

@@ -13,6 +13,7 @@ import torch
 from bionemo_lite.pooling import Pooling
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.model import BioModel
+from bionemo_lite.packing import pack_rows
 from bionemo_lite.verbs import OnnxEncoder
 from bionemo_lite.records import Inputs, LengthPolicy, Record, apply_length_policy, clean_protein
 from bionemo_lite.results import Embeddings
@@ -64,6 +65,7 @@ def load_prott5(
     device: str = "cpu",
     dtype: str | torch.dtype | None = None,
     max_length: int | None = None,
+    packing: bool = True,
 ) -> ProtT5Model:
     """Load a Hugging Face T5 directory as `spec` (the loader named by the ProtT5 specs).
 
@@ -73,6 +75,8 @@ def load_prott5(
         dtype: compute dtype; None is float16 on GPU, float32 on CPU (always
             float32 on CPU, whatever the stored precision).
         max_length: longest input accepted, in residues (default: the spec's).
+        packing: run batches packed (no padding, attention and relative positions per
+            sequence; the default); False keeps padded batches.
 
     Raises:
         CheckpointError: no config/weights, unknown or missing tensors, a
@@ -100,7 +104,7 @@ def load_prott5(
     logger.info("loaded %s from %s (%s weights, computing in %s on %s)", spec.name, weights, stored, compute, device)
     return ProtT5Model(
         spec, encoder, tokenizer, device=device, dtype=compute, max_length=max_length,
-        weights_dtype=stored,
+        weights_dtype=stored, packing=packing,
     )
 
 
@@ -123,6 +127,7 @@ class ProtT5Model(BioModel):
         dtype: torch.dtype = torch.float32,
         max_length: int | None = None,
         weights_dtype: str = "float32",
+        packing: bool = True,
     ):
         super().__init__(spec, device=device, dtype=str(dtype).removeprefix("torch."), config=encoder.arch.to_dict())
         _check_max_length(max_length)
@@ -130,6 +135,7 @@ class ProtT5Model(BioModel):
         self.tokenizer = tokenizer
         self.weights_dtype = weights_dtype
         self._max_length = max_length
+        self.packing = packing
 
     @property
     def max_length(self) -> int:
@@ -158,7 +164,15 @@ class ProtT5Model(BioModel):
         input_ids, attention_mask = self._tensors(arrays)
         residues = torch.from_numpy(self.tokenizer.residue_mask(arrays)).to(self.device)
         with torch.inference_mode():
-            hidden = self._net(input_ids, attention_mask, layers=layers)
+            if self.packing:
+                counts = arrays["attention_mask"].sum(1)
+                tokens, packing = pack_rows(
+                    [torch.from_numpy(arrays["input_ids"][i, :n]) for i, n in enumerate(counts)], self.device
+                )
+                packed = self._net.forward_packed(tokens, packing, layers=layers)
+                hidden = {lay: packing.pad(h) for lay, h in packed.items()}  # [B, longest, D] for pooling
+            else:
+                hidden = self._net(input_ids, attention_mask, layers=layers)
             pooled = {lay: pooling.torch(hidden[lay], residues, bos_index=None) for lay in layers}
         return [{lay: pooled[lay][row] for lay in layers} for row in range(len(records))]
 

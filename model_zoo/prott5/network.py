@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bionemo_lite.packing import Packing, varlen_attention
+
 from .checkpoint import T5EncoderArch
 
 _ACTIVATIONS = {
@@ -91,6 +93,19 @@ class T5EncoderLayer(nn.Module):
         h = self.act(self.wi_0(h)) * self.wi_1(h) if self.gated else self.act(self.wi(h))
         return x + self.wo(h.to(self.wo.weight.dtype)).float()
 
+    def forward_packed(self, x: torch.Tensor, packing: Packing, bias: torch.Tensor) -> torch.Tensor:
+        """The block over packed tokens ``x [N, d_model]``; `bias` ``[heads, longest, longest]``
+        is the relative-position bias, sliced to each sequence's own length."""
+        dtype = self.q.weight.dtype
+        h = self.attn_norm(x).to(dtype)
+        shape = (x.shape[0], self.num_heads, self.d_kv)
+        q, k, v = self.q(h).view(shape), self.k(h).view(shape), self.v(h).view(shape)
+        attn = varlen_attention(q, k, v, packing, scale=1.0, bias=bias)
+        x = x + self.o(attn.reshape(x.shape[0], -1)).float()
+        h = self.ff_norm(x).to(dtype)
+        h = self.act(self.wi_0(h)) * self.wi_1(h) if self.gated else self.act(self.wi(h))
+        return x + self.wo(h.to(self.wo.weight.dtype)).float()
+
 
 def relative_position_bucket(relative_position: torch.Tensor, num_buckets: int, max_distance: int) -> torch.Tensor:
     """Bidirectional T5 buckets: exact for small distances, logarithmic up to `max_distance`."""
@@ -133,6 +148,40 @@ class T5Encoder(nn.Module):
         dtype = self.relative_bias.weight.dtype
         padding = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(dtype).min
         return (bias + padding).to(dtype)
+
+    def relative_bias_table(self, length: int, device: torch.device) -> torch.Tensor:
+        """``[heads, length, length]`` relative-position bias (key - query) in the compute dtype."""
+        positions = torch.arange(length, device=device)
+        buckets = relative_position_bucket(
+            positions[None, :] - positions[:, None],
+            self.arch.relative_attention_num_buckets,
+            self.arch.relative_attention_max_distance,
+        )
+        return self.relative_bias(buckets).float().permute(2, 0, 1).to(self.relative_bias.weight.dtype)
+
+    def forward_packed(
+        self, input_ids: torch.Tensor, packing: Packing, layers: Collection[int] | None = None
+    ) -> dict[int, torch.Tensor]:
+        """`forward` over a packed batch: ``input_ids [N]`` (each sequence ending in ``</s>``, no padding).
+
+        Matmuls run over the N concatenated tokens; attention stays within each
+        sequence, whose relative-position bias is the top-left block of one
+        table for the longest sequence (positions restart at every sequence).
+        Returns packed hidden states ``[N, d_model]`` (float32).
+        """
+        wanted = {self.num_layers} if layers is None else set(layers)
+        bias = self.relative_bias_table(packing.max_len, input_ids.device)
+        x = self.embed(input_ids).float()
+        out: dict[int, torch.Tensor] = {}
+        if 0 in wanted:
+            out[0] = x
+        for i, layer in enumerate(self.layers, start=1):
+            x = layer.forward_packed(x, packing, bias)
+            if i in wanted and i < self.num_layers:
+                out[i] = x
+        if self.num_layers in wanted:
+            out[self.num_layers] = self.final_norm(x)
+        return out
 
     def forward(
         self,
