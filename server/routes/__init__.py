@@ -6,3 +6,6 @@ from . import finetune, predict
 ROUTERS = [health.router, models.router, embed.router, score.router, generate.router, fold.router, decode.router,
            contacts.router, metrics.router]
 ROUTERS += [predict.router, finetune.router]  # fine-tuning (bionemo_lite.finetune)
+from ..compat import ROUTERS as COMPAT_ROUTERS  # noqa: E402  # BioNeMo service v1 + NIM shapes (server/compat)
+
+ROUTERS += COMPAT_ROUTERS
