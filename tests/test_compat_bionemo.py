@@ -7,6 +7,7 @@ client's own error class naming what we do."""
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 
 import httpx
@@ -163,6 +164,9 @@ def test_openfold_sync_with_msa_upload_equals_native(tmp_path, client, http):
     assert pdb == expected["pdb"]
     single = native(http, OPENFOLD, "fold", {"sequence": SHORT})
     assert single["pdb"] != expected["pdb"]  # the alignments did reach the model
+    paths[1].write_bytes(b"\xff\xfe not a3m")
+    with pytest.raises(IncorrectParamsError, match="bfd.a3m is not UTF-8"):
+        client.openfold_async(SHORT, msas=[str(p) for p in paths])
 
 
 # ---------------------------------------------------------------- what is not hosted
@@ -188,10 +192,13 @@ def test_models_not_hosted_are_the_clients_error_naming_what_is(tmp_path, client
 
 
 def test_a_slow_task_can_be_cancelled(shared, client):
-    """A guided search long enough to outlast the submission's wait: polled PROCESSING, then cancelled."""
+    """A guided search long enough to outlast the submission's wait: polled PROCESSING after the client's
+    5 s poll interval, then cancelled."""
     rid = client._guided_mol_generate_dispatch("megamolbart", SEED, "QED", iterations=1000, num_samples=4,
                                                particles=50, min_similarity=0.0)
     assert client.fetch_task_status(rid) in ("SUBMITTED", "PROCESSING")
+    time.sleep(5.5)  # the client's poll interval on its kept-alive connection: still open (uvicorn's 5 s reset it)
+    assert client.fetch_task_status(rid) == "PROCESSING"
     client.cancel_task(rid)
     done = threading.Event()
 

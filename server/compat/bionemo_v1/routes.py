@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from ...errors import ERROR_RESPONSES
@@ -88,7 +89,13 @@ async def openfold(
     relax_prediction: Annotated[bool, Form(description="AMBER-relax the prediction.")] = True,
 ) -> Response:
     """``openfold_{sync,async}``: multipart (``sequence``, ``msas`` a3m files, ``use_msa``, ``relax_prediction``)."""
-    texts = [(await f.read()).decode("utf-8", errors="strict") for f in (msas or [])]
+    texts = []
+    for i, upload in enumerate(msas or []):
+        try:
+            texts.append((await upload.read()).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise RequestValidationError([{"loc": ("body", "msas", i), "type": "value_error",
+                                           "msg": f"{upload.filename or 'the MSA file'} is not UTF-8 a3m text"}]) from None
     fold: dict[str, Any] = {"sequence": sequence, "relax": relax_prediction}
     warning = None
     if use_msa and texts:

@@ -95,14 +95,14 @@ async def submit_fold(request: Request, model: str, fold: dict[str, Any], warnin
 
     options = {k: v for k, v in fold.items() if k not in ("sequence", "format")}
     submission = Submission(model, answer, "fold", name, options, [{"id": "structure", "sequence": fold["sequence"]}],
-                            lambda results: fold_answer(_fold_result(results, name), warning))
+                            lambda results: fold_answer(_fold_result(results, name), warning), results="file")
     return await task_backend(request.app.state).submit(native.owner_of(request), submission)
 
 
 # ---- job store results -> the native result shape (issue 12's output files)
 def _generate_rows(results: Any, name: str) -> dict[str, Any]:
     """A finished generate job's rows (in memory, or its parquet / csv file) as a native result."""
-    rows = _rows(results)
+    rows = [r for r in _rows(results) if r.get("generated") is not None]  # a seed with nothing kept: an empty row
     generated, scores, tanimoto = [], [], []
     for row in rows:
         generated.append(row.get("generated") or row.get("sample") or row.get("smiles"))
@@ -111,9 +111,6 @@ def _generate_rows(results: Any, name: str) -> dict[str, Any]:
         if isinstance(props, str):
             props = json.loads(props)
         tanimoto.append((props or {}).get("tanimoto", row.get("tanimoto")))
-    # One row per molecule or one row per seed with lists: both become one record.
-    if len(rows) == 1 and isinstance(generated[0], list):
-        generated, scores, tanimoto = generated[0], scores[0], tanimoto[0]
     return {"model": name, "errors": [],
             "generated": [{"generated": generated, "scores": scores, "properties": {"tanimoto": tanimoto}}]}
 

@@ -55,6 +55,7 @@ class Submission:
     options: dict[str, Any]
     records: list[dict[str, Any]]
     answer: Callable[[Any], dict[str, Any]]
+    results: str = "rows"  # what `answer` reads of a finished job: "rows" (read_results) or "file" (results_path)
 
 
 @dataclass
@@ -179,10 +180,13 @@ class JobTasks:
 
     def __init__(self, jobs: Any) -> None:
         self.jobs = jobs
-        self._answers: dict[str, tuple[str, Callable[[Any], dict[str, Any]]]] = {}
+        # The BioNeMo model name and answer of each job submitted here (a job is a verb over records;
+        # the BioNeMo shape of its answer is known to the route that submitted it).
+        self._answers: dict[str, Submission] = {}
 
     def _view(self, job: Any) -> TaskView:
-        model, _ = self._answers.get(job.id, (job.model, None))
+        submission = self._answers.get(job.id)
+        model = submission.model if submission is not None else job.model
         return TaskView(job.id, job.owner, model, job.state, job.created_at, job.started_at, job.finished_at,
                         float(job.progress or 0.0), job.error)
 
@@ -199,7 +203,7 @@ class JobTasks:
         request = JobRequest(verb=submission.verb, model=submission.variant, options=submission.options,
                              records=submission.records)
         job = await self._call("submit", owner, request)
-        self._answers[job.id] = (submission.model, submission.answer)
+        self._answers[job.id] = submission
         deadline = time.monotonic() + INLINE_WAIT_S
         while job.state in ("queued", "running") and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -209,14 +213,14 @@ class JobTasks:
     async def _with_answer(self, owner: str, job: Any) -> TaskView:
         view = self._view(job)
         if job.state == "done":
-            _, answer = self._answers.get(job.id, (None, None))
-            if answer is None:  # a job made before this process started: its answer shape is unknown here
-                view.error = "the task's answer is not available from this server process; use GET /v1/jobs/{id}/results"
+            submission = self._answers.get(job.id)
+            if submission is None:  # submitted before this process started: its BioNeMo shape is unknown here
+                view.state, view.error = "failed", ("this server process did not submit the task: its results "
+                                                    f"are at GET /v1/jobs/{job.id}/results")
                 return view
-            reader = getattr(self.jobs, "read_results", None)
-            results: Any = (await self._call("read_results", owner, job.id) if reader is not None
+            results: Any = (await self._call("read_results", owner, job.id) if submission.results == "rows"
                             else Path(await self._call("results_path", owner, job.id)))
-            view.response = await asyncio.to_thread(answer, results)
+            view.response = await asyncio.to_thread(submission.answer, results)
         return view
 
     async def get(self, owner: str, task_id: str) -> TaskView:

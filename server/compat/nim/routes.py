@@ -21,8 +21,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from bionemo_lite.chains import chain_ids
+from bionemo_lite.errors import InvalidInputError
 
-from ...errors import ERROR_RESPONSES
+from ...errors import ERROR_RESPONSES, error_response
 from ...responses import json_response
 from ...schemas import DecodeRequest, EmbedRequest, FoldRequest, GenerateRequest
 from .. import native
@@ -66,8 +67,6 @@ async def esm2(size: str, body: Esm2Body, request: Request) -> Response:
 
 
 async def native_not_found(name: str) -> Response:
-    from ...errors import error_response
-
     return error_response(404, "unknown_model", f"no NIM model {name!r} here: esm2-650m, esm2-3b, esm2-15b are served")
 
 
@@ -187,8 +186,6 @@ async def molmim_generate(body: MolmimGenerateBody, request: Request) -> Respons
     native_body = native.parse(GenerateRequest, {"sequences": [{"id": "smi", "sequence": body.smi}], **options})
     result = await native.generate(request, MOLMIM, native_body)()
     if result["errors"]:
-        from bionemo_lite.errors import InvalidInputError
-
         raise InvalidInputError(result["errors"][0].get("reason") or "the seed could not be read", record="smi")
     item = result["generated"][0]
     scores = item["scores"] if guided else item["properties"]["tanimoto"]
