@@ -126,3 +126,10 @@ def test_molmim_sampling_and_generate(http):
     for bad in ({"min_similarity": 0.8}, {"property_name": "logP"}, {"minimize": True}, {"particles": 1}):
         r = http.post("/nim/biology/nvidia/molmim/generate", json={**guided, **bad})
         assert r.status_code == 422, (bad, r.text)
+
+
+def test_nim_routes_take_the_servers_keys(http):
+    url = f"{http.base_url}nim/biology/nvidia/molmim/embedding"
+    r = httpx.post(url, json={"sequences": SMILES})  # no key
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+    assert httpx.post(url, json={"sequences": SMILES}, headers=bearer("wrong")).status_code == 401
