@@ -129,7 +129,7 @@ def test_molmim_sampling_and_generate(http):
 
 
 def test_nim_routes_take_the_servers_keys(http):
-    url = f"{http.base_url}nim/biology/nvidia/molmim/embedding"
+    url = str(http.base_url).rstrip("/") + "/nim/biology/nvidia/molmim/embedding"
     r = httpx.post(url, json={"sequences": SMILES})  # no key
     assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
     assert httpx.post(url, json={"sequences": SMILES}, headers=bearer("wrong")).status_code == 401

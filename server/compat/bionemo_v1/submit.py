@@ -9,7 +9,6 @@ before any task exists) and hands the model call to the task backend; the task's
 
 from __future__ import annotations
 
-import io
 import json
 import zipfile
 from collections.abc import Awaitable, Callable
@@ -141,6 +140,6 @@ def _rows(results: Any) -> list[dict[str, Any]]:
     if path.suffix == ".csv":
         import csv
 
-        with io.open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8") as fh:
             return list(csv.DictReader(fh))
     raise ValueError(f"cannot read job results from {path.name}")
