@@ -340,6 +340,33 @@ BackendOpt = typer.Option(
     "inprocess", "--backend", help="inprocess (load the model here) or triton (the model a Triton server serves)."
 )
 TritonUrlOpt = typer.Option(None, "--triton-url", help="host:port of the Triton server's HTTP endpoint (--backend triton).")
+ExecutorOpt = typer.Option(
+    "local", "--executor",
+    help="local (this process) or ray (Ray Data shards the records, a pool of actors runs the model; see README).",
+)
+RayAddressOpt = typer.Option(None, "--ray-address", help="Ray cluster: auto, or ray://HOST:10001 (default: a local one).")
+RayActorsOpt = typer.Option(2, "--ray-actors", min=1, help="Actors in the pool, each with its own model (--executor ray).")
+RayGpusOpt = typer.Option(0.0, "--ray-gpus-per-actor", min=0.0, help="GPUs per actor: 1 = one actor per GPU.")
+
+
+def _run_batch(source: Any, task: Any, output: Path, loaded: Any, executor: str, ray_address: str | None,
+               ray_actors: int, ray_gpus: float, backend: str, **kwargs: Any) -> Any:
+    """`run_job` (``--executor local``) or `run_ray_job` (``--executor ray``): the same output either way."""
+    from .jobs import job_identity, run_job
+
+    if executor == "local":
+        if ray_address is not None:
+            raise typer.BadParameter("--ray-address needs --executor ray", param_hint="--ray-address")
+        return run_job(source, task, output, params=job_identity(loaded), **kwargs)
+    if executor != "ray":
+        raise typer.BadParameter(f"must be local or ray, got {executor!r}", param_hint="--executor")
+    if backend != "inprocess":
+        raise typer.BadParameter("--executor ray loads the model in each actor; drop --backend triton",
+                                 param_hint="--executor")
+    from .jobs.ray_executor import factory_of, run_ray_job
+
+    return run_ray_job(source, task, output, factory=factory_of(task, loaded), params=job_identity(loaded),
+                       num_actors=ray_actors, num_gpus=ray_gpus, address=ray_address, **kwargs)
 
 
 def _input_argument(help_text: str) -> Any:
@@ -377,6 +404,10 @@ def embed_command(
     wait: bool = WaitOpt,
     backend: str = BackendOpt,
     triton_url: Optional[str] = TritonUrlOpt,
+    executor: str = ExecutorOpt,
+    ray_address: Optional[str] = RayAddressOpt,
+    ray_actors: int = RayActorsOpt,
+    ray_gpus: float = RayGpusOpt,
 ) -> None:
     """Embed every record of INPUT into OUTPUT (resumable; bad records go to OUTPUT.errors.csv)."""
     from .io.writers import EMBEDDING_FORMATS, output_suffix
@@ -391,8 +422,8 @@ def embed_command(
     loaded = _load_model(spec, weights, device, dtype, numerics, backend, triton_url)
     task = EmbedTask(loaded, layers=tuple(layer or (-1,)), pooling=pooling,
                      on_too_long=length_policy(truncate, window, window_stride), tokens_per_batch=tokens_per_batch)
-    summary = run_job(source, task, output, params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet,
-                      keep_manifest=keep_manifest, wait=wait)
+    summary = _run_batch(source, task, output, loaded, executor, ray_address, ray_actors, ray_gpus, backend,
+                         chunk_size=chunk_size, progress=not quiet, keep_manifest=keep_manifest, wait=wait)
     _finish(summary)
 
 
@@ -485,6 +516,10 @@ def score_command(
     wait: bool = WaitOpt,
     backend: str = BackendOpt,
     triton_url: Optional[str] = TritonUrlOpt,
+    executor: str = ExecutorOpt,
+    ray_address: Optional[str] = RayAddressOpt,
+    ray_actors: int = RayActorsOpt,
+    ray_gpus: float = RayGpusOpt,
 ) -> None:
     """Score records (one row each) or the mutations of one wild type (one row per mutation)."""
     from .io.readers import read_mutation_rows
@@ -523,8 +558,8 @@ def score_command(
         loaded = _load_model(spec, weights, device, dtype, numerics, backend, triton_url)
         task = ScoreTask(loaded, method, on_too_long=length_policy(truncate, window, window_stride),
                          tokens_per_batch=tokens_per_batch)
-    summary = run_job(source, task, output, params=job_identity(loaded), chunk_size=chunk_size, progress=not quiet,
-                      keep_manifest=keep_manifest, wait=wait)
+    summary = _run_batch(source, task, output, loaded, executor, ray_address, ray_actors, ray_gpus, backend,
+                         chunk_size=chunk_size, progress=not quiet, keep_manifest=keep_manifest, wait=wait)
     _finish(summary)
 
 
@@ -622,6 +657,10 @@ def fold_command(
     wait: bool = WaitOpt,
     backend: str = BackendOpt,
     triton_url: Optional[str] = TritonUrlOpt,
+    executor: str = ExecutorOpt,
+    ray_address: Optional[str] = RayAddressOpt,
+    ray_actors: int = RayActorsOpt,
+    ray_gpus: float = RayGpusOpt,
 ) -> None:
     """Predict a structure per record: OUTDIR/<id>.pdb|.cif, OUTDIR/summary.csv and OUTDIR/errors.csv.
 
@@ -649,9 +688,9 @@ def fold_command(
     task = FoldTask(loaded, output, format=format, num_recycles=num_recycles, chunk_size=attention_chunk_size,
                     msa_dir=msa, relax=relax)
     # One record per chunk: each structure is committed as soon as it is predicted.
-    summary = run_job(source, task, output / "summary.csv", params=job_identity(loaded), chunk_size=1,
-                      progress=not quiet, manifest_path=output / "job.sqlite", errors_path=output / "errors.csv",
-                      keep_manifest=keep_manifest, wait=wait)
+    summary = _run_batch(source, task, output / "summary.csv", loaded, executor, ray_address, ray_actors, ray_gpus,
+                         backend, chunk_size=1, progress=not quiet, manifest_path=output / "job.sqlite",
+                         errors_path=output / "errors.csv", keep_manifest=keep_manifest, wait=wait)
     _finish(summary)
 
 

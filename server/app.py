@@ -32,6 +32,8 @@ from .openapi import openapi_with_limits
 from .preload import PreloadPlan, plan_preload
 from .problems import weights_missing
 from .request_id import RequestId
+from .jobs.pool import WorkerPool
+from .jobs.service import JobService
 from .responses import SafeJSONResponse
 from .routes import ROUTERS
 from .settings import Settings
@@ -76,11 +78,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             await provider.start(plan.models, download=plan.download)
+            if settings.job_workers:  # jobs over HTTP: worker processes of their own (server/jobs/pool.py)
+                app.state.job_workers.start()
             loading = f"; loading {', '.join(plan.models)} ({plan.source})" if plan.models else ""
             logger.info("bionemo-lite answering (%s backend)%s", provider.kind, loading)
             yield
         finally:
+            await app.state.job_workers.stop()
             await provider.close()
+            app.state.jobs.close()
 
     app = FastAPI(
         title="bionemo-lite",
@@ -92,8 +98,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.provider = provider
     app.state.metrics = metrics
+    app.state.jobs = JobService.from_settings(settings)  # POST /v1/jobs (server/jobs/service.py)
+    app.state.job_workers = WorkerPool(settings, app.state.jobs.store, app.state.jobs.root,
+                                       settings.job_workers)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
+                       paths={"/v1/jobs": settings.max_upload_bytes})  # job uploads have their own limit
     app.add_middleware(RequestLifetime, timeout_s=settings.request_timeout_s)  # disconnect / deadline cancel
     install_access_control(app, settings)  # API keys and per-client limits, outside the body limit
     app.add_middleware(UnhandledErrors)

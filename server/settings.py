@@ -144,6 +144,23 @@ class Settings(BaseSettings):
     finetune_dir: str | None = None  # None: $BIONEMO_LITE_HOME/finetune-runs
     max_finetune_records: int = Field(5000, ge=1)
     # ----
+    # ---- jobs over HTTP (server/jobs/, server/routes/jobs.py): the store, the job folders, the workers
+    job_store: str | None = None  # SQLAlchemy URL (sqlite:///..., postgresql://...); None: SQLite beside job_dir
+    job_dir: str | None = None  # None: $BIONEMO_LITE_HOME/jobs (shared storage when workers run on other machines)
+    job_workers: int = Field(1, ge=0)  # worker processes this service starts (0: workers run elsewhere)
+    job_worker_init: str | None = None  # "module:function" each worker calls first (e.g. registering plugins)
+    job_worker_models: int = Field(1, ge=1)  # models one worker keeps loaded
+    job_chunk_size: int = Field(64, ge=1)  # records per model call and manifest commit
+    job_lease_s: float = Field(10.0, gt=0)  # a worker silent this long has lost its job to the others
+    job_slice_s: float = Field(30.0, gt=0)  # a job runs this long at most while others wait (fairness)
+    job_poll_s: float = Field(0.2, gt=0)
+    max_upload_bytes: int = Field(256 * MIB, ge=1024)  # largest file POST /v1/jobs takes (413 above it)
+    max_job_records: int = Field(1_000_000, ge=1)
+    job_executor: Literal["local", "ray"] = "local"  # ray: each worker runs its jobs on a Ray actor pool
+    ray_address: str | None = None  # auto, ray://head:10001; None: a local Ray instance per worker
+    ray_actors: int = Field(2, ge=1)
+    ray_gpus_per_actor: float = Field(0.0, ge=0)
+    # ----
 
     @field_validator("weights", mode="before")
     @classmethod

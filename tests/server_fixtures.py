@@ -235,6 +235,8 @@ def load_toy(spec: ModelSpec, path: Path, device: str = "cpu", dtype: str | None
         with open(log, "a") as fh:
             fh.write(spec.name + "\n")
     kinds = {"encoder": ToyEncoder, "folder": ToyFolder, "smiles": ToySmiles}
+    kinds["counter"] = globals().get("ToyCountingEncoder", ToyEncoder)  # defined with the job helpers below
+    kinds["job_folder"] = globals().get("ToyRecordFolder", ToyFolder)
     model = kinds[spec.config["kind"]](spec, table)
     model.numerics = numerics
     return model
@@ -372,4 +374,47 @@ def startup_toy_app():
 
     register_toys()
     register(downloadable_toy_spec(os.environ["TOY_DOWNLOAD_URL"], os.environ.get("TOY_DOWNLOAD_SHA256") or None))
+    return create_app()
+
+
+# ---------------------------------------------------------------- job workers (tests/test_http_jobs*.py)
+
+class ToyCountingEncoder(ToyEncoder):
+    """`ToyEncoder` whose every computed record id is appended to ``$TOY_RECORD_LOG`` (one line each,
+    flushed at once), so tests count what a job computed, even across killed workers; each batch sleeps
+    ``$TOY_RECORD_DELAY_S`` per record."""
+
+    def embed(self, inputs, layer=-1, pooling="mean", *, on_too_long="error", tokens_per_batch=None):
+        records = list(as_records(inputs))
+        time.sleep(float(os.environ.get("TOY_RECORD_DELAY_S", "0")) * len(records))
+        result = super().embed(records, layer, pooling, on_too_long=on_too_long, tokens_per_batch=tokens_per_batch)
+        if log := os.environ.get("TOY_RECORD_LOG"):
+            with open(log, "a") as fh:
+                fh.write("".join(f"{rid}\n" for rid in result.ids))
+                fh.flush()
+        return result
+
+
+class ToyRecordFolder(ToyFolder):
+    """`ToyFolder` taking a `Record` too, as the `Folder` Protocol allows (batch jobs pass records)."""
+
+    def fold(self, sequence, **options):
+        return super().fold(getattr(sequence, "sequence", sequence), **options)
+
+
+def register_job_toys() -> None:
+    """The toys plus ``toy_counter`` (a `ToyCountingEncoder`), in the API process and in each job worker."""
+    register_toys()
+    common = {"family": "toy", "loader": "server_fixtures:load_toy", "license": "test only", "weights": (_source(),)}
+    register(ModelSpec(name="toy_counter", verbs=frozenset({"embed", "score"}), max_length=40,
+                       config={"kind": "counter", "layers": TOY_LAYERS, "dim": TOY_DIM}, **common))
+    register(ModelSpec(name="toy_job_folder", verbs=frozenset({"fold"}), max_length=30, config={"kind": "job_folder"},
+                       **common))
+
+
+def job_toy_app():
+    """uvicorn factory: the real app with `register_job_toys` (settings from the environment)."""
+    from bionemo_lite.server.app import create_app
+
+    register_job_toys()
     return create_app()

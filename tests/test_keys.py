@@ -14,6 +14,7 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime
@@ -169,8 +170,10 @@ def test_exposure_needs_keys_or_insecure():
 
 def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith("BIONEMO_LITE_")}
+    home = tempfile.mkdtemp(prefix="serve-home-")  # not the user's cache: what is in it would be logged
     return subprocess.run([*CLI, "serve", "--port", str(free_port()), *args], capture_output=True, text=True,
-                          timeout=120, env={**base, "BIONEMO_LITE_DEFAULT_MODEL": "off", **(env or {})})
+                          timeout=120, env={**base, "BIONEMO_LITE_HOME": home, "BIONEMO_LITE_DEFAULT_MODEL": "off",
+                                            **(env or {})})
 
 
 def test_serve_refuses_other_addresses_without_keys(tmp_path):
