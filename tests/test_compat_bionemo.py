@@ -149,6 +149,8 @@ def test_esmfold_sync_and_async_equal_native(client, http):
     assert pdb == expected["pdb"] and pdb.startswith(("HEADER", "ATOM", "PARENT", "MODEL"))
     rid = client.esmfold_async(SHORT)
     assert client.fetch_result(rid) == expected["pdb"]
+    job = http.get(f"/v1/jobs/{rid.correlation_id}")  # the task is a job of the service's durable job store
+    assert job.status_code == 200 and (job.json()["verb"], job.json()["state"]) == ("fold", "done")
     with pytest.raises(IncorrectParamsError, match="position 4"):  # checked at submission, no task made
         client.esmfold_async("MKTJAY")
 
@@ -158,7 +160,10 @@ def test_openfold_sync_with_msa_upload_equals_native(tmp_path, client, http):
     paths = [tmp_path / "uniref.a3m", tmp_path / "bfd.a3m"]
     paths[0].write_text(a3m)
     paths[1].write_text(f">query\n{SHORT}\n>hit3\nMKSAYIAKQRQ\n")
-    pdb = client.openfold_sync(SHORT, msas=[str(p) for p in paths], use_msa=True, relax_prediction=False)
+    rid = client.openfold_async(SHORT, msas=[str(p) for p in paths], use_msa=True, relax_prediction=False)
+    pdb = client.fetch_result(rid)
+    # fold jobs apply no MSA (server/jobs/execute.py build_task): this task ran in the service's process
+    assert http.get(f"/v1/jobs/{rid.correlation_id}").status_code == 404
     merged = a3m + ">hit3\nMKSAYIAKQRQ\n"
     expected = native(http, OPENFOLD, "fold", {"sequence": SHORT, "alignments": merged})
     assert pdb == expected["pdb"]

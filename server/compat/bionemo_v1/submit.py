@@ -28,6 +28,9 @@ from .tasks import Submission, TaskView, task_backend
 
 PROPERTIES = {"QED": "qed", "plogP": "plogp", "logP": "logp"}  # the client's names -> bionemo_lite.properties
 SEED_ID = "seed"
+# What a fold job of the job store applies (server/jobs/execute.py build_task); it validates but drops the
+# rest (alignments, ligands, family options), so a fold with any of those runs in this process instead.
+JOB_FOLD_OPTIONS = {"relax", "num_recycles", "chunk_size", "format"}
 
 
 def generate_options(body: MoleculeGenerateBody) -> tuple[dict[str, Any], bool]:
@@ -94,7 +97,8 @@ async def submit_fold(request: Request, model: str, fold: dict[str, Any], warnin
 
     options = {k: v for k, v in fold.items() if k not in ("sequence", "format")}
     submission = Submission(model, answer, "fold", name, options, [{"id": "structure", "sequence": fold["sequence"]}],
-                            lambda results: fold_answer(_fold_result(results, name), warning), results="file")
+                            lambda results: fold_answer(_fold_result(results, name), warning), results="file",
+                            in_process=bool(set(options) - JOB_FOLD_OPTIONS))
     return await task_backend(request.app.state).submit(native.owner_of(request), submission)
 
 

@@ -3,8 +3,9 @@
 The client's ``*_sync`` methods are its ``*_async`` ones plus polling (``GET
 /task/{id}`` every 5 s until DONE / CANCEL / ERROR), so every generate and fold
 request is a task. A task is a job of the durable job store
-(``app.state.jobs``, `JobTasks`) when the service has one; without it
-(`LocalTasks`) the task runs in this process and lives in memory. Either way a
+(``app.state.jobs``, `JobTasks`) when the service has one; without it, or for
+work a job cannot carry (a fold's MSA), the task runs in this process and
+lives in memory (`LocalTasks`). Either way a
 submission waits up to `INLINE_WAIT_S` for its answer before replying with the
 correlation id, so a short request is DONE at the client's first poll instead
 of five seconds later.
@@ -56,6 +57,7 @@ class Submission:
     records: list[dict[str, Any]]
     answer: Callable[[Any], dict[str, Any]]
     results: str = "rows"  # what `answer` reads of a finished job: "rows" (read_results) or "file" (results_path)
+    in_process: bool = False  # the job store cannot carry it (e.g. a fold's MSA): run it as a `LocalTasks` task
 
 
 @dataclass
@@ -99,7 +101,7 @@ class TaskBackend(Protocol):
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat()
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")  # as the job store writes them
 
 
 def _reason(exc: BaseException) -> str:
@@ -183,6 +185,7 @@ class JobTasks:
         # The BioNeMo model name and answer of each job submitted here (a job is a verb over records;
         # the BioNeMo shape of its answer is known to the route that submitted it).
         self._answers: dict[str, Submission] = {}
+        self.local = LocalTasks()  # submissions the job store cannot carry
 
     def _view(self, job: Any) -> TaskView:
         submission = self._answers.get(job.id)
@@ -200,6 +203,8 @@ class JobTasks:
     async def submit(self, owner: str, submission: Submission) -> TaskView:
         from ...jobs.schemas import JobRequest  # the job store's package (issue 12)
 
+        if submission.in_process:
+            return await self.local.submit(owner, submission)
         request = JobRequest(verb=submission.verb, model=submission.variant, options=submission.options,
                              records=submission.records)
         job = await self._call("submit", owner, request)
@@ -224,6 +229,8 @@ class JobTasks:
         return view
 
     async def get(self, owner: str, task_id: str) -> TaskView:
+        with contextlib.suppress(TaskNotFoundError):
+            return await self.local.get(owner, task_id)
         return await self._with_answer(owner, await self._job(owner, task_id))
 
     async def _job(self, owner: str, task_id: str) -> Any:
@@ -235,11 +242,15 @@ class JobTasks:
             raise TaskNotFoundError(task_id) from None
 
     async def list(self, owner: str, limit: int) -> list[TaskView]:
-        return [self._view(job) for job in await self._call("list", owner, limit, 0)]
+        views = [self._view(job) for job in await self._call("list", owner, limit, 0)]
+        views += await self.local.list(owner, limit)
+        return sorted(views, key=lambda v: v.created_at, reverse=True)[:limit]
 
     async def cancel(self, owner: str, task_id: str) -> TaskView:
         from ...jobs.service import JobNotFoundError
 
+        with contextlib.suppress(TaskNotFoundError):
+            return await self.local.cancel(owner, task_id)
         try:
             return self._view(await self._call("cancel", owner, task_id))
         except JobNotFoundError:
@@ -248,6 +259,9 @@ class JobTasks:
     async def delete(self, owner: str, task_id: str) -> None:
         from ...jobs.service import JobNotFoundError
 
+        with contextlib.suppress(TaskNotFoundError):
+            await self.local.get(owner, task_id)
+            return await self.local.delete(owner, task_id)
         try:
             await self._call("delete", owner, task_id)
         except JobNotFoundError:
