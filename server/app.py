@@ -115,6 +115,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+# Idle keep-alive connections are kept this long: the BioNeMo client polls a task every 5 s on one
+# connection, and uvicorn's own 5 s closed it just as the next poll was sent (a reset, no retry on http).
+KEEP_ALIVE_S = 30
+
+
 def _exit_zero(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -133,4 +138,5 @@ def serve(settings: Settings) -> None:
     # uvicorn re-raises the signal once it has shut down; this handler turns that into exit status 0.
     signal.signal(signal.SIGTERM, _exit_zero)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                log_config=log_config, timeout_graceful_shutdown=settings.shutdown_timeout_s)
+                log_config=log_config, timeout_graceful_shutdown=settings.shutdown_timeout_s,
+                timeout_keep_alive=KEEP_ALIVE_S)

@@ -11,3 +11,6 @@ ROUTERS += [jobs.router]  # asynchronous jobs (server/jobs/)
 from . import chem, playground  # noqa: E402
 
 ROUTERS += [chem.router, playground.router]  # molecule drawings; the playground page (server/playground/)
+from ..compat import ROUTERS as COMPAT_ROUTERS  # noqa: E402  # BioNeMo service v1 + NIM shapes (server/compat)
+
+ROUTERS += COMPAT_ROUTERS
