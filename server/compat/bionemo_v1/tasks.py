@@ -180,8 +180,9 @@ class LocalTasks:
 class JobTasks:
     """Tasks as jobs of the service's durable job store (`server/jobs/service.py`'s `JobService`)."""
 
-    def __init__(self, jobs: Any) -> None:
+    def __init__(self, jobs: Any, workers: Any = None) -> None:
         self.jobs = jobs
+        self.workers = workers  # the service's worker pool (`server/jobs/pool.py`), started on first use
         # The BioNeMo model name and answer of each job submitted here (a job is a verb over records;
         # the BioNeMo shape of its answer is known to the route that submitted it).
         self._answers: dict[str, Submission] = {}
@@ -208,6 +209,8 @@ class JobTasks:
         request = JobRequest(verb=submission.verb, model=submission.variant, options=submission.options,
                              records=submission.records)
         job = await self._call("submit", owner, request)
+        if self.workers is not None:
+            self.workers.ensure_started()  # on the event loop's thread, as POST /v1/jobs does
         self._answers[job.id] = submission
         deadline = time.monotonic() + INLINE_WAIT_S
         while job.state in ("queued", "running") and time.monotonic() < deadline:
@@ -274,6 +277,6 @@ def task_backend(app_state: Any) -> TaskBackend:
     backend = getattr(app_state, "bionemo_tasks", None)
     if backend is None:
         jobs = getattr(app_state, "jobs", None)
-        backend = JobTasks(jobs) if jobs is not None else LocalTasks()
+        backend = JobTasks(jobs, getattr(app_state, "job_workers", None)) if jobs is not None else LocalTasks()
         app_state.bionemo_tasks = backend
     return backend
