@@ -179,4 +179,6 @@ def test_fast_numerics_match_fair_esm_within_the_measured_bounds_at_8m_width(che
         assert diffs[quantity] <= bound, quantity
     # reference numerics stay exact where nothing is batched differently
     reference = fast_vs_fair_esm(load_quietly(checkpoint_8m, numerics="reference"), _fair_esm(checkpoint_8m), 6)
-    assert reference["hidden"] == reference["logits"] == reference["contacts"] == 0.0
+    assert reference["hidden"] == 0.0, reference  # the same kernels in the same order: bit for bit
+    # logits and contacts go through GEMMs whose blocking the BLAS picks per CPU (0 on earlier CI hosts, 2.9e-6 on an AMD EPYC one)
+    assert reference["logits"] <= PARITY_TOL and reference["contacts"] <= PARITY_TOL, reference
