@@ -147,10 +147,11 @@ def test_a_real_rdkit_crash_in_the_worker_fails_only_its_record():
 
 
 def test_a_timeout_in_the_worker_fails_only_its_record():
-    # 4,000 atoms take RDKit ~0.2 s, far over a 20 ms budget; the pool kills the worker and starts another.
-    parser = SmilesParser("worker", timeout_s=0.02)
+    # 8,000 atoms take RDKit ~0.75 s, far over a 20 ms budget and the pool's ~0.1 s timeout checks (at 4,000
+    # atoms, ~0.25 s on a fast CPU, the answer could come before the check); the pool kills the worker.
+    parser = SmilesParser("worker", timeout_s=0.02, max_characters=8000)
     try:
-        out = parser.parse(["C" * 4000, "CO"], ["slow", "fast"])
+        out = parser.parse(["C" * 8000, "CO"], ["slow", "fast"])
         assert isinstance(out[0], InvalidInputError) and out[0].record == "slow"
         assert "RDKit timed out parsing this SMILES (over 0.02 s)" in out[0].reason
         assert out[1] == "CO"
