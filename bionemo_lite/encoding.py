@@ -11,6 +11,7 @@ out-of-memory splitting, input order, and the `Embeddings` result.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,8 @@ from .pooling import DEFAULT_POOLINGS, Pooling, get_pooling
 from .records import Inputs, LengthPolicy, Record, prepare_proteins
 from .results import Embeddings, RecordError
 
-# records of one batch, absolute layers, pooling -> per record: {layer: array}
-BatchEncoder = Callable[[list[Record], tuple[int, ...], Pooling], list[dict[int, np.ndarray]]]
+# records of one batch, absolute layers, pooling[, inputs from `prepare`] -> per record: {layer: array}
+BatchEncoder = Callable[..., list[dict[int, np.ndarray]]]
 
 
 def resolve_layers(layer: int | Sequence[int], num_layers: int) -> tuple[int, ...]:
@@ -62,25 +63,29 @@ def embed_records(
     tokens_per_batch: int | None = None,
     extra_tokens: int = 2,
     poolings: Sequence[str] = DEFAULT_POOLINGS,
+    packed: bool = False,
+    prepare: Callable[[list[Record]], Any] | None = None,
 ) -> Embeddings:
     """Validate, batch, encode and assemble an `Embeddings` result in input order.
 
-    Records that run out of memory even alone are reported in
+    `packed`: the plugin runs batches packed, so the budget counts real tokens
+    (`bionemo_lite.batching.token_budget_batches`). `prepare`: builds a batch's device
+    inputs one batch ahead (`bionemo_lite.batching.run_batches`); `encode_batch` then gets
+    them as a fourth argument. Records that run out of memory even alone are reported in
     ``Embeddings.errors``; every other record is still returned.
     """
     budget = check_tokens_per_batch(tokens_per_batch)  # before any work: a bad budget is the caller's error
     pool = get_pooling(pooling, poolings)
     layers = resolve_layers(layer, num_layers)
     records, truncated = prepare_proteins(inputs, max_length, on_too_long)
-    batches = token_budget_batches(
-        [len(r.sequence) for r in records], budget, extra_tokens
-    )
+    batches = token_budget_batches([len(r.sequence) for r in records], budget, extra_tokens, packed=packed)
 
-    def run(batch: list[int]) -> dict[int, dict[int, np.ndarray]]:
-        outputs = encode_batch([records[i] for i in batch], layers, pool)
+    def run(batch: list[int], *prepared: Any) -> dict[int, dict[int, np.ndarray]]:
+        outputs = encode_batch([records[i] for i in batch], layers, pool, *prepared)
         return dict(zip(batch, outputs))
 
-    results, failures = run_batches(batches, run)
+    ahead = None if prepare is None else (lambda batch: prepare([records[i] for i in batch]))
+    results, failures = run_batches(batches, run, prepare=ahead)
     kept = [i for i in range(len(records)) if i in results]
     by_layer: dict[int, object] = {}
     for lay in layers:

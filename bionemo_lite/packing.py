@@ -28,6 +28,8 @@ import torch.nn.functional as F
 # A bucket of consecutive sequences goes through one batched attention call when its longest is at most
 # this much longer than its shortest (the padding that costs is in attention only; the matmuls stay packed).
 BUCKET_SLACK = 1.125
+# Reduced-precision packed batches on CPU round their token count up to a multiple of this (`pack_rows`).
+PACK_MULTIPLE = 64
 
 
 @dataclass(frozen=True)
@@ -68,19 +70,23 @@ class Packing:
     """The layout of a packed batch.
 
     Attributes:
-        lengths: tokens per sequence (host ints, special tokens included).
+        lengths: tokens per sequence (host ints, special tokens included), the filler's last if there is one.
         device: where the packed tensors live.
+        real: how many of `lengths` are the batch's sequences; the rest is filler (`pack_rows`'s
+            ``multiple_of``): it attends only to itself and `split`, `pad` and `mask` leave it out.
     """
 
     lengths: tuple[int, ...]
     device: torch.device
+    real: int
 
     @classmethod
-    def of(cls, lengths: Sequence[int], device: str | torch.device = "cpu") -> Packing:
-        """The layout of sequences of `lengths` tokens (each at least one)."""
+    def of(cls, lengths: Sequence[int], device: str | torch.device = "cpu", filler: int = 0) -> Packing:
+        """The layout of sequences of `lengths` tokens (each at least one), then `filler` tokens if any."""
         if not lengths or any(int(n) < 1 for n in lengths):
             raise ValueError(f"a packed batch needs sequences of at least one token, got {list(lengths)}")
-        return cls(tuple(int(n) for n in lengths), torch.device(device))
+        real = tuple(int(n) for n in lengths)
+        return cls(real + ((int(filler),) if filler > 0 else ()), torch.device(device), len(real))
 
     @property
     def total(self) -> int:
@@ -144,27 +150,40 @@ class Packing:
         return out
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Views of the packed ``[N, ...]`` tensor, one per sequence."""
-        return torch.split(x, list(self.lengths), dim=0)
+        """Views of the packed ``[N, ...]`` tensor, one per sequence (the filler left out)."""
+        return torch.split(x, list(self.lengths), dim=0)[: self.real]
 
     def pad(self, x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
-        """``[B, max_len, ...]`` padded copy of the packed ``[N, ...]`` tensor (for poolings)."""
+        """``[B, longest, ...]`` padded copy of the packed ``[N, ...]`` tensor (for poolings)."""
         return torch.nn.utils.rnn.pad_sequence(list(self.split(x)), batch_first=True, padding_value=value)
 
     def mask(self) -> torch.Tensor:
-        """``[B, max_len]`` True on real tokens (the layout of `pad`)."""
-        lengths = torch.tensor(self.lengths, device=self.device)
-        return torch.arange(self.max_len, device=self.device)[None, :] < lengths[:, None]
+        """``[B, longest]`` True on real tokens (the layout of `pad`)."""
+        lengths = torch.tensor(self.lengths[: self.real], device=self.device)
+        return torch.arange(max(self.lengths[: self.real]), device=self.device)[None, :] < lengths[:, None]
 
 
-def pack_rows(rows: Sequence[torch.Tensor], device: str | torch.device = "cpu") -> tuple[torch.Tensor, Packing]:
+def pack_rows(
+    rows: Sequence[torch.Tensor],
+    device: str | torch.device = "cpu",
+    *,
+    multiple_of: int | None = None,
+    filler_token: int = 0,
+) -> tuple[torch.Tensor, Packing]:
     """Concatenate 1-D token rows into ``[N]`` and return them with their `Packing`.
 
     The concatenation is built in pinned memory when copying to CUDA, so the
     host-to-device copy is asynchronous and overlaps the previous batch.
+
+    `multiple_of`: round N up with a filler sequence of `filler_token`s. oneDNN builds a GEMM
+    kernel per new shape (bfloat16 on CPU: ~30 ms per Linear, benchmarks/RESULTS.md) and every
+    packed batch has a new N; rounded, the shapes repeat and the kernels come from its cache.
     """
-    packing = Packing.of([int(r.shape[0]) for r in rows], device)
-    flat = torch.cat(list(rows))
+    lengths = [int(r.shape[0]) for r in rows]
+    total = sum(lengths)
+    filler = (-total) % multiple_of if multiple_of else 0
+    packing = Packing.of(lengths, device, filler)
+    flat = torch.cat([*rows, torch.full((filler,), filler_token, dtype=rows[0].dtype)] if filler else list(rows))
     if packing.device.type == "cuda":
         flat = flat.pin_memory()
     return flat.to(packing.device, non_blocking=True), packing
@@ -215,9 +234,12 @@ def varlen_attention(
     for i, bucket in enumerate(packing.buckets):
         if len(bucket.members) == 1:  # one sequence: a plain dense attention on its slice
             start, end = bucket.span
-            qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))
-            mask = None if bias is None else bias[:, : end - start, : end - start]
-            outs.append(F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale).transpose(0, 1))
+            # 4-D on purpose: torch's CPU flash kernel takes [B, heads, L, d] only; a 3-D call falls back
+            # to the math path (6-9x slower at 900 tokens, benchmarks/RESULTS.md).
+            qs, ks, vs = (t[start:end].transpose(0, 1)[None] for t in (q, k, v))
+            mask = None if bias is None else bias[None, :, : end - start, : end - start]
+            out = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale)
+            outs.append(out[0].transpose(0, 1))
             continue
         # Several sequences of about one length: one batched call over their rows gathered to the
         # bucket's width; padded keys are masked, padded query rows are dropped afterwards.
@@ -233,29 +255,3 @@ def varlen_attention(
         out = out.reshape(-1, *out.shape[2:])  # [G * W, heads, d]
         outs.append(out if bucket.equal else out.index_select(0, rows))
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
-
-
-def packed_token_batches(
-    lengths: Sequence[int], tokens_per_batch: int, extra_tokens: int = 0, max_batch_size: int | None = None
-) -> list[list[int]]:
-    """Batches whose *real* tokens (``sum(length + extra_tokens)``) fit `tokens_per_batch`.
-
-    Length-sorted like `bionemo_lite.batching.token_budget_batches` (so results
-    come back in the same order and OOM splitting works the same); a record
-    longer than the budget gets a batch of its own.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    used = 0
-    for i in order:
-        need = lengths[i] + extra_tokens
-        too_many = max_batch_size is not None and len(current) >= max_batch_size
-        if current and (too_many or used + need > tokens_per_batch):
-            batches.append(current)
-            current, used = [], 0
-        current.append(i)
-        used += need
-    if current:
-        batches.append(current)
-    return batches

@@ -23,7 +23,7 @@ Results name the windowed records with the windows used (`Windows`): ``Embedding
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,7 +118,8 @@ class WindowPlan:
 
 
 def windowed_encoder(
-    encode_batch: BatchEncoder, plan: WindowPlan, tokens_per_batch: int | None, extra_tokens: int
+    encode_batch: BatchEncoder, plan: WindowPlan, tokens_per_batch: int | None, extra_tokens: int,
+    packed: bool = False,
 ) -> BatchEncoder:
     """`encode_batch` for records of any length: those over ``plan.size`` are read through windows.
 
@@ -133,7 +134,7 @@ def windowed_encoder(
         if pooling.needs_bos:
             return encode_batch(pieces[:1], layers, pooling)[0]
         rows: dict[int, Mapping[int, np.ndarray]] = {}
-        for batch in token_budget_batches([e - s for s, e in spans], tokens_per_batch, extra_tokens):
+        for batch in token_budget_batches([e - s for s, e in spans], tokens_per_batch, extra_tokens, packed=packed):
             rows.update(zip(batch, encode_batch([pieces[k] for k in batch], layers, PER_RESIDUE)))
         n = len(record.sequence)
         merged = {lay: plan.merge(n, [rows[k][lay] for k in range(len(spans))]) for lay in layers}
@@ -142,11 +143,15 @@ def windowed_encoder(
         everywhere = np.ones((1, n), dtype=bool)
         return {lay: pooling.numpy(merged[lay][None], everywhere)[0] for lay in layers}
 
-    def encode(records: list[Record], layers: tuple[int, ...], pooling: Pooling) -> list[dict[int, np.ndarray]]:
+    def encode(
+        records: list[Record], layers: tuple[int, ...], pooling: Pooling, *prepared: Any
+    ) -> list[dict[int, np.ndarray]]:
         fits = [i for i, r in enumerate(records) if len(r.sequence) <= plan.size]
         out: dict[int, dict[int, np.ndarray]] = {}
+        # inputs prepared ahead (`prepare_fitting`) cover the whole batch: they are of use when all of it fits
+        ahead = prepared if prepared and prepared[0] is not None and len(fits) == len(records) else ()
         if fits:
-            out.update(zip(fits, encode_batch([records[i] for i in fits], layers, pooling)))
+            out.update(zip(fits, encode_batch([records[i] for i in fits], layers, pooling, *ahead)))
         for i, record in enumerate(records):
             if i not in out:
                 out[i] = encode_long(record, layers, pooling)
@@ -164,21 +169,31 @@ def embed_records_windowed(
     on_too_long: LengthPolicy = "error",
     tokens_per_batch: int | None = None,
     extra_tokens: int = 2,
+    packed: bool = False,
     **options: Any,
 ) -> Embeddings:
     """`bionemo_lite.encoding.embed_records` that also takes the window policy (``"window"``,
     ``"window:STRIDE"``): records over `max_length` are read through windows (`windowed_encoder`)
     and named, with their windows, in ``Embeddings.windowed``."""
     plan = WindowPlan.for_policy(on_too_long, max_length)
+    if options.get("prepare") is not None:
+        options["prepare"] = prepare_fitting(options["prepare"], plan)
     result = embed_records(
         model_name,
         inputs,
-        windowed_encoder(encode_batch, plan, tokens_per_batch, extra_tokens),
+        windowed_encoder(encode_batch, plan, tokens_per_batch, extra_tokens, packed),
         max_length=max_length,
         on_too_long=on_too_long,
         tokens_per_batch=tokens_per_batch,
         extra_tokens=extra_tokens,
+        packed=packed,
         **options,
     )
     result.windowed = plan.windowed(result.ids, result.lengths)
     return result
+
+
+def prepare_fitting(prepare: Callable[[list[Record]], Any], plan: WindowPlan) -> Callable[[list[Record]], Any]:
+    """`prepare` for batches whose records all fit in one window (None for the others: they are read
+    through windows, batch by batch, when they come)."""
+    return lambda records: prepare(records) if all(len(r.sequence) <= plan.size for r in records) else None

@@ -66,3 +66,49 @@ def test_other_errors_propagate():
         run_batches([[0]], run)
     assert not is_out_of_memory(ValueError("x"))
     assert is_out_of_memory(RuntimeError("CUDA out of memory"))
+
+
+def test_prepare_runs_one_batch_ahead_in_another_thread():
+    import threading
+
+    prepared_in: dict[tuple, str] = {}
+    order: list = []
+
+    def prepare(batch):
+        prepared_in[tuple(batch)] = threading.current_thread().name
+        order.append(("prepare", tuple(batch)))
+        return [i * 10 for i in batch]
+
+    def run(batch, inputs):
+        assert inputs == [i * 10 for i in batch]  # the inputs of this batch, not of another
+        order.append(("run", tuple(batch)))
+        return {i: x + 1 for i, x in zip(batch, inputs)}
+
+    batches = [[0, 1], [2], [3, 4, 5], [6]]
+    results, failures = run_batches(batches, run, prepare=prepare)
+    assert results == {i: i * 10 + 1 for i in range(7)} and failures == {}
+    main = threading.current_thread().name
+    assert prepared_in[(0, 1)] == main  # the first has nothing to overlap with
+    assert all(prepared_in[tuple(b)].startswith("bionemo-lite-prefetch") for b in batches[1:])
+    # every batch but the last starts its successor's preparation before it runs
+    for b, nxt in zip(batches, batches[1:]):
+        assert order.index(("prepare", tuple(nxt))) < order.index(("run", tuple(nxt)))
+    assert len(prepared_in) == len(batches)  # each prepared once
+
+
+def test_prepare_with_out_of_memory_splits_prepares_the_halves():
+    calls: list = []
+    square = _square_unless_too_big(2, calls)
+    results, failures = run_batches([[0, 1, 2, 3, 4], [5]], lambda b, inputs: square(b), prepare=lambda b: list(b))
+    assert results == {i: i * i for i in range(6)} and failures == {}
+    assert calls[0] == [0, 1, 2, 3, 4] and [5] in calls
+
+
+def test_an_error_while_preparing_ahead_reaches_the_caller():
+    def prepare(batch):
+        if 2 in batch:
+            raise ValueError("record 2: bad residue")
+        return batch
+
+    with pytest.raises(ValueError, match="record 2"):
+        run_batches([[0], [1], [2]], lambda b, inputs: {i: i for i in b}, prepare=prepare)

@@ -22,7 +22,7 @@ from bionemo_lite.cancellation import raise_if_cancelled
 from bionemo_lite.pooling import Pooling
 from bionemo_lite.errors import BionemoLiteError, CheckpointError, InvalidInputError
 from bionemo_lite.model import BioModel
-from bionemo_lite.packing import Packing, pack_rows, packed_token_batches
+from bionemo_lite.packing import PACK_MULTIPLE, Packing, pack_rows
 from bionemo_lite.mutations import Mutation, parse_mutations
 from bionemo_lite.records import Inputs, LengthPolicy, Record, prepare_proteins
 from bionemo_lite.results import Embeddings, Generated, GeneratedRecord, RecordError, Scores
@@ -41,6 +41,8 @@ from .generation import (
 from .network import ESM2Network, Esm2Encoding
 
 T = TypeVar("T")
+# packed tokens on the device, their layout, and (CUDA) the event their side-stream copy records
+PreparedBatch = tuple[torch.Tensor, Packing, Any]
 SPECIAL_TOKENS = 2  # BOS + EOS around every sequence
 
 
@@ -88,6 +90,10 @@ class ESM2Model(BioModel):
         self.checkpoint_format = checkpoint_format
         self._device = torch.device(device)
         self.packing = packing
+        # Prepare the next embed batch in a background thread while this one computes (None: on CUDA only,
+        # where the copy overlaps the GPU's work; on a CPU the thread would take a core from the GEMMs).
+        self.prefetch: bool | None = None
+        self._copy_stream: Any = None
 
     @property
     def packed(self) -> bool:
@@ -147,10 +153,41 @@ class ESM2Model(BioModel):
         return [torch.tensor([bos, *ALPHABET.encode(s, record=i), eos], dtype=torch.long) for i, s in enumerate(sequences)]
 
     def _encode_packed(
-        self, rows: Sequence[torch.Tensor], layers: Sequence[int] = (), *, need_logits: bool = False
+        self, rows: Sequence[torch.Tensor], layers: Sequence[int] = (), *, need_logits: bool = False,
+        prepared: PreparedBatch | None = None,
     ) -> tuple[Esm2Encoding, Packing]:
-        tokens, packing = pack_rows(rows, self._device)
+        tokens, packing, ready = prepared if prepared is not None else (*self._pack(rows), None)
+        if ready is not None:  # copied on the side stream: the compute stream waits for it, then owns it
+            current = torch.cuda.current_stream(self._device)
+            current.wait_event(ready)
+            tokens.record_stream(current)
         return self.network.encode_packed(tokens, packing, layers, need_logits=need_logits), packing
+
+    def _prepare_packed(self, records: list[Record]) -> PreparedBatch:
+        """A packed batch's tokens on the device: `run_batches`' ``prepare``, one batch ahead. On CUDA the
+        pinned host-to-device copy runs on a side stream, so it overlaps the current batch's kernels."""
+        rows = self._token_rows([r.sequence for r in records])
+        if self._device.type != "cuda":
+            return (*self._pack(rows), None)
+        if self._copy_stream is None:
+            self._copy_stream = torch.cuda.Stream(self._device)
+        with torch.cuda.stream(self._copy_stream):
+            tokens, packing = self._pack(rows)
+            ready = self._copy_stream.record_event()
+        return tokens, packing, ready
+
+    def _pack(self, rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, Packing]:
+        # Reduced precision on a CPU runs oneDNN GEMMs, which build a kernel per new shape: round the
+        # batch's token count so that shapes repeat (`pack_rows`); float32 (MKL) and CUDA need not.
+        multiple = PACK_MULTIPLE if self._device.type == "cpu" and self.dtype != "float32" else None
+        return pack_rows(rows, self._device, multiple_of=multiple, filler_token=ALPHABET.pad_idx)
+
+    @property
+    def prefetching(self) -> bool:
+        """Whether embed batches are prepared one ahead (`prefetch`; None: packed on CUDA)."""
+        if self.prefetch is None:
+            return self.packed and self._device.type == "cuda"
+        return self.prefetch and self.packed
 
     def _log_probs_packed(self, rows: Sequence[torch.Tensor], positions: Sequence[int]) -> np.ndarray:
         """`_log_probs_at` over packed rows (the LM head runs on the picked tokens only)."""
@@ -182,10 +219,7 @@ class ESM2Model(BioModel):
     def _batched(
         self, lengths: Sequence[int], run: Callable[[list[int]], Mapping[int, T]], tokens_per_batch: int | None
     ) -> tuple[dict[int, T], dict[int, str]]:
-        # token_budget_batches checks the budget (the core's check_tokens_per_batch, as embed_records does).
-        batches = token_budget_batches(lengths, tokens_per_batch, SPECIAL_TOKENS)
-        if self.packed:  # the budget counts real tokens: nothing is padded
-            batches = packed_token_batches(lengths, check_tokens_per_batch(tokens_per_batch), SPECIAL_TOKENS)
+        batches = token_budget_batches(lengths, tokens_per_batch, SPECIAL_TOKENS, packed=self.packed)
         return run_batches(batches, run)
 
     @staticmethod
@@ -218,7 +252,8 @@ class ESM2Model(BioModel):
                 sequences over 1022 residues (windows of 1022 every STRIDE residues, default 511, each
                 residue taken from the window it is most central in; ``bos``: the first window's BOS;
                 see `bionemo_lite.windows`).
-            tokens_per_batch: padded-token budget per batch (default 4096).
+            tokens_per_batch: token budget per batch (default 4096): real tokens when packed (the
+                default), padded ones (``batch * longest``) otherwise.
 
         Returns:
             `Embeddings` in input order; truncated ids in ``truncated``, windowed ones (with their
@@ -236,13 +271,18 @@ class ESM2Model(BioModel):
             tokens_per_batch=tokens_per_batch,
             extra_tokens=SPECIAL_TOKENS,
             poolings=self.spec.poolings,
+            packed=self.packed,
+            prepare=self._prepare_packed if self.prefetching else None,
         )
 
-    def _embed_batch(self, records: list[Record], layers: tuple[int, ...], pooling: Pooling) -> list[dict[int, np.ndarray]]:
+    def _embed_batch(
+        self, records: list[Record], layers: tuple[int, ...], pooling: Pooling, prepared: PreparedBatch | None = None
+    ) -> list[dict[int, np.ndarray]]:
         lengths = torch.tensor([len(r.sequence) for r in records], device=self._device)
         with torch.inference_mode():
             if self.packed:
-                enc, packing = self._encode_packed(self._token_rows([r.sequence for r in records]), layers)
+                rows = [] if prepared is not None else self._token_rows([r.sequence for r in records])
+                enc, packing = self._encode_packed(rows, layers, prepared=prepared)
                 hidden = {lay: packing.pad(enc.hidden[lay]) for lay in layers}  # [B, longest + 2, D] for pooling
             else:
                 enc = self._encode(self.tokenize([r.sequence for r in records]), layers)
@@ -336,7 +376,8 @@ class ESM2Model(BioModel):
             on_too_long: ``"error"``, ``"truncate"`` or ``"window"`` / ``"window:STRIDE"``: ``pll``
                 reads each residue from the window it is most central in; the marginal methods read
                 each substituted position from the window centred on it (`bionemo_lite.windows`).
-            tokens_per_batch: padded-token budget per batch (default 4096).
+            tokens_per_batch: token budget per batch (default 4096): real tokens when packed (the
+                default), padded ones (``batch * longest``) otherwise.
 
         Returns:
             `Scores`: for ``pll`` one float per record (ids = record ids); for

@@ -13,7 +13,7 @@ import torch
 from bionemo_lite.pooling import Pooling
 from bionemo_lite.errors import InvalidInputError
 from bionemo_lite.model import BioModel
-from bionemo_lite.packing import pack_rows
+from bionemo_lite.packing import PACK_MULTIPLE, pack_rows
 from bionemo_lite.verbs import OnnxEncoder
 from bionemo_lite.records import Inputs, LengthPolicy, Record, apply_length_policy, clean_protein
 from bionemo_lite.results import Embeddings
@@ -166,8 +166,11 @@ class ProtT5Model(BioModel):
         with torch.inference_mode():
             if self.packing:
                 counts = arrays["attention_mask"].sum(1)
+                # reduced precision on a CPU: oneDNN builds a GEMM kernel per shape, so round N (`pack_rows`)
+                multiple = PACK_MULTIPLE if torch.device(self.device).type == "cpu" and self.dtype != "float32" else None
                 tokens, packing = pack_rows(
-                    [torch.from_numpy(arrays["input_ids"][i, :n]) for i, n in enumerate(counts)], self.device
+                    [torch.from_numpy(arrays["input_ids"][i, :n]) for i, n in enumerate(counts)], self.device,
+                    multiple_of=multiple, filler_token=PAD_ID,
                 )
                 packed = self._net.forward_packed(tokens, packing, layers=layers)
                 hidden = {lay: packing.pad(h) for lay, h in packed.items()}  # [B, longest, D] for pooling
@@ -195,7 +198,7 @@ class ProtT5Model(BioModel):
             on_too_long: ``"error"``, ``"truncate"`` or ``"window"`` / ``"window:STRIDE"`` beyond
                 `max_length` residues (overlapping windows, each residue from the window it is most
                 central in: `bionemo_lite.windows`; windowed records are named in ``windowed``).
-            tokens_per_batch: padded tokens per forward pass (default 4096).
+            tokens_per_batch: tokens per forward pass (default 4096; real tokens when packed, the default).
 
         Raises:
             InvalidInputError: naming the record (and position) of a bad input.
@@ -212,6 +215,7 @@ class ProtT5Model(BioModel):
             tokens_per_batch=tokens_per_batch,
             extra_tokens=EXTRA_TOKENS,
             poolings=POOLINGS,
+            packed=self.packing,
         )
 
     def tokenize(self, sequences: list[str]) -> dict[str, np.ndarray]:
