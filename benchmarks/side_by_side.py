@@ -79,10 +79,17 @@ def sync(device: str) -> None:
 WARMUP = True  # `setup` turns it off for --no-warmup
 
 
-def time_best(fn: Callable[[], object], repeat: int, device: str = "cpu") -> float:
-    """Seconds of the fastest of `repeat` runs after one warm-up run (unless --no-warmup)."""
+def time_best(
+    fn: Callable[[], object], repeat: int, device: str = "cpu", warmup: Callable[[], object] | None = None
+) -> float:
+    """Seconds of the fastest of `repeat` runs after one warm-up run (unless --no-warmup).
+
+    `warmup`: what to warm up with instead of `fn` itself: other inputs of the same kind, so that
+    per-shape caches (oneDNN kernels, compiled graphs) hold what a long-running server has seen,
+    not this exact workload's shapes.
+    """
     if WARMUP:
-        fn()
+        (warmup or fn)()
         sync(device)
     best = float("inf")
     for _ in range(max(1, repeat)):
