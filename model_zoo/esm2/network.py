@@ -387,17 +387,21 @@ class ESM2Network(nn.Module):
                 attentions.append(weights)
             if idx + 1 in wanted and idx + 1 < self.num_layers:
                 result.hidden[idx + 1] = x
+        self._finish(x, last, wanted, need_logits, result)
+        if need_attentions:
+            maps = torch.stack(attentions, dim=1)  # [B, layers, heads, T, T]
+            keep = (~tokens.eq(self.padding_idx)).to(maps.dtype)
+            result.attentions = maps * (keep[:, None, :] * keep[:, :, None])[:, None, None]
+        return result
+
+    def _finish(self, x: torch.Tensor, last: int, wanted: set[int], need_logits: bool, result: Esm2Encoding) -> None:
+        """After the last layer ran: the final LayerNorm, the last layer's hidden state and the logits."""
         if last == self.num_layers and last > 0:
             x = self.emb_layer_norm_after(x)
             if self.num_layers in wanted:
                 result.hidden[self.num_layers] = x
             if need_logits:
                 result.logits = self.lm_head(x)
-        if need_attentions:
-            maps = torch.stack(attentions, dim=1)  # [B, layers, heads, T, T]
-            keep = (~tokens.eq(self.padding_idx)).to(maps.dtype)
-            result.attentions = maps * (keep[:, None, :] * keep[:, :, None])[:, None, None]
-        return result
 
     def embed_packed(self, tokens: torch.Tensor, packing: Packing) -> torch.Tensor:
         """`embed` for packed tokens ``[N]``: token dropout's rescaling counts masks per sequence."""
@@ -439,12 +443,7 @@ class ESM2Network(nn.Module):
             x = self.layers[idx].forward_packed(x, packing, rotary)
             if idx + 1 in wanted and idx + 1 < self.num_layers:
                 result.hidden[idx + 1] = x
-        if last == self.num_layers and last > 0:
-            x = self.emb_layer_norm_after(x)
-            if self.num_layers in wanted:
-                result.hidden[self.num_layers] = x
-            if need_logits:
-                result.logits = self.lm_head(x)
+        self._finish(x, last, wanted, need_logits, result)
         return result
 
     def forward(self, tokens: torch.Tensor, repr_layers: Sequence[int] = (), mask_padding: bool = True) -> ESM2Output:
