@@ -31,14 +31,18 @@ serve: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Re-resolve every dependency from pyproject.toml in a scratch venv and write the versions to requirements.txt.
+# Re-resolve every dependency from pyproject.toml in a scratch venv; write the versions to requirements.txt and pylock.toml.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install -q torch==2.13.0
 	.lock-venv/bin/python -m pip install -q -e ".[$(EXTRAS)]"
 	{ sed -n '1,2p' requirements.txt; .lock-venv/bin/python -m pip freeze --exclude-editable \
 	    | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/'; } > requirements.txt.new
-	mv requirements.txt.new requirements.txt && rm -rf .lock-venv
+	mv requirements.txt.new requirements.txt
+	# The same versions as a PEP 751 lock, with every wheel's sha256 (pip >= 25.1 writes it).
+	.lock-venv/bin/python -m pip install -q "pip>=25.1"
+	.lock-venv/bin/python -m pip lock -q -c requirements.txt ".[$(EXTRAS)]" -o pylock.toml
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) .lock-venv .pytest_cache build *.egg-info

@@ -38,3 +38,16 @@ def test_every_dependency_of_the_project_and_its_extras_is_locked():
     pins = locked()
     missing = {str(r) for r in map(Requirement, requires("bionemo-lite") or []) if canonicalize_name(r.name) not in pins}
     assert missing == set(), "dependencies missing from requirements.txt: run `make lock`"
+
+
+def test_the_pep_751_lock_holds_the_same_versions():
+    """pylock.toml (written by `make lock` with `pip lock`, hashes included) agrees with requirements.txt."""
+    import tomllib
+
+    data = tomllib.loads((LOCK.parent / "pylock.toml").read_text())
+    assert data["lock-version"] == "1.0"
+    packages = {canonicalize_name(p["name"]): p for p in data["packages"]}
+    for name, pinned in locked().items():
+        assert name in packages, f"{name} is in requirements.txt but not in pylock.toml: run `make lock`"
+        assert packages[name]["version"].split("+")[0] == pinned, name
+        assert all(w["hashes"]["sha256"] for w in packages[name].get("wheels", [])), name
