@@ -76,10 +76,11 @@ def main(argv: list[str] | None = None) -> str:
         variants = [("bionemo-lite packed", {}), ("bionemo-lite padded", {"packing": False})]
         if args.device == "cpu" and dtype == "float32":
             variants.append(("bionemo-lite packed int8", {"quantize": "int8"}))
+            variants.append(("bionemo-lite packed bf16", {"dtype": "bfloat16"}))
         for name, options in variants:
             if not wanted(args, name):
                 continue
-            model = bl.load(args.variant, weights=pt, device=args.device, dtype=dtype, **options)
+            model = bl.load(args.variant, weights=pt, device=args.device, **{"dtype": dtype, **options})
             out: list = []
 
             def run_ours():
