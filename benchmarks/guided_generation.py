@@ -24,7 +24,7 @@ into, the project's environment (the script skips the row when it is missing):
     PYTHONPATH=/tmp/guided_bench_ref .venv/bin/python benchmarks/guided_generation.py --repeats 3
 
 No trained MegaMolBART can be downloaded: without ``--weights`` the script trains the
-tests' tiny autoencoder on their drug SMILES (``tests/megamolbart_fixtures.py``, ~30 s).
+tests' tiny autoencoder on their drug SMILES (``tests/megamolbart_fixtures.py``, ~55 s).
 """
 
 from __future__ import annotations
@@ -66,13 +66,9 @@ def create_parser() -> argparse.ArgumentParser:
 def load_model(weights: Path | None):
     if weights is not None:
         return bl.load("megamolbart", weights=weights)
-    from bionemo_lite.zoo.megamolbart.model import MegaMolBARTModel
-    from bionemo_lite.zoo.megamolbart.testing import TINY_CONFIG
-    from bionemo_lite.zoo.megamolbart.training import train_autoencoder
+    from megamolbart_fixtures import train_tiny_megamolbart
 
-    model = MegaMolBARTModel.from_config(TINY_CONFIG, seed=0)
-    report = train_autoencoder(model, list(DRUG_SMILES.values()), steps=400, batch_size=40, lr=5e-3,
-                               warmup_steps=30, target_accuracy=0.95, eval_every=25, seed=0)
+    model, report = train_tiny_megamolbart()  # the tests' recipe (float64: the same weights on every CPU)
     print(f"trained the tiny model: {report.steps} steps, greedy reconstruction {report.accuracy:.1%}")
     return model
 

@@ -92,26 +92,19 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def trained():
-    """A tiny MegaMolBART trained here as a SMILES autoencoder on a few dozen drugs (~30 s, once per session).
+    """A tiny MegaMolBART trained here as a SMILES autoencoder on a few dozen drugs (~40 s, once per session).
 
-    No trained weights can be downloaded, so decode/generate are tested on what this model learned.
-    Returns ``(model, TrainingReport)``.
+    No trained weights can be downloaded, so decode/generate are tested on what this model learned. It is
+    trained in float64 and cast to float32 (`megamolbart_fixtures.TINY_TRAINING`), so every CPU gets the
+    same weights. Returns ``(model, TrainingReport)``.
     """
     import torch
-    from megamolbart_fixtures import DRUG_SMILES
-
-    from bionemo_lite.zoo.megamolbart.model import MegaMolBARTModel
-    from bionemo_lite.zoo.megamolbart.testing import TINY_CONFIG
-    from bionemo_lite.zoo.megamolbart.training import train_autoencoder
+    from megamolbart_fixtures import train_tiny_megamolbart
 
     old = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model on a shared 2-core machine: one thread is fastest
     try:
-        model = MegaMolBARTModel.from_config(TINY_CONFIG, seed=0)
-        report = train_autoencoder(
-            model, list(DRUG_SMILES.values()), steps=400, batch_size=40, lr=5e-3, warmup_steps=30,
-            target_accuracy=0.95, eval_every=25, seed=0,
-        )
+        model, report = train_tiny_megamolbart()
     finally:
         torch.set_num_threads(old)
     print(f"\ntrained {report.steps} steps in {report.seconds:.1f} s, final loss {report.losses[-1]:.4f}, "

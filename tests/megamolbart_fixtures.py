@@ -71,6 +71,26 @@ DRUG_SMILES: dict[str, str] = {
     "menthol": "CC(C)C1CCC(C)CC1O",
 }
 
+# How the trained-model tests (conftest's `trained`) and benchmarks/guided_generation.py train the tiny model.
+# float64: the float32 weights it ends with are then the same on every CPU (see training.py), so the tests
+# that check what the model learned (guided search beating unguided sampling) see the same model everywhere.
+TINY_TRAINING: dict = {
+    "steps": 400, "batch_size": 40, "lr": 5e-3, "warmup_steps": 30, "target_accuracy": 0.95, "eval_every": 25,
+    "seed": 0, "dtype": "float64",
+}
+
+
+def train_tiny_megamolbart():
+    """The tiny MegaMolBART trained as a SMILES autoencoder on `DRUG_SMILES`: ``(model, TrainingReport)``."""
+    from bionemo_lite.zoo.megamolbart.model import MegaMolBARTModel
+    from bionemo_lite.zoo.megamolbart.testing import TINY_CONFIG
+    from bionemo_lite.zoo.megamolbart.training import train_autoencoder
+
+    model = MegaMolBARTModel.from_config(TINY_CONFIG, seed=0)
+    report = train_autoencoder(model, list(DRUG_SMILES.values()), **TINY_TRAINING)
+    return model, report
+
+
 # SMILES in the style of the unparsable rows of BBBP: unclosed rings, bad aromaticity, bad valence.
 UNPARSABLE_SMILES: dict[str, str] = {
     "unclosed_ring": "C1CC",

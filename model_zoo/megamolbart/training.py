@@ -12,6 +12,14 @@ stopping once greedy reconstruction reaches a target accuracy.
     ...      "num_attention_heads": 4, "max_position_embeddings": 64})
     >>> report = train_autoencoder(model, smiles, steps=400, lr=5e-3, target_accuracy=0.95)
     >>> report.accuracy, report.stopped
+
+``dtype="float64"`` trains a float64 copy of the weights and casts the result
+back to the model's dtype. The float32 result of a run depends on the CPU: the
+summation order of a GEMM differs between CPUs (blocking, vector width), and
+~200 optimizer steps amplify those 1e-7 differences into different weights
+(and a different early-stop step). In float64 the same differences start near
+1e-16 and stay far below float32's resolution, so every CPU ends with the same
+float32 weights.
 """
 
 from __future__ import annotations
@@ -95,6 +103,7 @@ def train_autoencoder(
     target_accuracy: float | None = None,
     eval_every: int = 100,
     on_step: Callable[[int, float], None] | None = None,
+    dtype: str | None = None,
 ) -> TrainingReport:
     """Train (or fine-tune) `model` in place to reconstruct `smiles`.
 
@@ -112,15 +121,21 @@ def train_autoencoder(
             is the argmax under teacher forcing, greedy decoding rebuilds the
             molecule, so the cheap check predicts the expensive one.
         on_step: called with ``(step, loss)`` after every step.
+        dtype: train in this dtype (``"float64"``, ``"float32"`` or ``"bfloat16"``; default: the
+            model's), then cast the weights back to the model's dtype. The last evaluation
+            (the report's ``accuracy``) is of the cast weights, the model that is returned.
 
     Returns:
         A `TrainingReport`; the network is left in eval mode.
 
     Raises:
-        InvalidInputError: a bad SMILES (naming its index), or a float16 model.
+        InvalidInputError: a bad SMILES (naming its index), a float16 model or `dtype`.
     """
-    if model.dtype == "float16":
-        raise InvalidInputError("train in float32 or bfloat16, not float16 (no loss scaling here)")
+    if model.dtype == "float16" or dtype in ("float16", "fp16", "half"):
+        raise InvalidInputError("train in float32, float64 or bfloat16, not float16 (no loss scaling here)")
+    train_dtypes = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
+    if dtype is not None and dtype not in train_dtypes:
+        raise InvalidInputError(f"dtype must be one of {', '.join(train_dtypes)}; got {dtype!r}")
     if not smiles:
         raise InvalidInputError("no training SMILES were given")
     tok = model.tokenizer
@@ -134,6 +149,9 @@ def train_autoencoder(
     torch.manual_seed(seed)
     network = model.network
     device = next(network.parameters()).device
+    model_dtype = next(network.parameters()).dtype
+    train_dtype = model_dtype if dtype is None else train_dtypes[dtype]
+    network.to(train_dtype)
     optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
 
     def lr_at(step: int) -> float:
@@ -169,47 +187,55 @@ def train_autoencoder(
         logger.info("step %d: loss %.4f, reconstruction %.1f%%", step, report.losses[-1], 100 * acc)
         return acc
 
-    for step in range(steps):
-        if not order:
-            order = list(range(len(targets)))
-            rng.shuffle(order)
-        batch, order = order[:batch_size], order[batch_size:]
-        network.train()
-        enc, enc_mask = pad_ids([encoder_ids(i) for i in batch], tok.pad_id, device)
-        dec, _ = pad_ids([[tok.bos_id, *target_ids[i]] for i in batch], tok.pad_id, device)
-        labels, label_mask = pad_ids([[*target_ids[i], tok.eos_id] for i in batch], tok.pad_id, device)
-        logits = network(enc, enc_mask, dec)
-        loss = F.cross_entropy(
-            logits.float()[label_mask], labels[label_mask], label_smoothing=label_smoothing
-        )
-        with torch.no_grad():
-            hit = (logits.argmax(-1) == labels) | ~label_mask
-            for row, i in enumerate(batch):
-                exact[i] = bool(hit[row].all())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(network.parameters(), grad_clip)
-        optimizer.step()
-        scheduler.step()
-        report.steps = step + 1
-        report.losses.append(float(loss.detach()))
-        if on_step is not None:
-            on_step(report.steps, report.losses[-1])
-        if max_seconds is not None and time.perf_counter() - start > max_seconds:
-            report.stopped = "time"
-            break
-        if (
-            target_accuracy is not None
-            and sum(exact) >= target_accuracy * len(targets)
-            and report.steps - last_eval >= eval_every
-        ):
-            last_eval = report.steps
-            if evaluate(report.steps) >= target_accuracy:
-                report.stopped = "target"
+    try:
+        for step in range(steps):
+            if not order:
+                order = list(range(len(targets)))
+                rng.shuffle(order)
+            batch, order = order[:batch_size], order[batch_size:]
+            network.train()
+            enc, enc_mask = pad_ids([encoder_ids(i) for i in batch], tok.pad_id, device)
+            dec, _ = pad_ids([[tok.bos_id, *target_ids[i]] for i in batch], tok.pad_id, device)
+            labels, label_mask = pad_ids([[*target_ids[i], tok.eos_id] for i in batch], tok.pad_id, device)
+            logits = network(enc, enc_mask, dec)
+            # a bfloat16 loss in float32; a float64 one stays float64 (a float32 loss would bring back the
+            # CPU-dependent rounding that float64 training avoids)
+            loss_logits = logits if logits.dtype == torch.float64 else logits.float()
+            loss = F.cross_entropy(
+                loss_logits[label_mask], labels[label_mask], label_smoothing=label_smoothing
+            )
+            with torch.no_grad():
+                hit = (logits.argmax(-1) == labels) | ~label_mask
+                for row, i in enumerate(batch):
+                    exact[i] = bool(hit[row].all())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(network.parameters(), grad_clip)
+            optimizer.step()
+            scheduler.step()
+            report.steps = step + 1
+            report.losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(report.steps, report.losses[-1])
+            if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                report.stopped = "time"
                 break
-    network.eval()
-    if target_accuracy is not None and (not report.evaluations or report.evaluations[-1][0] != report.steps):
-        evaluate(report.steps)
+            if (
+                target_accuracy is not None
+                and sum(exact) >= target_accuracy * len(targets)
+                and report.steps - last_eval >= eval_every
+            ):
+                last_eval = report.steps
+                if evaluate(report.steps) >= target_accuracy:
+                    report.stopped = "target"
+                    break
+    finally:  # an error mid-run still leaves the model in its own dtype
+        network.eval()
+        network.to(model_dtype)
+    if target_accuracy is not None and (
+        not report.evaluations or report.evaluations[-1][0] != report.steps or train_dtype != model_dtype
+    ):
+        evaluate(report.steps)  # after the cast: the accuracy of the weights returned
     report.seconds = time.perf_counter() - start
     return report
