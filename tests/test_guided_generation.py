@@ -2,8 +2,9 @@
 
 The search is checked on the tiny MegaMolBART trained here as an autoencoder (conftest's
 `trained`, the same weights on every CPU): at the same number of decodes it must find
-molecules of higher QED than unguided sampling (mean over five search seeds), every returned molecule must meet the similarity constraint, and a
-seed must give the same molecules again. The properties are checked against a hand
+molecules of higher QED than unguided sampling (mean over five search seeds), every
+returned molecule must meet the similarity constraint, and a seed must give the same
+molecules again. The properties are checked against a hand
 computation (logP, RDKit's SA score, the ring penalty), and bad options are clear
 errors naming the option, in Python, over HTTP and in the budget rule.
 """

@@ -167,7 +167,8 @@ class ProtT5Model(BioModel):
             if self.packing:
                 counts = arrays["attention_mask"].sum(1)
                 # reduced precision on a CPU: oneDNN builds a GEMM kernel per shape, so round N (`pack_rows`)
-                multiple = PACK_MULTIPLE if torch.device(self.device).type == "cpu" and self.dtype != "float32" else None
+                on_cpu = torch.device(self.device).type == "cpu"
+                multiple = PACK_MULTIPLE if on_cpu and self.dtype != "float32" else None
                 tokens, packing = pack_rows(
                     [torch.from_numpy(arrays["input_ids"][i, :n]) for i, n in enumerate(counts)], self.device,
                     multiple_of=multiple, filler_token=PAD_ID,
